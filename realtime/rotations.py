@@ -1,0 +1,125 @@
+"""Rotation conversions in numpy, vectorised over leading axes.
+
+Quaternions are stored ``(x, y, z, w)`` (scipy's order). Axis-angle vectors are
+rotation vectors (axis * angle, radians). Matrices act on column vectors.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_EPS = 1e-12
+
+
+def axis_angle_to_quat(aa: np.ndarray) -> np.ndarray:
+    aa = np.asarray(aa, dtype=np.float64)
+    angle = np.linalg.norm(aa, axis=-1, keepdims=True)
+    half = 0.5 * angle
+    # sin(half)/angle, with its limit 0.5 - angle^2/48 near zero
+    small = angle < 1e-6
+    k = np.where(small, 0.5 - angle**2 / 48.0, np.sin(half) / np.where(small, 1.0, angle))
+    return np.concatenate([aa * k, np.cos(half)], axis=-1)
+
+
+def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
+    q = np.asarray(q, dtype=np.float64)
+    q = q * np.where(q[..., 3:4] < 0, -1.0, 1.0)  # shortest rotation: w >= 0
+    v = q[..., :3]
+    s = np.linalg.norm(v, axis=-1, keepdims=True)
+    angle = 2.0 * np.arctan2(s, q[..., 3:4])
+    small = s < 1e-9
+    k = np.where(small, 2.0 / np.maximum(q[..., 3:4], _EPS), angle / np.where(small, 1.0, s))
+    return v * k
+
+
+def quat_normalize(q: np.ndarray) -> np.ndarray:
+    q = np.asarray(q, dtype=np.float64)
+    return q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), _EPS)
+
+
+def quat_conj(q: np.ndarray) -> np.ndarray:
+    q = np.asarray(q, dtype=np.float64)
+    return np.concatenate([-q[..., :3], q[..., 3:]], axis=-1)
+
+
+def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product ``a * b`` (apply ``b`` first, then ``a``)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    ax, ay, az, aw = np.moveaxis(a, -1, 0)
+    bx, by, bz, bw = np.moveaxis(b, -1, 0)
+    return np.stack([
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    ], axis=-1)
+
+
+def quat_align(q: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Flip ``q`` onto the hemisphere of ``reference`` (q and -q are the same rotation)."""
+    q = np.asarray(q, dtype=np.float64)
+    dot = np.sum(q * reference, axis=-1, keepdims=True)
+    return np.where(dot < 0, -q, q)
+
+
+def quat_slerp(a: np.ndarray, b: np.ndarray, t) -> np.ndarray:
+    """Shortest-path spherical interpolation from ``a`` (t=0) to ``b`` (t=1)."""
+    a = quat_normalize(a)
+    b = quat_align(quat_normalize(b), a)
+    t = np.asarray(t, dtype=np.float64)
+    if t.ndim and t.shape[-1] != 1:
+        t = t[..., None]
+    dot = np.clip(np.sum(a * b, axis=-1, keepdims=True), -1.0, 1.0)
+    theta = np.arccos(dot)
+    sin_theta = np.sin(theta)
+    near = sin_theta < 1e-6
+    safe = np.where(near, 1.0, sin_theta)
+    wa = np.where(near, 1.0 - t, np.sin((1.0 - t) * theta) / safe)
+    wb = np.where(near, t, np.sin(t * theta) / safe)
+    return quat_normalize(wa * a + wb * b)
+
+
+def quat_angle(q: np.ndarray) -> np.ndarray:
+    """Rotation angle (radians, in [0, pi]) of unit quaternions."""
+    q = np.asarray(q, dtype=np.float64)
+    return 2.0 * np.arctan2(np.linalg.norm(q[..., :3], axis=-1), np.abs(q[..., 3]))
+
+
+def axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
+    return quat_to_matrix(axis_angle_to_quat(aa))
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    x, y, z, w = np.moveaxis(quat_normalize(q), -1, 0)
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
+
+
+def matrix_to_quat(m: np.ndarray) -> np.ndarray:
+    """Rotation matrix to unit quaternion (x, y, z, w), w >= 0 (Shepperd's method)."""
+    m = np.asarray(m, dtype=np.float64)
+    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    cand = np.stack([
+        np.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1], 1 + tr], -1),
+        np.stack([1 + 2 * m[..., 0, 0] - tr, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0], m[..., 2, 1] - m[..., 1, 2]], -1),
+        np.stack([m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - tr, m[..., 1, 2] + m[..., 2, 1], m[..., 0, 2] - m[..., 2, 0]], -1),
+        np.stack([m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 + 2 * m[..., 2, 2] - tr, m[..., 1, 0] - m[..., 0, 1]], -1),
+    ], -2)
+    choice = np.argmax(np.stack([tr, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1), axis=-1)
+    q = np.take_along_axis(cand, choice[..., None, None], axis=-2)[..., 0, :]
+    q = quat_normalize(q)
+    return q * np.where(q[..., 3:4] < 0, -1.0, 1.0)
+
+
+def rot6d_to_matrix(r6: np.ndarray) -> np.ndarray:
+    """6D (first two columns, stacked ``[c0, c1]``) to a rotation matrix by Gram-Schmidt."""
+    r6 = np.asarray(r6, dtype=np.float64)
+    a1, a2 = r6[..., :3], r6[..., 3:6]
+    b1 = a1 / np.maximum(np.linalg.norm(a1, axis=-1, keepdims=True), _EPS)
+    a2 = a2 - np.sum(b1 * a2, -1, keepdims=True) * b1
+    b2 = a2 / np.maximum(np.linalg.norm(a2, axis=-1, keepdims=True), _EPS)
+    b3 = np.cross(b1, b2)
+    return np.stack([b1, b2, b3], axis=-1)
