@@ -1,0 +1,278 @@
+"""Pure pre- and post-processing functions of the SMPLer-X pipeline.
+
+Numpy parts follow the official demo (``common/utils/preprocessing.py``); torch
+parts are the differentiable helpers the network uses (``common/utils/transforms.py``).
+Everything here is stateless and unit-tested against literal re-derivations.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Model input crop (height, width) and the ViT input it is subsampled to.
+INPUT_IMG_SHAPE = (512, 384)
+INPUT_BODY_SHAPE = (256, 192)
+#: Heat-map volumes (depth, height, width).
+OUTPUT_HM_SHAPE = (16, 16, 12)
+OUTPUT_HAND_HM_SHAPE = (16, 16, 16)
+#: Virtual camera of the 256x192 body crop.
+FOCAL = (5000.0, 5000.0)
+PRINCPT = (INPUT_BODY_SHAPE[1] / 2, INPUT_BODY_SHAPE[0] / 2)
+CAMERA_3D_SIZE = 2.5
+BBOX_RATIO = 1.25
+
+
+# --------------------------------------------------------------------------- boxes & crop
+def sanitize_bbox(bbox, img_width: int, img_height: int) -> Optional[np.ndarray]:
+    """Clamp an xywh box to the image (official ``sanitize_bbox``); None if degenerate."""
+    x, y, w, h = (float(v) for v in bbox)
+    x1 = max(0.0, x)
+    y1 = max(0.0, y)
+    x2 = min(img_width - 1.0, x1 + max(0.0, w - 1.0))
+    y2 = min(img_height - 1.0, y1 + max(0.0, h - 1.0))
+    if w * h > 0 and x2 > x1 and y2 > y1:
+        return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64)
+    return None
+
+
+def process_bbox(bbox, img_width: int, img_height: int, ratio: float = BBOX_RATIO) -> Optional[np.ndarray]:
+    """Sanitise, fix the aspect ratio to 384/512 and pad by ``ratio`` (official ``process_bbox``).
+
+    Returns a float32 xywh box, or None when the box is degenerate.
+    """
+    box = sanitize_bbox(bbox, img_width, img_height)
+    if box is None:
+        return None
+    w, h = box[2], box[3]
+    c_x = box[0] + w / 2.0
+    c_y = box[1] + h / 2.0
+    aspect_ratio = INPUT_IMG_SHAPE[1] / INPUT_IMG_SHAPE[0]
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    elif w < aspect_ratio * h:
+        w = h * aspect_ratio
+    box[2] = w * ratio
+    box[3] = h * ratio
+    box[0] = c_x - box[2] / 2.0
+    box[1] = c_y - box[3] / 2.0
+    return box.astype(np.float32)
+
+
+def crop_transform(bbox, out_shape=INPUT_IMG_SHAPE, inverse: bool = False) -> np.ndarray:
+    """2x3 affine from the frame to the ``out_shape`` crop of ``bbox`` (or back, if ``inverse``).
+
+    Built like the official ``gen_trans_from_patch_cv`` (scale 1, no rotation): three
+    float32 point pairs (centre, centre + half height down, centre + half width right).
+    """
+    c_x = float(bbox[0] + 0.5 * bbox[2])
+    c_y = float(bbox[1] + 0.5 * bbox[3])
+    src_w, src_h = float(bbox[2]), float(bbox[3])
+    dst_h, dst_w = out_shape
+    src_center = np.array([c_x, c_y], dtype=np.float32)
+    src = np.stack([
+        src_center,
+        src_center + np.array([0, src_h * 0.5], dtype=np.float32),
+        src_center + np.array([src_w * 0.5, 0], dtype=np.float32),
+    ]).astype(np.float32)
+    dst_center = np.array([dst_w * 0.5, dst_h * 0.5], dtype=np.float32)
+    dst = np.stack([
+        dst_center,
+        dst_center + np.array([0, dst_h * 0.5], dtype=np.float32),
+        dst_center + np.array([dst_w * 0.5, 0], dtype=np.float32),
+    ]).astype(np.float32)
+    trans = cv2.getAffineTransform(dst, src) if inverse else cv2.getAffineTransform(src, dst)
+    return trans.astype(np.float32)
+
+
+def crop_image(image_rgb: np.ndarray, bbox, out_shape=INPUT_IMG_SHAPE) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Affine crop of a float32 RGB frame to the model input (official ``generate_patch_image``).
+
+    Returns (patch float32 HxWx3, frame->patch 2x3, patch->frame 2x3).
+    """
+    img = np.asarray(image_rgb, dtype=np.float32)
+    trans = crop_transform(bbox, out_shape)
+    patch = cv2.warpAffine(img, trans, (int(out_shape[1]), int(out_shape[0])), flags=cv2.INTER_LINEAR)
+    return patch.astype(np.float32), trans, crop_transform(bbox, out_shape, inverse=True)
+
+
+def to_input_tensor(patch: np.ndarray) -> torch.Tensor:
+    """HxWx3 float32 RGB in [0, 255] -> 1x3xHxW in [0, 1] (ToTensor on float input, then /255)."""
+    return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))[None] / 255
+
+
+def bgr_to_rgb_float(image_bgr: np.ndarray) -> np.ndarray:
+    """What the official ``load_img`` returns: RGB float32 in [0, 255]."""
+    return np.ascontiguousarray(image_bgr[:, :, ::-1]).astype(np.float32)
+
+
+def apply_affine(points: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    pts = np.asarray(points, dtype=np.float64)
+    return pts @ trans[:, :2].T.astype(np.float64) + trans[:, 2].astype(np.float64)
+
+
+# --------------------------------------------------------------------------- camera
+@dataclass(frozen=True)
+class FullFrameCamera:
+    focal: Tuple[float, float]
+    princpt: Tuple[float, float]
+
+    def project(self, points_cam: np.ndarray) -> np.ndarray:
+        p = np.asarray(points_cam, dtype=np.float64)
+        z = p[..., 2]
+        return np.stack([p[..., 0] / z * self.focal[0] + self.princpt[0],
+                         p[..., 1] / z * self.focal[1] + self.princpt[1]], axis=-1)
+
+
+def full_frame_camera(bbox) -> FullFrameCamera:
+    """Camera of the full frame for a processed box (official demo's focal/princpt)."""
+    bx, by, bw, bh = (float(v) for v in bbox)
+    focal = (FOCAL[0] / INPUT_BODY_SHAPE[1] * bw, FOCAL[1] / INPUT_BODY_SHAPE[0] * bh)
+    princpt = (PRINCPT[0] / INPUT_BODY_SHAPE[1] * bw + bx, PRINCPT[1] / INPUT_BODY_SHAPE[0] * bh + by)
+    return FullFrameCamera(focal, princpt)
+
+
+#: Depth scale k of ``get_camera_trans`` (computed in float64, used as float32).
+CAMERA_K = math.sqrt(FOCAL[0] * FOCAL[1] * CAMERA_3D_SIZE * CAMERA_3D_SIZE / (INPUT_BODY_SHAPE[0] * INPUT_BODY_SHAPE[1]))
+
+
+def camera_translation(cam_param: torch.Tensor) -> torch.Tensor:
+    """(B, 3) network camera output -> translation (t_x, t_y, k * sigmoid(t_z))."""
+    t_xy = cam_param[:, :2]
+    gamma = torch.sigmoid(cam_param[:, 2])
+    k = torch.tensor([CAMERA_K], dtype=torch.float32, device=cam_param.device)
+    return torch.cat((t_xy, (k * gamma)[:, None]), 1)
+
+
+# --------------------------------------------------------------------------- rotations (torch)
+def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
+    """(N, 6) -> (N, 3, 3). The raw 6 numbers are read as a 3x2 matrix (row-major):
+    columns a1 = (x0, x2, x4), a2 = (x1, x3, x5); Gram-Schmidt; b3 = b1 x b2.
+
+    Unlike the official code, the cross product is taken over the last axis, so
+    the result does not depend on the batch size (the official ``torch.cross``
+    without ``dim`` is wrong when N == 3).
+    """
+    x = x.reshape(-1, 3, 2)
+    a1 = x[:, :, 0]
+    a2 = x[:, :, 1]
+    b1 = F.normalize(a1, dim=1)
+    b2 = F.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=1)
+    b3 = torch.cross(b1, b2, dim=-1)
+    return torch.stack((b1, b2, b3), dim=-1)
+
+
+def rotmat_to_quat_wxyz(rot: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Rotation matrices (N, 3, 3) -> quaternions (w, x, y, z).
+
+    Same case analysis and arithmetic as torchgeometry 0.1.2's
+    ``rotation_matrix_to_quaternion`` (which the official code uses), so that
+    outputs match it to float rounding, including near 180 degrees.
+    """
+    r = rot.transpose(1, 2)
+    r00, r01, r02 = r[:, 0, 0], r[:, 0, 1], r[:, 0, 2]
+    r10, r11, r12 = r[:, 1, 0], r[:, 1, 1], r[:, 1, 2]
+    r20, r21, r22 = r[:, 2, 0], r[:, 2, 1], r[:, 2, 2]
+
+    mask_d2 = r22 < eps
+    mask_d0_d1 = r00 > r11
+    mask_d0_nd1 = r00 < -r11
+
+    t0 = 1 + r00 - r11 - r22
+    q0 = torch.stack([r12 - r21, t0, r01 + r10, r20 + r02], -1)
+    t1 = 1 - r00 + r11 - r22
+    q1 = torch.stack([r20 - r02, r01 + r10, t1, r12 + r21], -1)
+    t2 = 1 - r00 - r11 + r22
+    q2 = torch.stack([r01 - r10, r20 + r02, r12 + r21, t2], -1)
+    t3 = 1 + r00 + r11 + r22
+    q3 = torch.stack([t3, r12 - r21, r20 - r02, r01 - r10], -1)
+
+    c0 = (mask_d2 & mask_d0_d1).to(rot.dtype)
+    c1 = (mask_d2 & ~mask_d0_d1).to(rot.dtype)
+    c2 = (~mask_d2 & mask_d0_nd1).to(rot.dtype)
+    c3 = (~mask_d2 & ~mask_d0_nd1).to(rot.dtype)
+    q = q0 * c0[:, None] + q1 * c1[:, None] + q2 * c2[:, None] + q3 * c3[:, None]
+    t = t0 * c0 + t1 * c1 + t2 * c2 + t3 * c3
+    q = q / torch.sqrt(t)[:, None]
+    return q * 0.5
+
+
+def quat_wxyz_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
+    """Quaternions (..., 4) (w, x, y, z) -> axis-angle (..., 3), the atan2 (ceres-style) route."""
+    q1, q2, q3 = q[..., 1], q[..., 2], q[..., 3]
+    sin_sq = q1 * q1 + q2 * q2 + q3 * q3
+    sin_theta = torch.sqrt(sin_sq)
+    cos_theta = q[..., 0]
+    two_theta = 2.0 * torch.where(cos_theta < 0.0,
+                                  torch.atan2(-sin_theta, -cos_theta),
+                                  torch.atan2(sin_theta, cos_theta))
+    k_pos = two_theta / sin_theta
+    k_neg = 2.0 * torch.ones_like(sin_theta)
+    k = torch.where(sin_sq > 0.0, k_pos, k_neg)
+    return torch.stack([q1 * k, q2 * k, q3 * k], -1)
+
+
+def rot6d_to_axis_angle(x: torch.Tensor) -> torch.Tensor:
+    """(N, 6) network rotations -> (N, 3) axis-angle (NaNs replaced by 0, as officially)."""
+    aa = quat_wxyz_to_axis_angle(rotmat_to_quat_wxyz(rot6d_to_rotmat(x)))
+    return torch.where(torch.isnan(aa), torch.zeros_like(aa), aa)
+
+
+# --------------------------------------------------------------------------- heat maps
+def soft_argmax_3d(heatmap: torch.Tensor) -> torch.Tensor:
+    """(B, J, D, H, W) logits -> (B, J, 3) expected (x, y, z) voxel indices."""
+    b, j, d, h, w = heatmap.shape
+    prob = F.softmax(heatmap.reshape(b, j, d * h * w), 2).reshape(b, j, d, h, w)
+    ax = prob.sum(dim=(2, 3)) * torch.arange(w, dtype=prob.dtype, device=prob.device)[None, None]
+    ay = prob.sum(dim=(2, 4)) * torch.arange(h, dtype=prob.dtype, device=prob.device)[None, None]
+    az = prob.sum(dim=(3, 4)) * torch.arange(d, dtype=prob.dtype, device=prob.device)[None, None]
+    return torch.cat((ax.sum(2, keepdim=True), ay.sum(2, keepdim=True), az.sum(2, keepdim=True)), 2)
+
+
+def soft_argmax_2d(heatmap: torch.Tensor) -> torch.Tensor:
+    """(B, J, H, W) logits -> (B, J, 2) expected (x, y) pixel indices."""
+    b, j, h, w = heatmap.shape
+    prob = F.softmax(heatmap.reshape(b, j, h * w), 2).reshape(b, j, h, w)
+    ax = prob.sum(dim=2) * torch.arange(w, dtype=prob.dtype, device=prob.device)[None, None]
+    ay = prob.sum(dim=3) * torch.arange(h, dtype=prob.dtype, device=prob.device)[None, None]
+    return torch.cat((ax.sum(2, keepdim=True), ay.sum(2, keepdim=True)), 2)
+
+
+def sample_joint_features(feat: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Bilinear features (B, J, C) of ``feat`` (B, C, H, W) at pixel coords ``xy`` (B, J, 2)."""
+    h, w = feat.shape[2:]
+    gx = xy[:, :, 0] / (w - 1) * 2 - 1
+    gy = xy[:, :, 1] / (h - 1) * 2 - 1
+    grid = torch.stack((gx, gy), 2)[:, :, None, :]
+    out = F.grid_sample(feat, grid, align_corners=True)[:, :, :, 0]
+    return out.permute(0, 2, 1).contiguous()
+
+
+def restore_bbox(center: torch.Tensor, size: torch.Tensor, aspect_ratio: float, extension: float) -> torch.Tensor:
+    """Hand/face box from BoxNet centre and size (16x12 grid units) -> xyxy in 256x192 body-crop pixels."""
+    c = center.reshape(-1, 1, 2)
+    s = size.reshape(-1, 1, 2)
+    box = c + torch.cat((-s / 2.0, s / 2.0), 1)
+    scale = torch.tensor([INPUT_BODY_SHAPE[1] / 1.0, INPUT_BODY_SHAPE[0] / 1.0], dtype=box.dtype, device=box.device)
+    grid = torch.tensor([float(OUTPUT_HM_SHAPE[2]), float(OUTPUT_HM_SHAPE[1])], dtype=box.dtype, device=box.device)
+    box = box / grid * scale
+    box = box.reshape(-1, 4)
+    x1, y1 = box[:, 0], box[:, 1]
+    w = box[:, 2] - x1
+    h = box[:, 3] - y1
+    c_x = x1 + w / 2.0
+    c_y = y1 + h / 2.0
+    wider = w > aspect_ratio * h
+    taller = w < aspect_ratio * h
+    h = torch.where(wider, w / aspect_ratio, h)
+    w = torch.where(taller, h * aspect_ratio, w)
+    w = w * extension
+    h = h * extension
+    nx1 = c_x - w / 2.0
+    ny1 = c_y - h / 2.0
+    return torch.stack((nx1, ny1, w + nx1, h + ny1), 1)
