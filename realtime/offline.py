@@ -1,0 +1,290 @@
+"""Offline inference on images and videos with the official output format.
+
+Per frame and person (``<stem>_<person>``):
+``smplx/*.npz`` (official keys and shapes), ``meta/*.json`` (focal, princpt,
+bbox (processed, xywh), bbox_detector (raw, xywh)), optional ``mesh/*.obj``;
+per frame ``overlay/<stem>.jpg`` with the mesh rendered through the full-frame
+camera; for videos also ``overlay.mp4``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from engines.inference import Prediction, Predictor
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    persons: int = 0
+    empty_frames: int = 0
+    failed: List[str] = field(default_factory=list)
+    stage_seconds: Dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+    def summary(self) -> str:
+        parts = [f"{self.frames} frame(s), {self.persons} person(s)"]
+        if self.empty_frames:
+            parts.append(f"{self.empty_frames} frame(s) without a person")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed: {', '.join(self.failed[:5])}")
+        if self.frames:
+            per = ", ".join(f"{k} {1000 * v / self.frames:.1f} ms" for k, v in self.stage_seconds.items())
+            parts.append(f"per frame: {per}")
+        return "; ".join(parts)
+
+
+def save_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Wavefront OBJ like the official ``save_obj`` (1-based ``f a/a b/b c/c``)."""
+    with open(path, "w") as fh:
+        fh.write("".join(f"v {v[0]:f} {v[1]:f} {v[2]:f}\n" for v in vertices))
+        fh.write("".join(f"f {a + 1}/{a + 1} {b + 1}/{b + 1} {c + 1}/{c + 1}\n" for a, b, c in faces))
+
+
+class ResultWriter:
+    """Writes predictions in the official layout under ``out_dir``."""
+
+    def __init__(self, out_dir: Path, faces: np.ndarray, save_mesh: bool = False):
+        self.out_dir = Path(out_dir)
+        self.faces = faces
+        self.save_mesh = save_mesh
+        for sub in ("smplx", "meta", "overlay") + (("mesh",) if save_mesh else ()):
+            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def write_person(self, name: str, pred: Prediction, source: str, frame_index: Optional[int] = None) -> None:
+        p = pred.person
+        np.savez(self.out_dir / "smplx" / f"{name}.npz", **pred.npz_dict())
+        meta = {
+            "focal": [float(v) for v in p.focal],
+            "princpt": [float(v) for v in p.princpt],
+            "bbox": [float(v) for v in p.bbox],
+            "bbox_detector": [float(v) for v in p.bbox_detector],
+            "bbox_id": int(p.track_id),
+            "img_path": source,
+            "lhand_bbox": [float(v) for v in pred.lhand_bbox],
+            "rhand_bbox": [float(v) for v in pred.rhand_bbox],
+            "face_bbox": [float(v) for v in pred.face_bbox],
+        }
+        if frame_index is not None:
+            meta["frame"] = int(frame_index)
+        with open(self.out_dir / "meta" / f"{name}.json", "w") as fh:
+            json.dump(meta, fh, indent=4)
+        if self.save_mesh and p.vertices is not None:
+            save_obj(self.out_dir / "mesh" / f"{name}.obj", p.vertices, self.faces)
+
+
+class Overlay:
+    """Renders the SMPL-X meshes of a frame over it (Open3D offscreen, one renderer reused)."""
+
+    def __init__(self, faces: np.ndarray):
+        self.faces = faces
+        self._renderer = None
+
+    def __call__(self, image_bgr: np.ndarray, preds: Sequence[Prediction]) -> np.ndarray:
+        from viewers.render import MeshRenderer
+
+        h, w = image_bgr.shape[:2]
+        if self._renderer is None:
+            self._renderer = MeshRenderer(w, h)
+        persons = [p.person for p in preds if p.person.vertices is not None]
+        if not persons:
+            return image_bgr.copy()
+        return self._renderer.overlay(
+            image_bgr, [p.vertices for p in persons], self.faces,
+            [(tuple(p.focal), tuple(p.princpt)) for p in persons])
+
+    def close(self) -> None:
+        if self._renderer is not None and hasattr(self._renderer, "close"):
+            self._renderer.close()
+        self._renderer = None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """BGR uint8 as the official ``load_img`` reads it (EXIF orientation ignored)."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None:
+        raise IOError(f"cannot read image {path} (missing, unreadable or not an image)")
+    return img
+
+
+def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[Sequence[float]]]) -> List[np.ndarray]:
+    if manual_boxes:
+        return [np.asarray(b, np.float64) for b in manual_boxes]
+    return [d.bbox_xywh.astype(np.float64) for d in detector.detect(image_bgr)]
+
+
+def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detector=None,
+               manual_boxes=None, save_mesh: bool = False, overlay: bool = True,
+               progress: bool = True) -> RunStats:
+    """``mocap image``: every image, every person; bad files are reported, not fatal."""
+    from tqdm import tqdm
+
+    writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
+    render = Overlay(predictor.body_model.faces) if overlay else None
+    stats = RunStats()
+    try:
+        for path in tqdm(list(paths), desc="images", unit="img", disable=not progress):
+            path = Path(path)
+            try:
+                image = read_image(path)
+            except IOError as exc:
+                log.error("%s", exc)
+                stats.failed.append(path.name)
+                continue
+            stats.frames += 1
+            t0 = time.perf_counter()
+            boxes = find_boxes(image, detector, manual_boxes)
+            t1 = time.perf_counter()
+            preds = predictor.predict(image, boxes) if boxes else []
+            t2 = time.perf_counter()
+            stats.add("detect", t1 - t0)
+            stats.add("model", t2 - t1)
+            if not preds:
+                stats.empty_frames += 1
+                log.warning("%s: no person found; no parameters written", path.name)
+            for k, pred in enumerate(preds):
+                writer.write_person(f"{path.stem}_{k}", pred, str(path))
+            stats.persons += len(preds)
+            t3 = time.perf_counter()
+            stats.add("write", t3 - t2)
+            if render is not None:
+                cv2.imwrite(str(out_dir / "overlay" / f"{path.stem}.jpg"), render(image, preds))
+                stats.add("render", time.perf_counter() - t3)
+    finally:
+        if render is not None:
+            render.close()
+    return stats
+
+
+class VideoWriter:
+    """H.264 through PyAV when available (plays everywhere), else OpenCV mp4v."""
+
+    def __init__(self, path: Path, fps: float, size):
+        self.path = Path(path)
+        self.size = size
+        self._av = None
+        self._cv = None
+        try:
+            import av
+
+            self._av = av.open(str(path), mode="w")
+            self._stream = self._av.add_stream("libx264", rate=int(round(fps)) or 30)
+            self._stream.width, self._stream.height = size[0] - size[0] % 2, size[1] - size[1] % 2
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"crf": "20", "preset": "veryfast"}
+        except Exception as exc:  # PyAV missing or no libx264: fall back to OpenCV
+            log.info("PyAV/libx264 unavailable (%s); writing mp4v with OpenCV", exc)
+            if self._av is not None:
+                self._av.close()
+            self._av = None
+            self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        if self._av is not None:
+            import av
+
+            f = frame_bgr[: self._stream.height, : self._stream.width]
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="bgr24")):
+                self._av.mux(packet)
+        else:
+            self._cv.write(frame_bgr)
+
+    def close(self) -> None:
+        if self._av is not None:
+            for packet in self._stream.encode():
+                self._av.mux(packet)
+            self._av.close()
+            self._av = None
+        if self._cv is not None:
+            self._cv.release()
+            self._cv = None
+
+
+def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, manual_boxes=None,
+              save_mesh: bool = False, overlay: bool = True, progress: bool = True,
+              max_frames: Optional[int] = None, on_frame: Optional[Callable[[int, List[Prediction]], None]] = None
+              ) -> RunStats:
+    """``mocap video``: every frame (numbered from 1 like the official demo), overlay.mp4."""
+    from tqdm import tqdm
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise IOError(f"cannot open video {path} (unsupported format or corrupt file)")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    if max_frames:
+        total = min(total or max_frames, max_frames)
+    writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
+    render = Overlay(predictor.body_model.faces) if overlay else None
+    video = None
+    stats = RunStats()
+    bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress)
+    failures = 0
+    try:
+        index = 0
+        while max_frames is None or index < max_frames:
+            t0 = time.perf_counter()
+            ok, image = cap.read()
+            if not ok:
+                pos = cap.get(cv2.CAP_PROP_POS_FRAMES)
+                if total and pos < total and failures < 10:  # a corrupt frame mid-file: skip it
+                    failures += 1
+                    stats.failed.append(f"frame@{int(pos)}")
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, pos + 1)
+                    continue
+                break
+            index += 1
+            stats.frames += 1
+            t1 = time.perf_counter()
+            boxes = find_boxes(image, detector, manual_boxes)
+            t2 = time.perf_counter()
+            preds = predictor.predict(image, boxes) if boxes else []
+            t3 = time.perf_counter()
+            if not preds:
+                stats.empty_frames += 1
+            for k, pred in enumerate(preds):
+                writer.write_person(f"{index:05d}_{k}", pred, f"{path}#{index}", frame_index=index)
+            stats.persons += len(preds)
+            t4 = time.perf_counter()
+            if render is not None:
+                frame = render(image, preds)
+                t5 = time.perf_counter()
+                cv2.imwrite(str(out_dir / "overlay" / f"{index:05d}.jpg"), frame)
+                if video is None:
+                    video = VideoWriter(out_dir / "overlay.mp4", fps, (image.shape[1], image.shape[0]))
+                video.write(frame)
+                stats.add("render", t5 - t4)
+                stats.add("encode", time.perf_counter() - t5)
+            stats.add("decode", t1 - t0)
+            stats.add("detect", t2 - t1)
+            stats.add("model", t3 - t2)
+            stats.add("write", t4 - t3)
+            if on_frame is not None:
+                on_frame(index, preds)
+            bar.update(1)
+            bar.set_postfix(persons=len(preds))
+    finally:
+        bar.close()
+        cap.release()
+        if video is not None:
+            video.close()
+        if render is not None:
+            render.close()
+    return stats
