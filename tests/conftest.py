@@ -1,0 +1,64 @@
+"""Shared fixtures: everything the suite needs it makes itself (no downloads)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _media_dir() -> Path:
+    env = os.environ.get("MOCAP_MEDIA_DIR")
+    if env:
+        return Path(env)
+    for cand in (REPO.parent / "shared" / "media", REPO / "shared" / "media"):
+        if cand.is_dir():
+            return cand
+    return REPO.parent / "shared" / "media"
+
+
+MEDIA = _media_dir()
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    if not MEDIA.is_dir():
+        pytest.skip(f"real test media not found at {MEDIA} (set MOCAP_MEDIA_DIR)")
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def smplx_dir(tmp_path_factory) -> Path:
+    """A directory with a synthetic smplx/SMPLX_NEUTRAL.npz (real names and shapes)."""
+    from engines.synthetic import write_synthetic_smplx
+
+    root = tmp_path_factory.mktemp("body_models")
+    write_synthetic_smplx(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def body_model(smplx_dir):
+    from engines.body_model import BodyModel
+
+    return BodyModel(smplx_dir)
+
+
+@pytest.fixture(scope="session")
+def s32_ckpt(tmp_path_factory) -> Path:
+    """Random-weight S32 checkpoint in the official layout (module. prefix, new names)."""
+    from engines.checkpoints import write_random_checkpoint
+
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "smpler_x_s32.pth.tar", "s32", "new", seed=1)
+
+
+@pytest.fixture(scope="session")
+def s32_net(s32_ckpt):
+    from engines.checkpoints import load_network
+
+    return load_network(s32_ckpt)

@@ -1,0 +1,107 @@
+"""The network and the full forward (network + SMPL-X) on random official-layout weights."""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engines.smplerx import JOINT_IDX_137, SMPLerXFull
+
+
+def _img(b, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, 512, 384, generator=g)
+
+
+def test_output_shapes(s32_net):
+    with torch.no_grad():
+        out = s32_net(_img(2))
+    shapes = {k: tuple(v.shape) for k, v in out.items()}
+    assert shapes == {
+        "smplx_root_pose": (2, 3), "smplx_body_pose": (2, 63), "smplx_lhand_pose": (2, 45),
+        "smplx_rhand_pose": (2, 45), "smplx_jaw_pose": (2, 3), "smplx_shape": (2, 10), "smplx_expr": (2, 10),
+        "cam_trans": (2, 3), "joint_img": (2, 65, 3), "lhand_bbox": (2, 4), "rhand_bbox": (2, 4), "face_bbox": (2, 4),
+    }
+    assert all(torch.isfinite(v).all() for v in out.values())
+    # translation depth is k * sigmoid(.) in (0, 56.4)
+    assert (out["cam_trans"][:, 2] > 0).all() and (out["cam_trans"][:, 2] < 56.39).all()
+
+
+def test_batch_of_three_equals_single_runs(s32_net):
+    """Samples never interact; in particular root/jaw poses at batch 3 (official torch.cross bug)."""
+    img = _img(3, seed=4)
+    with torch.no_grad():
+        batched = s32_net(img)
+        single = [s32_net(img[i:i + 1]) for i in range(3)]
+    for key, value in batched.items():
+        torch.testing.assert_close(value, torch.cat([s[key] for s in single]), atol=2e-4, rtol=1e-4, msg=key)
+
+
+def test_body_image_is_stride_two_subsample():
+    img = _img(1, seed=2)
+    torch.testing.assert_close(F.interpolate(img, (256, 192)), img[:, :, ::2, ::2], rtol=0, atol=0)
+
+
+def test_left_hand_is_mirrored_right_hand_path(s32_net):
+    """Mirroring the input crop swaps the hands: the left hand's box path sees a flipped crop.
+    Checked structurally: the left-hand pose uses (x, -y, -z) of the flipped-hand rotation."""
+    from engines import geometry as G
+
+    torch.manual_seed(0)
+    feat = torch.randn(1, 384, 16, 12)
+    box = torch.tensor([[40.0, 60.0, 104.0, 124.0]])
+    roi = s32_net.hand_roi_net
+    with torch.no_grad():
+        both = roi(feat, box, box)  # same box for both hands
+    # identical boxes: the left crop is exactly the horizontally flipped right crop before the 1x1 conv
+    conv = roi.conv
+    with torch.no_grad():
+        d = roi.deconv(feat)
+        from engines.roi_align import roi_align
+        r = roi_align(d, torch.cat([torch.zeros(1, 1), box * 0.25], 1), 16)
+        torch.testing.assert_close(both[1:], conv(r))
+        torch.testing.assert_close(both[:1], conv(torch.flip(r, [3])))
+    aa = G.rot6d_to_axis_angle(torch.randn(4, 6))
+    assert aa.shape == (4, 3)
+
+
+def test_full_forward_mesh_and_projection(s32_net, body_model):
+    full = SMPLerXFull(s32_net, body_model).eval()
+    with torch.no_grad():
+        out = full(_img(1, seed=3))
+    mesh = out["smplx_mesh_cam"][0]
+    assert mesh.shape == (10475, 3)
+    verts, joints = body_model(out["smplx_root_pose"], out["smplx_body_pose"], out["smplx_lhand_pose"],
+                               out["smplx_rhand_pose"], out["smplx_jaw_pose"], out["smplx_shape"], out["smplx_expr"])
+    torch.testing.assert_close(mesh, verts[0] + out["cam_trans"][0])
+    j = joints[0, JOINT_IDX_137] + out["cam_trans"][0]
+    x = j[:, 0] / (j[:, 2] + 1e-4) * 5000 + 96
+    torch.testing.assert_close(out["smplx_joint_proj"][0, :, 0], x / 192 * 12, rtol=1e-5, atol=1e-4)
+    assert out["smplx_joint_proj"].shape == (1, 137, 2)
+    assert len(JOINT_IDX_137) == 137 and max(JOINT_IDX_137) == 143
+
+
+def test_predictor_matches_manual_pipeline(s32_net, body_model, media_dir):
+    """Predictor = official demo steps: process_bbox, affine crop of RGB float, /255, forward."""
+    import cv2
+
+    from engines import geometry as G
+    from engines.backends.torch_backend import TorchEngine
+    from engines.inference import Predictor
+
+    img = cv2.imread(str(media_dir / "coco_000785_skier.jpg"), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    raw = [200.0, 50.0, 200.0, 350.0]
+    pred = Predictor(TorchEngine(s32_net), body_model).predict(img, [raw])[0]
+    rgb = img[:, :, ::-1].astype(np.float32)
+    box = G.process_bbox(np.array(raw), img.shape[1], img.shape[0])
+    patch = cv2.warpAffine(rgb, G.crop_transform(box), (384, 512), flags=cv2.INTER_LINEAR)
+    x = torch.from_numpy(patch.transpose(2, 0, 1).copy())[None] / 255
+    with torch.no_grad():
+        ref = s32_net(x)
+    np.testing.assert_array_equal(pred.person.params.global_orient, ref["smplx_root_pose"].numpy().reshape(1, 3))
+    np.testing.assert_array_equal(pred.person.params.right_hand_pose, ref["smplx_rhand_pose"].numpy().reshape(15, 3))
+    np.testing.assert_array_equal(pred.person.params.transl, ref["cam_trans"].numpy().reshape(1, 3))
+    np.testing.assert_allclose(pred.person.bbox, box)
+    npz = pred.npz_dict()
+    assert {k: v.shape for k, v in npz.items()} == {
+        "global_orient": (1, 3), "body_pose": (21, 3), "left_hand_pose": (15, 3), "right_hand_pose": (15, 3),
+        "jaw_pose": (1, 3), "leye_pose": (1, 3), "reye_pose": (1, 3), "betas": (1, 10), "expression": (1, 10),
+        "transl": (1, 3)}
