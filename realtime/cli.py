@@ -36,6 +36,7 @@ def _add_offline_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mocap", description="Whole-body SMPL-X motion capture with SMPLer-X.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"mocap {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("image", help="SMPL-X from images (official output format)")
@@ -183,6 +184,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"mocap {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("smplerx-mocap")
+    except Exception:  # not installed as a package (running from a checkout)
+        return "0.1.0"
 
 
 if __name__ == "__main__":
