@@ -1,0 +1,421 @@
+"""Person detection for the live pipeline: one full-body box per frame.
+
+The official SMPLer-X demo feeds the model a full-body person box from a Faster
+R-CNN (xyxy converted to xywh) and pads it by 1.25 later in ``process_bbox``.
+Here the box comes from mediapipe's bundled Pose model (``model_complexity=1``,
+the only variant whose files ship in the ``mediapipe==0.10.21`` wheel): the 33
+landmarks it returns are turned into a box that resembles a detector box, i.e.
+it covers the whole visible person, top of the head and feet included.
+
+How the box is built (:func:`landmarks_box`):
+
+* only landmarks with a visibility above ``visibility_threshold`` that lie inside
+  the image are used (Pose extrapolates legs that are out of the picture);
+* Pose stops at the eyes and ears, so a head square around the face centre is
+  added (half size from the ear distance, shoulder width and torso length);
+* the bounds are padded on every side (:func:`pad_and_clip_box`) and clipped to
+  the image.
+
+The same head and padding rules are used by :mod:`realtime.tracking` for boxes
+built from the projected SMPL-X joints, so both give the model similar crops.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install mediapipe==0.10.21"
+
+#: Number of Pose landmarks (BlazePose topology).
+NUM_LANDMARKS = 33
+#: Pose landmark ids used by the box rules.
+LM_NOSE = 0
+LM_FACE = tuple(range(0, 11))  # nose, eyes, ears, mouth
+LM_LEFT_EAR, LM_RIGHT_EAR = 7, 8
+LM_LEFT_SHOULDER, LM_RIGHT_SHOULDER = 11, 12
+LM_LEFT_HIP, LM_RIGHT_HIP = 23, 24
+#: Landmarks whose mean visibility is the detection score: face, shoulders, hips.
+SCORE_LANDMARKS = LM_FACE + (LM_LEFT_SHOULDER, LM_RIGHT_SHOULDER, LM_LEFT_HIP, LM_RIGHT_HIP)
+
+#: Body bones of the Pose topology (torso, arms, hands, legs, feet) used to follow limbs.
+POSE_BONES = (
+    (11, 12), (11, 23), (12, 24), (23, 24),
+    (11, 13), (13, 15), (15, 17), (15, 19), (15, 21), (17, 19),
+    (12, 14), (14, 16), (16, 18), (16, 20), (16, 22), (18, 20),
+    (23, 25), (25, 27), (27, 29), (27, 31), (29, 31),
+    (24, 26), (26, 28), (28, 30), (28, 32), (30, 32),
+)
+
+#: Model files of ``Pose(model_complexity=1)`` inside the mediapipe package.
+POSE_MODEL_FILES = (
+    "modules/pose_detection/pose_detection.tflite",
+    "modules/pose_landmark/pose_landmark_full.tflite",
+)
+
+#: Default padding of a box built from keypoints, per side, as a fraction of its own size.
+DEFAULT_PAD = 0.10
+#: Minimum padding per side as a fraction of the box's larger side (thin boxes).
+DEFAULT_MIN_PAD = 0.04
+
+
+class DetectorUnavailable(RuntimeError):
+    """mediapipe (or its bundled pose model) is not installed."""
+
+
+@dataclass
+class Detection:
+    """One person box in full-frame pixels.
+
+    ``landmarks`` holds the 33 Pose landmarks as (x, y, visibility) in pixels
+    when the box came from mediapipe, else None.
+    """
+
+    bbox_xywh: np.ndarray
+    score: float
+    landmarks: Optional[np.ndarray] = None
+    source: str = "mediapipe"  # "mediapipe" | "manual" | "tracker"
+
+    def __post_init__(self) -> None:
+        self.bbox_xywh = np.asarray(self.bbox_xywh, dtype=np.float32).reshape(4)
+        self.score = float(self.score)
+        if self.landmarks is not None:
+            self.landmarks = np.asarray(self.landmarks, dtype=np.float32).reshape(NUM_LANDMARKS, 3)
+
+    @property
+    def xyxy(self) -> np.ndarray:
+        """The box as (x1, y1, x2, y2)."""
+        x, y, w, h = self.bbox_xywh
+        return np.array([x, y, x + w, y + h], dtype=np.float32)
+
+    @property
+    def area(self) -> float:
+        return float(max(self.bbox_xywh[2], 0.0) * max(self.bbox_xywh[3], 0.0))
+
+    @property
+    def center(self) -> np.ndarray:
+        x, y, w, h = self.bbox_xywh
+        return np.array([x + w / 2.0, y + h / 2.0], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- box helpers
+
+
+def iou_xywh(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two xywh boxes (0 when either is empty)."""
+    ax, ay, aw, ah = (float(v) for v in a)
+    bx, by, bw, bh = (float(v) for v in b)
+    if aw <= 0 or ah <= 0 or bw <= 0 or bh <= 0:
+        return 0.0
+    iw = min(ax + aw, bx + bw) - max(ax, bx)
+    ih = min(ay + ah, by + bh) - max(ay, by)
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def pad_and_clip_box(
+    x1: float, y1: float, x2: float, y2: float,
+    image_size: Tuple[int, int],
+    pad: float = DEFAULT_PAD,
+    min_pad: float = DEFAULT_MIN_PAD,
+) -> Optional[np.ndarray]:
+    """Pad the bounds (x1, y1, x2, y2) and clip them to the image; returns xywh or None.
+
+    Each side moves out by ``max(pad * own extent, min_pad * larger extent)``, so a
+    thin box (a person seen side-on) still gets some margin. ``image_size`` is
+    (width, height). None when the clipped box is empty.
+    """
+    width, height = image_size
+    w, h = x2 - x1, y2 - y1
+    if not np.isfinite([x1, y1, x2, y2]).all() or w < 0 or h < 0:
+        return None
+    big = max(w, h)
+    px = max(pad * w, min_pad * big)
+    py = max(pad * h, min_pad * big)
+    cx1, cy1 = max(0.0, x1 - px), max(0.0, y1 - py)
+    cx2, cy2 = min(float(width), x2 + px), min(float(height), y2 + py)
+    if cx2 <= cx1 or cy2 <= cy1:
+        return None
+    return np.array([cx1, cy1, cx2 - cx1, cy2 - cy1], dtype=np.float32)
+
+
+def head_square(center: np.ndarray, radius: float) -> np.ndarray:
+    """The four corners of a square of half size ``radius`` around ``center`` (4, 2)."""
+    cx, cy = float(center[0]), float(center[1])
+    r = float(radius)
+    return np.array([[cx - r, cy - r], [cx + r, cy - r], [cx - r, cy + r], [cx + r, cy + r]], np.float32)
+
+
+def head_radius(
+    left_ear: np.ndarray, right_ear: np.ndarray,
+    left_shoulder: np.ndarray, right_shoulder: np.ndarray,
+    left_hip: np.ndarray, right_hip: np.ndarray,
+) -> float:
+    """Half size of the head in pixels, robust to the view direction.
+
+    The ear distance shrinks in profile and the shoulder width when side-on, the
+    torso length when bent forward: take the largest of the three estimates.
+    """
+    ear = float(np.linalg.norm(np.subtract(left_ear, right_ear)))
+    shoulders = float(np.linalg.norm(np.subtract(left_shoulder, right_shoulder)))
+    torso = float(np.linalg.norm(
+        (np.add(left_shoulder, right_shoulder) - np.add(left_hip, right_hip)) / 2.0))
+    return max(0.6 * ear, 0.3 * shoulders, 0.25 * torso)
+
+
+def points_in_image(points: np.ndarray, image_size: Tuple[int, int], margin: float = 0.0) -> np.ndarray:
+    """Boolean mask of the (N, 2) points inside the image grown by ``margin`` (fraction of its size)."""
+    width, height = image_size
+    mx, my = margin * width, margin * height
+    pts = np.asarray(points, dtype=np.float64)
+    finite = np.isfinite(pts).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        inside = (pts[:, 0] >= -mx) & (pts[:, 0] <= width + mx) & (pts[:, 1] >= -my) & (pts[:, 1] <= height + my)
+    return finite & inside
+
+
+def segment_exit(inside_point: np.ndarray, outside_point: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
+    """Where the segment from a point inside the image to one outside it crosses the border."""
+    width, height = image_size
+    a = np.asarray(inside_point, dtype=np.float64)
+    d = np.asarray(outside_point, dtype=np.float64) - a
+    t = 1.0
+    for k, limit in ((0, width), (1, height)):
+        if d[k] > 0 and a[k] + d[k] > limit:
+            t = min(t, (limit - a[k]) / d[k])
+        elif d[k] < 0 and a[k] + d[k] < 0:
+            t = min(t, -a[k] / d[k])
+    return (a + max(t, 0.0) * d).astype(np.float32)
+
+
+def grow_along_bones(
+    points: np.ndarray,
+    used: np.ndarray,
+    edges: Sequence[Tuple[int, int]],
+    image_size: Tuple[int, int],
+    can_extend: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Follow the skeleton out from the ``used`` points.
+
+    A neighbour inside the image joins the used set when ``can_extend`` allows it
+    (all by default), and the walk goes on from it; a neighbour outside the image
+    adds the point where the bone leaves the picture (the limb is visible up to
+    the border). Returns (used mask, (K, 2) border points).
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    used = np.array(used, dtype=bool)
+    inside = points_in_image(pts, image_size)
+    allowed = np.ones(len(pts), bool) if can_extend is None else np.asarray(can_extend, bool)
+    neighbours = {}
+    for a, b in edges:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    exits = []
+    queue = [int(i) for i in np.flatnonzero(used)]
+    while queue:
+        a = queue.pop()
+        for b in neighbours.get(a, ()):
+            if used[b] or not np.isfinite(pts[b]).all():
+                continue
+            if inside[b]:
+                if allowed[b]:
+                    used[b] = True
+                    queue.append(b)
+            elif inside[a]:
+                exits.append(segment_exit(pts[a], pts[b], image_size))
+    border = np.array(exits, dtype=np.float32).reshape(-1, 2)
+    return used, border
+
+
+def landmarks_box(
+    landmarks: np.ndarray,
+    image_size: Tuple[int, int],
+    visibility_threshold: float = 0.5,
+    pad: float = DEFAULT_PAD,
+    min_visible: int = 4,
+    limb_threshold: float = 0.3,
+) -> Optional[np.ndarray]:
+    """Full-body xywh box from 33 Pose landmarks (x, y, visibility) in pixels.
+
+    Starts from the landmarks inside the image with a visibility above
+    ``visibility_threshold``; follows the limbs to neighbours inside the image
+    with a visibility above ``limb_threshold`` and to the border where a limb
+    leaves the picture (Pose extrapolates those landmarks, which are not used);
+    adds headroom above the eyes and ears, pads and clips. None when fewer than
+    ``min_visible`` landmarks pass the first test.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(NUM_LANDMARKS, 3)
+    xy, vis = lm[:, :2], lm[:, 2]
+    inside = points_in_image(xy, image_size)
+    use = (vis > visibility_threshold) & inside
+    if int(use.sum()) < min_visible:
+        return None
+    use, border = grow_along_bones(xy, use, POSE_BONES, image_size, can_extend=vis > limb_threshold)
+    pts = [xy[use], border]
+    face = [i for i in LM_FACE if use[i]]
+    if face:
+        ears = (LM_LEFT_EAR, LM_RIGHT_EAR)
+        center = xy[list(ears)].mean(axis=0) if all(use[i] for i in ears) else xy[face].mean(axis=0)
+        radius = head_radius(xy[LM_LEFT_EAR], xy[LM_RIGHT_EAR], xy[LM_LEFT_SHOULDER],
+                             xy[LM_RIGHT_SHOULDER], xy[LM_LEFT_HIP], xy[LM_RIGHT_HIP])
+        pts.append(head_square(center, radius))
+    allp = np.concatenate(pts, axis=0)
+    x1, y1 = allp.min(axis=0)
+    x2, y2 = allp.max(axis=0)
+    return pad_and_clip_box(x1, y1, x2, y2, image_size, pad=pad)
+
+
+def largest(detections: Iterable[Detection]) -> Optional[Detection]:
+    """The detection with the largest box area (the official demo's single-person rule)."""
+    best = None
+    for det in detections:
+        if best is None or det.area > best.area:
+            best = det
+    return best
+
+
+def manual_detection(x: float, y: float, w: float, h: float,
+                     image_size: Optional[Tuple[int, int]] = None) -> Detection:
+    """A fixed box given by the user (``--bbox x y w h``), clipped to the image when its size is given."""
+    if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
+        raise ValueError(f"--bbox needs a positive width and height, got x={x} y={y} w={w} h={h}")
+    box = np.array([x, y, w, h], dtype=np.float32)
+    if image_size is not None:
+        clipped = pad_and_clip_box(x, y, x + w, y + h, image_size, pad=0.0, min_pad=0.0)
+        if clipped is None:
+            raise ValueError(f"--bbox {x} {y} {w} {h} lies outside the {image_size[0]}x{image_size[1]} image")
+        box = clipped
+    return Detection(bbox_xywh=box, score=1.0, landmarks=None, source="manual")
+
+
+# --------------------------------------------------------------------------- mediapipe
+
+
+def missing_model_files(package_dir: Path) -> List[Path]:
+    """Files of ``Pose(model_complexity=1)`` absent from the mediapipe package at ``package_dir``."""
+    return [Path(package_dir) / rel for rel in POSE_MODEL_FILES if not (Path(package_dir) / rel).is_file()]
+
+
+def _import_pose_solution():
+    """Import ``mediapipe.solutions.pose``, checking the bundled model files; raises DetectorUnavailable."""
+    try:
+        import mediapipe as mp
+    except ImportError as exc:
+        raise DetectorUnavailable(
+            f"The person detector needs mediapipe with its bundled Pose model: {INSTALL_HINT} ({exc})"
+        ) from exc
+    solutions = getattr(mp, "solutions", None)
+    pose = getattr(solutions, "pose", None) if solutions is not None else None
+    if pose is None:
+        version = getattr(mp, "__version__", "?")
+        raise DetectorUnavailable(
+            f"mediapipe {version} has no mp.solutions.pose (newer releases dropped it and download "
+            f"models at run time): {INSTALL_HINT}"
+        )
+    package_dir = Path(getattr(mp, "__file__", "") or ".").parent
+    missing = missing_model_files(package_dir)
+    if missing:
+        raise DetectorUnavailable(
+            "mediapipe's Pose model files are missing ("
+            + ", ".join(str(p) for p in missing)
+            + f"); reinstall the wheel that bundles them: {INSTALL_HINT}"
+        )
+    return pose
+
+
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    """Bring a grey, BGR or BGRA uint8 image to contiguous BGR."""
+    import cv2
+
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise ValueError(f"detect() needs a uint8 image, got {img.dtype}")
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return np.ascontiguousarray(img)
+    raise ValueError(f"detect() needs an (H, W, 3) BGR image, got shape {img.shape}")
+
+
+class PersonDetector:
+    """mediapipe Pose (``model_complexity=1``) as a single-person box detector.
+
+    ``static=True`` treats every image independently (photos); ``static=False``
+    lets mediapipe track the person from frame to frame (video, faster).
+    ``min_score`` is both mediapipe's detection/tracking confidence and the lowest
+    accepted :attr:`Detection.score` (mean visibility of face, shoulders and hips).
+    Boxes smaller than ``min_box_size`` pixels on either side are rejected.
+    """
+
+    def __init__(self, min_score: float = 0.5, static: bool = False,
+                 visibility_threshold: float = 0.5, pad: float = DEFAULT_PAD,
+                 min_box_size: float = 16.0):
+        if not 0.0 <= min_score <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1], got {min_score}")
+        pose = _import_pose_solution()
+        self.min_score = float(min_score)
+        self.static = bool(static)
+        self.visibility_threshold = float(visibility_threshold)
+        self.pad = float(pad)
+        self.min_box_size = float(min_box_size)
+        self._pose = pose.Pose(
+            static_image_mode=self.static,
+            model_complexity=1,
+            smooth_landmarks=True,
+            enable_segmentation=False,
+            min_detection_confidence=self.min_score,
+            min_tracking_confidence=self.min_score,
+        )
+        log.debug("mediapipe Pose ready (static=%s, min_score=%.2f)", self.static, self.min_score)
+
+    def detect(self, image: Optional[np.ndarray]) -> List[Detection]:
+        """Person boxes in a BGR uint8 frame: at most one with this model, [] when nobody is found."""
+        if self._pose is None:
+            raise RuntimeError("PersonDetector is closed")
+        if image is None or np.asarray(image).size == 0:
+            return []
+        import cv2
+
+        bgr = _as_bgr(image)
+        height, width = bgr.shape[:2]
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb.flags.writeable = False
+        result = self._pose.process(rgb)
+        if result.pose_landmarks is None:
+            return []
+        landmarks = np.array(
+            [[p.x * width, p.y * height, p.visibility] for p in result.pose_landmarks.landmark],
+            dtype=np.float32,
+        )
+        score = float(np.mean(landmarks[list(SCORE_LANDMARKS), 2]))
+        if score < self.min_score:
+            log.debug("pose rejected: score %.2f < %.2f", score, self.min_score)
+            return []
+        box = landmarks_box(landmarks, (width, height), self.visibility_threshold, self.pad)
+        if box is None or box[2] < self.min_box_size or box[3] < self.min_box_size:
+            log.debug("pose rejected: box %s too small or no visible landmarks", box)
+            return []
+        return [Detection(bbox_xywh=box, score=score, landmarks=landmarks, source="mediapipe")]
+
+    def close(self) -> None:
+        """Release the mediapipe graph (safe to call twice)."""
+        if self._pose is not None:
+            self._pose.close()
+            self._pose = None
+
+    def __enter__(self) -> "PersonDetector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
