@@ -60,8 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     ls = wsub.add_parser("list", help="show the cache and which checkpoints are present")
     ls.set_defaults(func=cmd_weights_list)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    from . import live
+
+    live.register(sub)
+    try:
+        from engines import commands
+    except ImportError:  # the export/bench commands are optional
+        commands = None
+    if commands is not None:
+        commands.register(sub)
     return parser
 
 
@@ -167,11 +174,10 @@ def cmd_weights_list(args) -> int:
     return 0
 
 
-#: Sub-command registrars added by other modules (live, replay, export, bench).
-_EXTRA_COMMANDS: list = []
-
-
 def main(argv: Optional[List[str]] = None) -> int:
+    # keep mediapipe/TFLite's C++ start-up chatter out of the status line
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -1,0 +1,229 @@
+"""The live pipeline: capture -> track/detect -> SMPLer-X -> One-Euro -> sinks (+ viewer).
+
+Threads: the source's grab thread owns the capture and keeps only the newest
+frame; one worker thread runs detection/tracking, the network, the filter and
+the sinks on the newest frame (older frames are dropped and counted, never
+queued); the caller's thread (the main thread) runs the viewer and the status
+line. Sinks must not block (each one drops rather than waits); the viewer only
+ever reads the latest result from a :class:`LatestSlot`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .slot import LatestSlot
+from .types import FrameResult, Person
+
+log = logging.getLogger(__name__)
+
+STAGES = ("track", "infer", "filter", "send")
+
+
+@dataclass
+class PipelineStats:
+    """Counters and recent timings; ``snapshot()`` is safe to call from another thread."""
+
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+    frames_out: int = 0
+    frames_with_person: int = 0
+    sink_errors: int = 0
+    _latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
+    _stage_ms: Dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=2000) for s in STAGES})
+    _out_times: deque = field(default_factory=lambda: deque(maxlen=120))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    all_latency_ms: List[float] = field(default_factory=list)
+
+    def record(self, result: FrameResult, t_done_ns: int) -> None:
+        t = result.t_stages
+        with self._lock:
+            self.frames_out += 1
+            self.frames_with_person += bool(result.persons)
+            lat = (t.get("send", t_done_ns) - result.t_capture_ns) / 1e6
+            self._latency_ms.append(lat)
+            self.all_latency_ms.append(lat)
+            prev = result.t_capture_ns
+            for stage in STAGES:
+                if stage in t:
+                    self._stage_ms[stage].append((t[stage] - prev) / 1e6)
+                    prev = t[stage]
+            self._out_times.append(t_done_ns)
+
+    def snapshot(self) -> Dict[str, float]:
+        with self._lock:
+            lat = np.array(self._latency_ms) if self._latency_ms else np.array([np.nan])
+            times = list(self._out_times)
+            stages = {f"{s}_ms": float(np.median(v)) if v else float("nan") for s, v in self._stage_ms.items()}
+            out_fps = (len(times) - 1) / ((times[-1] - times[0]) / 1e9) if len(times) > 1 and times[-1] > times[0] else 0.0
+            return {"frames_out": self.frames_out, "frames_with_person": self.frames_with_person,
+                    "out_fps": out_fps, "latency_ms_median": float(np.median(lat)),
+                    "latency_ms_p95": float(np.percentile(lat, 95)), "sink_errors": self.sink_errors, **stages}
+
+
+class Pipeline:
+    """Wires a frame source, a tracker, a predictor, a filter and sinks.
+
+    ``predictor``: :class:`engines.inference.Predictor`; ``tracker``:
+    :class:`realtime.tracking.PersonTracker`; ``filt``:
+    :class:`realtime.filters.SMPLXFilter` or None; ``sinks``: objects with
+    ``send(FrameResult)`` / ``close()``. ``mesh_after_filter``: recompute the mesh
+    from the filtered parameters (for viewers and recordings of vertices).
+    """
+
+    def __init__(self, source, predictor, tracker, filt=None, sinks: Sequence = (),
+                 mesh_after_filter: bool = False, keep_image: bool = True):
+        self.source = source
+        self.predictor = predictor
+        self.tracker = tracker
+        self.filter = filt
+        self.sinks = list(sinks)
+        self.mesh_after_filter = mesh_after_filter
+        self.keep_image = keep_image
+        self.stats = PipelineStats()
+        self.latest: LatestSlot[FrameResult] = LatestSlot()
+        self.stop_event = threading.Event()
+        self.error: Optional[BaseException] = None
+        self._thread: Optional[threading.Thread] = None
+        self._prev_joints: Optional[np.ndarray] = None
+        self._track_id: Optional[int] = None
+        self._max_frames: Optional[int] = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, max_frames: Optional[int] = None) -> "Pipeline":
+        self._max_frames = max_frames
+        self.source.start()
+        self._thread = threading.Thread(target=self._run, name="mocap-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop everything: worker joined, source stopped, sinks closed (idempotent)."""
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("engine thread did not stop within %.0f s", timeout)
+        self.source.stop()
+        self.latest.close()
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # a sink failing to close must not lose the others' data
+                log.error("closing %s failed: %s", type(sink).__name__, exc)
+        self.sinks = []
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, duration: Optional[float] = None, on_tick: Optional[Callable[[], bool]] = None,
+             tick: float = 0.05) -> None:
+        """Block until the source ends, ``duration`` passes, or ``on_tick`` returns False."""
+        deadline = None if duration is None else time.monotonic() + duration
+        while self.running:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if on_tick is not None and on_tick() is False:
+                break
+            time.sleep(tick)
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                if self._max_frames is not None and self.stats.frames_out >= self._max_frames:
+                    break
+                frame = self.source.read(timeout=0.2)
+                if frame is None:
+                    if self.source.finished.is_set():
+                        break
+                    continue
+                self._process(frame)
+        except BaseException as exc:  # surfaced to the caller by live(); the thread must not die silently
+            self.error = exc
+            log.exception("engine stage failed")
+        finally:
+            self.stop_event.set()
+
+    def _process(self, frame) -> None:
+        t = {}
+        image = frame.image
+        detection = self.tracker.update(image, self._prev_joints)
+        t["track"] = time.perf_counter_ns()
+        persons: List[Person] = []
+        if detection is not None:
+            preds = self.predictor.predict(image, [detection.bbox_xywh])
+            persons = [p.person for p in preds]
+        t["infer"] = time.perf_counter_ns()
+        track_id = self.tracker.track_id
+        if persons:
+            persons[0].track_id = track_id
+            self._prev_joints = persons[0].joints_2d
+        else:
+            self._prev_joints = None
+            if detection is not None:
+                self.tracker.mark_lost("prediction failed")
+        if self.filter is not None:
+            if not persons or track_id != self._track_id:
+                self.filter.reset()
+            if persons:
+                p = persons[0]
+                filtered = self.filter(p.params, frame.t_capture_ns / 1e9)
+                if self.mesh_after_filter:
+                    verts, joints = self.predictor.body_model.from_params(filtered.to_dict())
+                    persons[0] = dataclasses.replace(p, params=filtered, vertices=verts, joints=joints)
+                else:
+                    persons[0] = dataclasses.replace(p, params=filtered)
+        self._track_id = track_id if persons else None
+        t["filter"] = time.perf_counter_ns()
+        h, w = image.shape[:2]
+        result = FrameResult(frame_id=frame.id, t_capture_ns=frame.t_capture_ns, image_size=(w, h),
+                             persons=persons, t_stages=t, image=image if self.keep_image else None)
+        t["send"] = time.perf_counter_ns()  # stamped before sending: sinks put it on the wire
+        for sink in self.sinks:
+            try:
+                sink.send(result)
+            except Exception as exc:  # one broken sink must not stop capture or the other sinks
+                self.stats.sink_errors += 1
+                log.error("sink %s failed: %s", type(sink).__name__, exc)
+        done = time.perf_counter_ns()
+        self.stats.record(result, done)
+        self.latest.put(result)
+
+    # ------------------------------------------------------------------ reporting
+    def status(self) -> Dict[str, float]:
+        snap = self.stats.snapshot()
+        src = self.source.stats()
+        elapsed = (time.perf_counter_ns() - self.stats.started_ns) / 1e9
+        snap.update({
+            "in_fps": src.get("grabbed", 0) / elapsed if elapsed > 0 else 0.0,
+            "grabbed": src.get("grabbed", 0),
+            "dropped": src.get("dropped", 0),
+            "corrupt": src.get("corrupt", 0),
+            "detector_calls": getattr(self.tracker, "detector_calls", 0),
+            "elapsed_s": elapsed,
+        })
+        return snap
+
+    def status_line(self) -> str:
+        s = self.status()
+        return (f"in {s['in_fps']:5.1f} fps | out {s['out_fps']:5.1f} fps | frames {s['frames_out']} "
+                f"| dropped {s['dropped']} | latency {s['latency_ms_median']:6.1f} ms (p95 {s['latency_ms_p95']:6.1f}) "
+                f"| track {s['track_ms']:5.1f} infer {s['infer_ms']:6.1f} filter {s['filter_ms']:4.1f} ms "
+                f"| detector calls {s['detector_calls']}")
+
+    def summary(self) -> Dict[str, float]:
+        s = self.status()
+        lat = np.array(self.stats.all_latency_ms) if self.stats.all_latency_ms else np.array([np.nan])
+        s["latency_ms_median"] = float(np.median(lat))
+        s["latency_ms_p95"] = float(np.percentile(lat, 95))
+        s["detector_calls_per_100"] = 100.0 * s["detector_calls"] / max(1, s["frames_out"])
+        s["out_fps_mean"] = s["frames_out"] / s["elapsed_s"] if s["elapsed_s"] > 0 else 0.0
+        return s
