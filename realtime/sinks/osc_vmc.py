@@ -1,0 +1,291 @@
+"""VMC protocol (OSC over UDP) output: the avatar pose for VTuber tools.
+
+Per frame with at least one person (the first person of the result drives the avatar):
+
+1. bone bundle(s): ``/VMC/Ext/Root/Pos "root" px py pz qx qy qz qw`` followed by
+   one ``/VMC/Ext/Bone/Pos <HumanBodyBones name> px py pz qx qy qz qw`` per bone
+   (55 bones). One bundle, or with ``split_bundles=True`` several bundles each at
+   most ``max_bundle_bytes`` long (the datagram size is measured).
+2. blend bundle: ``/VMC/Ext/Blend/Val <name> v`` (``A`` and ``JawOpen`` from the
+   jaw opening) and, last, ``/VMC/Ext/Blend/Apply``.
+3. with ``send_raw=True``, one bundle per person with the raw SMPL-X parameters
+   (the ``/SMPLX`` address space, below).
+4. ``/VMC/Ext/OK 1 3 0`` (V2.5 form: loaded, calibrated, normal mode; ``ok_v25=False``
+   sends the 1-argument form).
+5. exactly one ``/VMC/Ext/T <seconds since the sink started>``.
+
+Frames with nobody: ``/VMC/Ext/OK 0`` (model "not loaded": no bones follow) and the
+frame's single ``/VMC/Ext/T``; receivers keep the last pose. ``on_empty="nothing"``
+sends nothing at all.
+
+Raw ``/SMPLX`` address space (one bundle per person, every person of the frame):
+
+* ``/SMPLX/frame  i frame_id, i track_id, i person_index, i num_persons``
+* ``/SMPLX/<name> i frame_id, i track_id, f × n`` for ``name`` in global_orient (3),
+  body_pose (63), left_hand_pose (45), right_hand_pose (45), jaw_pose (3), betas (10),
+  expression (10), transl (3): the official parameters flattened row-major,
+  axis-angle in the OpenCV camera frame, hand poses relative to the hand mean.
+* ``/SMPLX/camera i frame_id, i track_id, f fx, fy, cx, cy, f bx, by, bw, bh``
+  (full-frame focal, principal point and the model's xywh box, pixels).
+
+All floats are float32 (``f``), ints int32 (``i``), strings UTF-8 (``s``): the
+encoder below writes OSC 1.0 itself (no numpy scalars or doubles can leak out).
+Building and sending happen on a background thread with a latest-only slot, so
+``send()`` never blocks; frames that arrive while the previous one is still being
+sent replace the pending one and are counted in ``dropped``.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+import time
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..retarget import RestModel, Retargeter, UnityPose
+from ..types import PREDICTED_KEYS, FrameResult, Person
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 39539
+#: OSC bundle header plus the "immediately" time tag.
+_BUNDLE_HEAD = b"#bundle\x00" + struct.pack(">Q", 1)
+
+
+# --------------------------------------------------------------------------- OSC 1.0 encoder
+
+def _osc_string(s: str) -> bytes:
+    b = s.encode("utf-8") + b"\x00"
+    return b + b"\x00" * (-len(b) % 4)
+
+
+def osc_message(address: str, *args) -> bytes:
+    """Encode one OSC message. Python ``float`` → ``f`` (float32), ``int`` → ``i``, ``str`` → ``s``.
+
+    numpy scalars are accepted and cast; ``bool`` and anything else raise TypeError.
+    """
+    tags = [","]
+    data = []
+    for a in args:
+        if isinstance(a, (bool, np.bool_)):
+            raise TypeError(f"OSC argument of unsupported type bool for {address}")
+        if isinstance(a, (float, np.floating)):
+            tags.append("f")
+            data.append(struct.pack(">f", float(a)))
+        elif isinstance(a, (int, np.integer)):
+            tags.append("i")
+            data.append(struct.pack(">i", int(a)))
+        elif isinstance(a, str):
+            tags.append("s")
+            data.append(_osc_string(a))
+        else:
+            raise TypeError(f"OSC argument of unsupported type {type(a).__name__} for {address}")
+    return _osc_string(address) + _osc_string("".join(tags)) + b"".join(data)
+
+
+def _osc_floats(address: str, head: Sequence[int], values: np.ndarray) -> bytes:
+    """Fast path: ``address`` with int32 ``head`` arguments then float32 ``values``."""
+    values = np.asarray(values, dtype=">f4").reshape(-1)
+    tags = "," + "i" * len(head) + "f" * len(values)
+    return (_osc_string(address) + _osc_string(tags) + struct.pack(f">{len(head)}i", *head)
+            + values.tobytes())
+
+
+def osc_bundle(messages: Iterable[bytes]) -> bytes:
+    """Encode an OSC bundle (time tag "immediately") of already encoded messages."""
+    return _BUNDLE_HEAD + b"".join(struct.pack(">i", len(m)) + m for m in messages)
+
+
+def bundle_size(message_sizes: Iterable[int]) -> int:
+    """Datagram size of a bundle holding messages of these sizes."""
+    return len(_BUNDLE_HEAD) + sum(4 + s for s in message_sizes)
+
+
+def pack_bundles(messages: List[bytes], max_bytes: int) -> List[bytes]:
+    """Greedily pack messages, in order, into bundles no larger than ``max_bytes``."""
+    bundles, current, size = [], [], len(_BUNDLE_HEAD)
+    for m in messages:
+        if len(_BUNDLE_HEAD) + 4 + len(m) > max_bytes:
+            raise ValueError(f"an OSC message of {len(m)} bytes cannot fit a {max_bytes}-byte bundle")
+        if current and size + 4 + len(m) > max_bytes:
+            bundles.append(osc_bundle(current))
+            current, size = [], len(_BUNDLE_HEAD)
+        current.append(m)
+        size += 4 + len(m)
+    if current:
+        bundles.append(osc_bundle(current))
+    return bundles
+
+
+# --------------------------------------------------------------------------- VMC messages
+
+def _pose7(address: str, name: str, pos: np.ndarray, quat: np.ndarray) -> bytes:
+    vals = np.concatenate([np.asarray(pos, np.float64).reshape(3), np.asarray(quat, np.float64).reshape(4)])
+    return _osc_string(address) + _osc_string(",sfffffff") + _osc_string(name) + vals.astype(">f4").tobytes()
+
+
+def vmc_pose_messages(pose: UnityPose) -> Tuple[List[bytes], List[bytes]]:
+    """(Root/Pos + Bone/Pos messages, Blend/Val messages + Blend/Apply) for one pose."""
+    bones = [_pose7("/VMC/Ext/Root/Pos", "root", pose.root_pos, pose.root_quat)]
+    bones += [_pose7("/VMC/Ext/Bone/Pos", name, p, q) for name, (p, q) in pose.bones.items()]
+    blend = [osc_message("/VMC/Ext/Blend/Val", str(k), float(v)) for k, v in pose.blend.items()]
+    blend.append(osc_message("/VMC/Ext/Blend/Apply"))
+    return bones, blend
+
+
+def smplx_raw_messages(person: Person, frame_id: int, index: int, count: int) -> List[bytes]:
+    """The ``/SMPLX/...`` messages of one person (see the module docstring)."""
+    fid, tid = int(frame_id), int(person.track_id)
+    msgs = [osc_message("/SMPLX/frame", fid, tid, int(index), int(count))]
+    for key in PREDICTED_KEYS:
+        msgs.append(_osc_floats(f"/SMPLX/{key}", (fid, tid), getattr(person.params, key)))
+    cam = np.concatenate([np.asarray(person.focal, np.float64).reshape(-1)[:2],
+                          np.asarray(person.princpt, np.float64).reshape(-1)[:2],
+                          np.asarray(person.bbox, np.float64).reshape(-1)[:4]])
+    msgs.append(_osc_floats("/SMPLX/camera", (fid, tid), cam))
+    return msgs
+
+
+# --------------------------------------------------------------------------- the sink
+
+class VMCSink:
+    """Sends each result as VMC (and raw SMPL-X) OSC packets over UDP.
+
+    Args:
+        host, port: the receiver (Marionette: 39539; VSeeFace/VMC as Performer: 39540).
+        body_model: an :class:`engines.body_model.BodyModel` for rest offsets and hand
+            means; or pass ``rest`` (a :class:`RestModel`) instead.
+        split_bundles: split the bone bundle into datagrams ≤ ``max_bundle_bytes``.
+        send_raw: also send the ``/SMPLX`` address space.
+        root_motion, recenter, zero_positions, jaw_open_max, shape: see
+            :class:`realtime.retarget.Retargeter`.
+        ok_v25: send ``/VMC/Ext/OK 1 3 0`` instead of ``/VMC/Ext/OK 1``.
+        on_empty: ``"ok0"`` (default) or ``"nothing"`` for frames with nobody.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, body_model=None, *,
+                 rest: Optional[RestModel] = None, split_bundles: bool = False,
+                 max_bundle_bytes: int = 1400, send_raw: bool = True, root_motion: str = "root",
+                 recenter: bool = False, zero_positions: bool = False, jaw_open_max: float = 0.5,
+                 shape: str = "first", ok_v25: bool = True, on_empty: str = "ok0"):
+        if rest is None:
+            if body_model is None:
+                raise ValueError("VMCSink needs body_model= (a BodyModel) or rest= (a RestModel)")
+            rest = RestModel.from_body_model(body_model)
+        if on_empty not in ("ok0", "nothing"):
+            raise ValueError(f"on_empty must be 'ok0' or 'nothing', got {on_empty!r}")
+        if max_bundle_bytes < 256:
+            raise ValueError(f"max_bundle_bytes must be >= 256, got {max_bundle_bytes}")
+        self.retarget = Retargeter(rest, root_motion=root_motion, recenter=recenter,
+                                   zero_positions=zero_positions, jaw_open_max=jaw_open_max, shape=shape)
+        self.split_bundles = split_bundles
+        self.max_bundle_bytes = int(max_bundle_bytes)
+        self.send_raw = send_raw
+        self.ok_v25 = ok_v25
+        self.on_empty = on_empty
+        family, _, _, _, addr = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)[0]
+        self._addr = addr
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._t0 = time.perf_counter()
+        #: Frames handed to ``send``, frames fully sent, frames replaced before sending,
+        #: datagrams that failed (e.g. an ICMP "port unreachable" surfaced by the OS).
+        self.received = 0
+        self.sent = 0
+        self.dropped = 0
+        self.send_errors = 0
+        self._slot: Optional[FrameResult] = None
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="vmc-sink", daemon=True)
+        self._thread.start()
+
+    # -- Sink protocol
+
+    def send(self, result: FrameResult) -> None:
+        """Queue ``result`` for sending (latest only); never blocks on the network."""
+        persons = [Person(p.track_id, p.params.copy(), np.array(p.bbox), np.array(p.bbox_detector),
+                          np.array(p.focal), np.array(p.princpt)) for p in result.persons]
+        snapshot = FrameResult(result.frame_id, result.t_capture_ns, tuple(result.image_size), persons)
+        with self._cond:
+            if self._closing:
+                return
+            self.received += 1
+            if self._slot is not None:
+                self.dropped += 1
+            self._slot = snapshot
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Send the pending frame, stop the thread and release the socket."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout=5.0)
+        self._sock.close()
+
+    def __enter__(self) -> "VMCSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> dict:
+        return {"received": self.received, "sent": self.sent, "dropped": self.dropped,
+                "send_errors": self.send_errors}
+
+    # -- worker
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._slot is None and not self._closing:
+                    self._cond.wait()
+                result, self._slot = self._slot, None
+                if result is None:  # closing with nothing pending
+                    return
+            try:
+                datagrams = self.build_datagrams(result)
+            except (ValueError, TypeError, FloatingPointError) as exc:
+                log.warning("VMC: frame %s not sent: %s", result.frame_id, exc)
+                continue
+            except Exception:  # keep the sender alive whatever one frame holds
+                log.exception("VMC: frame %s not sent", result.frame_id)
+                continue
+            for d in datagrams:
+                try:
+                    self._sock.sendto(d, self._addr)
+                except OSError as exc:  # no listener / network down: UDP is best effort
+                    self.send_errors += 1
+                    log.debug("VMC: sendto %s failed: %s", self._addr, exc)
+            if datagrams:
+                self.sent += 1
+
+    def build_datagrams(self, result: FrameResult) -> List[bytes]:
+        """Every datagram of one frame, in sending order (public for tests and tools)."""
+        out: List[bytes] = []
+        t = osc_message("/VMC/Ext/T", float(time.perf_counter() - self._t0))
+        if not result.persons:
+            if self.on_empty == "nothing":
+                return []
+            return [osc_message("/VMC/Ext/OK", 0), t]
+        pose = self.retarget(result.persons[0].params)
+        bones, blend = vmc_pose_messages(pose)
+        if self.split_bundles:
+            out += pack_bundles(bones, self.max_bundle_bytes)
+            out += pack_bundles(blend, self.max_bundle_bytes)
+        else:
+            out += [osc_bundle(bones), osc_bundle(blend)]
+        if self.send_raw:
+            n = len(result.persons)
+            for i, person in enumerate(result.persons):
+                raw = smplx_raw_messages(person, result.frame_id, i, n)
+                out += pack_bundles(raw, self.max_bundle_bytes) if self.split_bundles else [osc_bundle(raw)]
+        out.append(osc_message("/VMC/Ext/OK", 1, 3, 0) if self.ok_v25 else osc_message("/VMC/Ext/OK", 1))
+        out.append(t)
+        return out

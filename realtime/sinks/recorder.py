@@ -1,0 +1,314 @@
+"""Crash-safe session recording, and :func:`load_recording` to read one back.
+
+Layout of a recording directory::
+
+    DIR/meta.json        written at start, rewritten (atomically) when the image size
+                         becomes known and on close ("complete": true)
+    DIR/frames.bin       one record per frame: 8-byte header <uint32 length, uint32 crc32>
+                         (little-endian) then a msgpack map (the ZMQ schema message,
+                         see realtime.sinks.zmq_pub, plus "index" and "image")
+    DIR/video/000000.jpg optional (save_video=True): one JPEG per frame, written to a
+                         temporary name and renamed, so a file is either whole or absent
+
+The writer thread flushes each record to the OS as soon as it is written, so a
+killed *process* loses only frames still queued in memory (normally none or one),
+and fsyncs every ``fsync_every`` frames and on close, so a power loss loses at most
+about that many. The reader stops at the first incomplete or corrupt record (length
+and CRC32 checked), so a truncated tail is tolerated. JPEG files were
+chosen over a video container because every finished frame survives a kill without
+any index/trailer; ``ffmpeg -framerate FPS -i DIR/video/%06d.jpg out.mp4`` makes a video.
+
+Writing happens on a background thread: ``send`` only serialises the record and
+queues it. Records are never dropped; video frames are dropped (counted in
+``dropped_images``) when more than ``max_pending_images`` are waiting.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from ..types import FrameResult
+from .zmq_pub import SCHEMA, pack, result_from_dict, result_to_dict, unpack
+
+log = logging.getLogger(__name__)
+
+RECORDING_SCHEMA = "smplerx-mocap-recording/1"
+FRAMES_FILE = "frames.bin"
+META_FILE = "meta.json"
+VIDEO_DIR = "video"
+_HEADER = struct.Struct("<II")
+_MAX_RECORD = 64 << 20
+
+
+def tool_version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        return version("smplerx-mocap")
+    except (ImportError, PackageNotFoundError):
+        return "unknown"
+
+
+def _write_json_atomic(path: Path, data: Dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Recorder:
+    """A Sink that writes the session to ``directory`` as it happens.
+
+    Args:
+        directory: created if missing; an existing ``frames.bin`` there is an error.
+        save_video: also write ``FrameResult.image`` as numbered JPEGs.
+        fps: nominal frame rate stored in the metadata (informational; replay uses
+            the recorded capture timestamps).
+        source: free-text description of the input (camera index, file path...).
+        image_size: (width, height) if known now; otherwise taken from the first frame.
+        fsync_every: fsync the frames file every N frames.
+        jpeg_quality: 0-100.
+    """
+
+    def __init__(self, directory: Union[str, Path], save_video: bool = False, fps: Optional[float] = None,
+                 *, source: Optional[str] = None, image_size: Optional[Tuple[int, int]] = None,
+                 fsync_every: int = 30, jpeg_quality: int = 90, max_pending_images: int = 8):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.frames_path = self.directory / FRAMES_FILE
+        if self.frames_path.exists():
+            raise FileExistsError(f"{self.frames_path} already exists: choose a new recording directory")
+        self.save_video = save_video
+        self.fsync_every = max(1, int(fsync_every))
+        self.jpeg_quality = int(jpeg_quality)
+        self.max_pending_images = int(max_pending_images)
+        if save_video:
+            (self.directory / VIDEO_DIR).mkdir(exist_ok=True)
+        self.meta: Dict[str, Any] = {
+            "schema": RECORDING_SCHEMA,
+            "frame_schema": SCHEMA,
+            "tool": "smplerx-mocap",
+            "tool_version": tool_version(),
+            "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "start_unix_ns": time.time_ns(),
+            "start_perf_counter_ns": time.perf_counter_ns(),
+            "source": source,
+            "image_size": list(image_size) if image_size else None,
+            "fps": fps,
+            "frames_file": FRAMES_FILE,
+            "video": {"format": "jpeg-sequence", "dir": VIDEO_DIR, "pattern": "%06d.jpg"} if save_video else None,
+            "complete": False,
+        }
+        _write_json_atomic(self.directory / META_FILE, self.meta)
+        self._file = open(self.frames_path, "ab")
+        self.count = 0  # records queued
+        self.written = 0
+        self.dropped_images = 0
+        self.errors = 0
+        self._pending_images = 0
+        self._queue: Deque[Tuple[bytes, Optional[np.ndarray], Optional[str]]] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._closed = False
+        self._meta_dirty = False
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    # -- Sink protocol
+
+    def send(self, result: FrameResult) -> None:
+        """Serialise the frame and queue it for writing (never waits on the disk)."""
+        with self._cond:
+            if self._closing:
+                return
+            index = self.count
+            self.count += 1
+            image, image_name = None, None
+            if self.save_video and result.image is not None:
+                if self._pending_images < self.max_pending_images:
+                    image, image_name = result.image, f"{index:06d}.jpg"
+                    self._pending_images += 1
+                else:
+                    self.dropped_images += 1
+            if self.meta["image_size"] is None and result.image_size:
+                self.meta["image_size"] = [int(result.image_size[0]), int(result.image_size[1])]
+                self._meta_dirty = True
+            record = result_to_dict(result)
+            record["index"] = index
+            record["image"] = f"{VIDEO_DIR}/{image_name}" if image_name else None
+            self._queue.append((pack(record), image, image_name))
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Write everything queued, fsync, and mark the metadata complete."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+        self.meta.update({
+            "complete": True,
+            "end_time": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "num_frames": self.written,
+            "dropped_images": self.dropped_images,
+        })
+        _write_json_atomic(self.directory / META_FILE, self.meta)
+        self._closed = True
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writer thread
+
+    def _update_meta(self, meta: Dict[str, Any]) -> None:
+        try:
+            _write_json_atomic(self.directory / META_FILE, meta)
+        except OSError as exc:
+            log.warning("recorder: cannot update %s: %s", self.directory / META_FILE, exc)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                payload, image, image_name = self._queue.popleft()
+                meta = dict(self.meta) if self._meta_dirty else None
+                self._meta_dirty = False
+            if meta is not None:
+                self._update_meta(meta)
+            if image is not None:
+                self._write_image(image, image_name)
+                with self._cond:
+                    self._pending_images -= 1
+            try:
+                self._file.write(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+                self._file.flush()
+                self.written += 1
+                if self.written % self.fsync_every == 0:
+                    os.fsync(self._file.fileno())
+            except OSError as exc:
+                self.errors += 1
+                log.error("recorder: cannot write %s: %s", self.frames_path, exc)
+
+    def _write_image(self, image: np.ndarray, name: str) -> None:
+        import cv2  # only needed with save_video
+
+        path = self.directory / VIDEO_DIR / name
+        try:
+            ok, buf = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), self.jpeg_quality])
+        except cv2.error as exc:
+            ok = False
+            log.warning("recorder: cannot encode %s: %s", path, exc)
+        if not ok:
+            self.errors += 1
+            log.warning("recorder: JPEG encoding failed for %s", path)
+            return
+        tmp = path.with_name(name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buf.tobytes())
+            os.replace(tmp, path)
+        except OSError as exc:
+            self.errors += 1
+            log.error("recorder: cannot write %s: %s", path, exc)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Recording:
+    """A recording read back: metadata, frames (no images) and where the images are."""
+
+    path: Path
+    meta: Dict[str, Any]
+    frames: List[FrameResult]
+    #: Per frame: the JPEG file, or None (no video, or the image was dropped / lost).
+    image_paths: List[Optional[Path]] = field(default_factory=list)
+    #: True when the frames file ended in an incomplete or corrupt record.
+    truncated: bool = False
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def load_image(self, i: int) -> Optional[np.ndarray]:
+        """Frame ``i``'s image (BGR) or None."""
+        import cv2
+
+        p = self.image_paths[i]
+        return None if p is None or not p.is_file() else cv2.imread(str(p))
+
+
+def read_records(frames_path: Union[str, Path]) -> Tuple[List[Dict[str, Any]], bool]:
+    """All complete records of a frames file and whether it ended early (truncated/corrupt)."""
+    records: List[Dict[str, Any]] = []
+    with open(frames_path, "rb") as f:
+        data = f.read()
+    pos = 0
+    while pos < len(data):
+        if pos + _HEADER.size > len(data):
+            return records, True
+        length, crc = _HEADER.unpack_from(data, pos)
+        start = pos + _HEADER.size
+        if length > _MAX_RECORD or start + length > len(data):
+            return records, True
+        payload = data[start:start + length]
+        if zlib.crc32(payload) != crc:
+            return records, True
+        records.append(unpack(payload))
+        pos = start + length
+    return records, False
+
+
+def load_recording(path: Union[str, Path]) -> Recording:
+    """Read a recording directory (or its ``frames.bin``), tolerating a truncated tail."""
+    path = Path(path)
+    directory = path.parent if path.is_file() else path
+    frames_path = path if path.is_file() else path / FRAMES_FILE
+    if not frames_path.is_file():
+        raise FileNotFoundError(f"not a recording: {frames_path} does not exist")
+    meta_path = directory / META_FILE
+    meta: Dict[str, Any] = {}
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"unreadable recording metadata {meta_path}: {exc}") from exc
+    try:
+        records, truncated = read_records(frames_path)
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"corrupt recording {frames_path}: {exc}") from exc
+    if truncated:
+        log.warning("recording %s ends in an incomplete record; read %d frames", frames_path, len(records))
+    frames, images = [], []
+    for r in records:
+        try:
+            frames.append(result_from_dict(r))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"corrupt record {r.get('index')} in {frames_path}: {exc}") from exc
+        images.append(directory / r["image"] if r.get("image") else None)
+    return Recording(path=directory, meta=meta, frames=frames, image_paths=images, truncated=truncated)
