@@ -266,5 +266,5 @@ def cmd_replay(args) -> int:
         signal.signal(signal.SIGINT, previous)
         for s in sinks:
             s.close()
-    print(f"mocap replay: {stats.frames} frame(s) sent from {args.path}")
+    print(f"mocap replay: {stats.frames_sent} frame(s) sent from {args.path}")
     return 0
