@@ -9,8 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.body_model import BodyModel
-from engines.synthetic import write_synthetic_smplx
 from realtime.types import PARAM_SHAPES
 from viewers.render import MeshRenderer, draw_vertices, overlay, project
 
@@ -20,11 +18,9 @@ PRINCPT = (300.3, 250.6)  # deliberately off the image centre (319.5, 239.5)
 
 
 @pytest.fixture(scope="module")
-def body(tmp_path_factory):
+def body(body_model):
     """Synthetic SMPL-X body: (vertices in the model's camera-space rest pose, faces)."""
-    d = tmp_path_factory.mktemp("smplx")
-    write_synthetic_smplx(d)
-    model = BodyModel(d)
+    model = body_model
     params = {k: np.zeros(s, np.float32) for k, s in PARAM_SHAPES.items()}
     params["global_orient"][0] = (np.pi, 0.0, 0.0)  # SMPL-X y-up -> camera y-down
     verts, _ = model.from_params(params)

@@ -5,8 +5,6 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.body_model import BodyModel
-from engines.synthetic import write_synthetic_smplx
 from realtime.slot import LatestSlot
 from realtime.types import PARAM_SHAPES, FrameResult, Person, SMPLXParams
 from viewers import preview
@@ -16,10 +14,8 @@ from viewers.preview import (DETECTOR_BOX_COLOR, JOINT_COLOR, MODEL_BOX_COLOR, S
 
 
 @pytest.fixture(scope="module")
-def body(tmp_path_factory):
-    d = tmp_path_factory.mktemp("smplx")
-    write_synthetic_smplx(d)
-    model = BodyModel(d)
+def body(body_model):
+    model = body_model
     params = {k: np.zeros(s, np.float32) for k, s in PARAM_SHAPES.items()}
     params["global_orient"][0] = (np.pi, 0.0, 0.0)
     params["transl"][0] = (0.0, 0.0, 3.0)

@@ -11,8 +11,7 @@ from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 from scipy.spatial.transform import Rotation
 
-from engines.body_model import JOINT_NAMES, BodyModel
-from engines.synthetic import write_synthetic_smplx
+from engines.body_model import JOINT_NAMES
 from realtime.retarget import (SMPLX_TO_UNITY, UNITY_BONE_NAMES, RestModel, Retargeter,
                                jaw_open_value, smplx_to_unity)
 from realtime.sinks.osc_vmc import VMCSink
@@ -28,13 +27,6 @@ EXPECTED_BONES = {
 
 
 # --------------------------------------------------------------------------- fixtures / helpers
-
-@pytest.fixture(scope="session")
-def body_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bm_vmc")
-    write_synthetic_smplx(root)
-    return BodyModel(root)
-
 
 @pytest.fixture(scope="session")
 def rest(body_model):
