@@ -154,3 +154,50 @@ def test_live_synthetic_source_runs_bounded(tmp_path, s32_ckpt, smplx_dir):
     assert main(["live", "--source", "synthetic:320x240@15", "--max-frames", "3", "--viewer", "none",
                  "--osc", "none", "--zmq", "none", "--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir),
                  "--engine", "torch", "--filter", "body.min_cutoff=2.0"]) == 0
+
+
+def test_known_pose_through_replay_arrives_as_unity_rotations(tmp_path, smplx_dir):
+    """A person facing the camera (root 180 deg about x) with the left elbow bent 90 deg about
+    SMPL-X +y, written as an official result folder and sent with `mocap replay`."""
+    import json
+    import math
+
+    from realtime.types import PARAM_SHAPES
+
+    d = tmp_path / "official"
+    (d / "smplx").mkdir(parents=True)
+    (d / "meta").mkdir()
+    params = {k: np.zeros(s, np.float32) for k, s in PARAM_SHAPES.items()}
+    params["global_orient"][0] = (math.pi, 0.0, 0.0)
+    params["body_pose"][17] = (0.0, math.pi / 2, 0.0)  # body_pose row = joint id - 1; left_elbow is 18
+    params["transl"][0] = (0.0, 0.2, 3.0)
+    for f in (1, 2):
+        np.savez(d / "smplx" / f"{f:05d}_0.npz", **params)
+        (d / "meta" / f"{f:05d}_0.json").write_text(json.dumps(
+            {"focal": [1000.0, 1000.0], "princpt": [320.0, 240.0], "bbox": [0, 0, 640, 480],
+             "bbox_detector": [0, 0, 640, 480]}))
+    rcv = Receiver()
+    try:
+        assert main(["replay", str(d), "--osc", f"127.0.0.1:{rcv.port}", "--zmq", "none",
+                     "--body-models", str(smplx_dir), "--fps", "20"]) == 0
+        frames = _vmc_frames(rcv)
+    finally:
+        rcv.close()
+    assert len(frames) == 2
+    s = math.sqrt(0.5)
+    for msgs in frames:
+        bones = {m.params[0]: np.array(m.params[1:]) for m in msgs if m.address == "/VMC/Ext/Bone/Pos"}
+        root = [np.array(m.params[1:]) for m in msgs if m.address == "/VMC/Ext/Root/Pos"][0]
+
+        def same(q, e):
+            return abs(abs(float(np.dot(q, e))) - 1.0) < 1e-5
+
+        # 90 deg about +y is (0, sin45, 0, cos45); Unity's X mirror negates y and z
+        assert same(bones["LeftLowerArm"][3:], [0.0, -s, 0.0, s])
+        assert same(bones["RightLowerArm"][3:], [0.0, 0.0, 0.0, 1.0])
+        # camera frame -> Y-up world is R_x(180); the person facing the camera ends upright:
+        # the root/hips rotation composes to the identity
+        from scipy.spatial.transform import Rotation
+
+        total = Rotation.from_quat(root[3:]) * Rotation.from_quat(bones["Hips"][3:])
+        assert total.magnitude() < 1e-4
