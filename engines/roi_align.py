@@ -16,7 +16,34 @@ rounding), vectorised over RoIs and cheap.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import List, Optional
+
 import torch
+
+#: Set by :func:`static_grid`: a fixed sample-grid bound (no host sync), and the overflow flags.
+_STATIC_GRID: Optional[int] = None
+_OVERFLOW: List[torch.Tensor] = []
+
+
+@contextmanager
+def static_grid(cap: int = 16):
+    """Inside this context :func:`roi_align` uses ``cap`` samples per bin axis as its grid bound
+    instead of reading the largest grid from the device (``.item()``), so the call can be
+    captured in a CUDA graph. The result is identical whenever no RoI needs more than ``cap``
+    samples per bin (RoIs up to ``16 * cap`` feature pixels); every call appends a 0-dim bool
+    device tensor to the yielded list that is True when that bound was exceeded (the caller
+    must then recompute without the context)."""
+    global _STATIC_GRID
+    prev, flags = _STATIC_GRID, []
+    _OVERFLOW.clear()
+    _STATIC_GRID = int(cap)
+    try:
+        yield flags
+    finally:
+        flags.extend(_OVERFLOW)
+        _OVERFLOW.clear()
+        _STATIC_GRID = prev
 
 
 def _axis_weights(start: torch.Tensor, end: torch.Tensor, size: int, out: int, grid_max: int) -> torch.Tensor:
@@ -51,14 +78,31 @@ def roi_align(feat: torch.Tensor, rois: torch.Tensor, output_size: int = 16, spa
     """mmcv ``roi_align(feat, rois, (out, out), spatial_scale, sampling_ratio=0, 'avg', aligned=False)``.
 
     ``feat`` (N, C, H, W); ``rois`` (R, 5) as (batch_index, x1, y1, x2, y2). Returns (R, C, out, out).
+
+    Under tracing (``torch.export`` / ONNX export / ``torch.compile``) the call goes through the
+    opaque custom op ``mocap::roi_align`` (same kernel), because the sample-grid size depends on
+    the box sizes; the ONNX exporter maps that op to the standard ``RoiAlign`` (see
+    :func:`onnx_translation`).
     """
+    if torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+        return roi_align_op(feat, rois.to(feat.dtype), int(output_size), float(spatial_scale))
+    return _roi_align_eager(feat, rois, output_size, spatial_scale)
+
+
+def _roi_align_eager(feat: torch.Tensor, rois: torch.Tensor, output_size: int = 16,
+                     spatial_scale: float = 1.0) -> torch.Tensor:
     _, _, height, width = feat.shape
     rois = rois.to(feat.dtype)
     x1, y1 = rois[:, 1] * spatial_scale, rois[:, 2] * spatial_scale
     x2, y2 = rois[:, 3] * spatial_scale, rois[:, 4] * spatial_scale
     gh = torch.ceil(torch.clamp(y2 - y1, min=1.0) / output_size)
     gw = torch.ceil(torch.clamp(x2 - x1, min=1.0) / output_size)
-    grid_max = int(torch.max(torch.cat([gh, gw])).item()) if rois.shape[0] else 1
+    if _STATIC_GRID is not None:
+        grid_max = _STATIC_GRID
+        if rois.shape[0]:
+            _OVERFLOW.append(torch.max(torch.cat([gh, gw])) > _STATIC_GRID)
+    else:
+        grid_max = int(torch.max(torch.cat([gh, gw])).item()) if rois.shape[0] else 1
     ay = _axis_weights(y1, y2, height, output_size, grid_max)         # (R, out, H)
     ax = _axis_weights(x1, x2, width, output_size, grid_max)          # (R, out, W)
     sel = feat[rois[:, 0].long()]                                      # (R, C, H, W)
@@ -109,3 +153,37 @@ def roi_align_reference(feat: torch.Tensor, rois: torch.Tensor, output_size: int
                                 + ly * hx * f[b, :, y_high, x_low] + ly * lx * f[b, :, y_high, x_high])
                 out[r, :, ph, pw] = acc / count
     return out.to(feat.dtype)
+
+
+# --------------------------------------------------------------------------- export path
+@torch.library.custom_op("mocap::roi_align", mutates_args=())
+def roi_align_op(feat: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float) -> torch.Tensor:
+    """:func:`roi_align` as an opaque torch op, so that tracers never see its data-dependent grid."""
+    return _roi_align_eager(feat, rois, output_size, spatial_scale)
+
+
+@roi_align_op.register_fake
+def _(feat, rois, output_size, spatial_scale):
+    return feat.new_empty((rois.shape[0], feat.shape[1], output_size, output_size))
+
+
+def onnx_translation():
+    """``{op: onnxscript function}`` for ``torch.onnx.export(custom_translation_table=...)``.
+
+    ``mocap::roi_align`` becomes ONNX ``RoiAlign`` (opset >= 16) with
+    ``coordinate_transformation_mode="output_half_pixel"`` (= mmcv ``aligned=False``: no
+    half-pixel shift, RoI sizes clamped to >= 1), ``mode="avg"``, ``sampling_ratio=0``
+    (adaptive ``ceil(roi / out)`` samples per bin); the (R, 5) RoIs are split into boxes
+    (R, 4) and int64 batch indices (R,).
+    """
+    import onnxscript
+    from onnxscript import opset18 as op
+
+    def roi_align_onnx(feat, rois, output_size: int, spatial_scale: float):
+        batch = op.Cast(op.Reshape(op.Slice(rois, [0], [1], [1]), [-1]), to=onnxscript.INT64.dtype)
+        boxes = op.Slice(rois, [1], [5], [1])
+        return op.RoiAlign(feat, boxes, batch, coordinate_transformation_mode="output_half_pixel",
+                           mode="avg", output_height=output_size, output_width=output_size,
+                           sampling_ratio=0, spatial_scale=spatial_scale)
+
+    return {torch.ops.mocap.roi_align.default: roi_align_onnx}

@@ -1,19 +1,147 @@
-"""Inference backends behind :class:`engines.backends.base.Engine`; optional ones import lazily."""
+"""Inference backends behind :class:`engines.backends.base.Engine`; optional ones import lazily.
+
+``load_engine(model, kind, device, precision)`` with ``kind``:
+
+* ``"torch"`` -- PyTorch (``model`` = checkpoint path or size name);
+* ``"onnx"`` -- ONNX Runtime (``model`` = an ``.onnx`` file, or a checkpoint: exported once and
+  cached, see :func:`cached_onnx`);
+* ``"tensorrt"`` -- a mocap ``.engine`` file (``model`` = the engine, or a checkpoint whose
+  cached engine exists);
+* ``"auto"`` -- the fastest engine available for ``device`` (:func:`auto_kind`):
+
+  - **CPU**: ONNX Runtime on the exactly-rewritten network (BN folded, deconvs as sub-pixel
+    convs, fused attention), exported once per checkpoint and cached with ORT's saved
+    optimised graph in ``<cache>/engines/``; if onnxruntime/onnxscript are missing or the
+    export fails, PyTorch with the same rewrites (``optimize=True``).
+  - **CUDA**: TensorRT if ``tensorrt`` is importable and a cached engine for the checkpoint
+    exists (``mocap export --to engine`` builds it; engines are never built implicitly, since
+    a build takes minutes); otherwise PyTorch fp16 (autocast) with CUDA graphs.
+"""
 from __future__ import annotations
 
+import hashlib
+import logging
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from .base import INPUT_NAME, OUTPUT_NAMES, Engine  # noqa: F401
+
+log = logging.getLogger(__name__)
+
+KINDS = ("auto", "torch", "onnx", "tensorrt")
+
+
+def engines_cache_dir() -> Path:
+    from ..paths import cache_dir
+
+    return cache_dir() / "engines"
+
+
+def checkpoint_key(path: Union[str, Path]) -> str:
+    """Cache key of a checkpoint file: its name, size and modification time (no full read)."""
+    st = Path(path).stat()
+    tag = hashlib.sha1(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    return f"{Path(path).name.split('.')[0]}-{tag}"
+
+
+def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Optional[Path] = None) -> Path:
+    """The cached ONNX export of ``checkpoint`` (exported and checked against PyTorch on first use)."""
+    from ..checkpoints import load_network, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(checkpoint)
+    cache = Path(cache) if cache else engines_cache_dir()
+    path = cache / f"{checkpoint_key(ckpt)}{'-opt' if optimized else ''}.onnx"
+    if path.is_file():
+        return path
+    from ..export import check_onnx, torch_to_onnx
+    from ..optimize import optimize_for_cpu
+
+    net = load_network(ckpt)
+    log.info("exporting %s to ONNX (once; cached at %s)", ckpt.name, path)
+    tmp = path.with_suffix(".tmp.onnx")
+    torch_to_onnx(optimize_for_cpu(net) if optimized else net, tmp,
+                  metadata={"checkpoint": ckpt.name, "rewrites": "fold_bn,subpixel2x2,sdpa" if optimized else "none"})
+    check_onnx(tmp, net)
+    tmp.replace(path)
+    return path
+
+
+def cached_engine(checkpoint: Union[str, Path], cache: Optional[Path] = None) -> Path:
+    from ..checkpoints import resolve_checkpoint
+
+    cache = Path(cache) if cache else engines_cache_dir()
+    return cache / f"{checkpoint_key(resolve_checkpoint(checkpoint))}.engine"
+
+
+def _tensorrt_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def auto_kind(model: Union[str, Path], device: str = "cpu") -> str:
+    """The backend ``kind="auto"`` picks for ``device`` (rule in the module docstring)."""
+    if device.startswith("cuda"):
+        if _tensorrt_importable() and _cuda_available():
+            try:
+                if str(model).endswith(".engine") or cached_engine(model).is_file():
+                    return "tensorrt"
+            except (OSError, ValueError):
+                pass
+        return "torch"
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
+        return "onnx"
+    return "torch"
 
 
 def load_engine(model: Union[str, Path], kind: str = "torch", device: str = "cpu", precision: str = "fp32",
                 **kwargs) -> Engine:
-    """Open a model with a backend. ``model`` is a checkpoint (path or size name) for ``torch``."""
+    """Open a model with a backend (see the module docstring for ``kind``)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown engine '{kind}' (choose from {', '.join(KINDS)})")
+    if kind == "auto":
+        chosen = auto_kind(model, device)
+        if chosen == "onnx":
+            try:
+                return load_engine(model, "onnx", device, **kwargs)
+            except Exception as exc:  # export/runtime trouble must not stop the live pipeline
+                log.warning("ONNX Runtime engine unavailable (%s: %s); using optimised PyTorch",
+                            type(exc).__name__, exc)
+                return load_engine(model, "torch", device, optimize=True, **kwargs)
+        if chosen == "tensorrt":
+            return load_engine(model, "tensorrt", device)
+        if device.startswith("cuda"):
+            return load_engine(model, "torch", device, precision="fp16", cuda_graph=True, **kwargs)
+        return load_engine(model, "torch", device, optimize=True, **kwargs)
     if kind == "torch":
         from ..checkpoints import load_network, resolve_checkpoint
         from .torch_backend import TorchEngine
 
         net = load_network(resolve_checkpoint(model))
         return TorchEngine(net, device=device, precision=precision, **kwargs)
-    raise ValueError(f"unknown engine '{kind}'")
+    if kind == "onnx":
+        from .onnx_backend import OnnxEngine
+
+        path = Path(model)
+        if path.suffix != ".onnx":
+            path = cached_onnx(model)
+        opt = path.with_name(path.stem + ".ort.onnx") if str(path).startswith(str(engines_cache_dir())) else None
+        return OnnxEngine(path, device=device, optimized_path=opt,
+                          **{k: v for k, v in kwargs.items() if k in ("threads", "tensorrt_ep", "spinning")})
+    from .tensorrt_backend import TensorRTEngine
+
+    path = Path(model)
+    if path.suffix != ".engine":
+        path = cached_engine(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"no TensorRT engine for {model} at {path}; build one with "
+                                    f"`mocap export --checkpoint {model} --to engine`")
+    return TensorRTEngine(path)

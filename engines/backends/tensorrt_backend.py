@@ -1,0 +1,125 @@
+"""TensorRT backend: a serialized engine behind a JSON metadata header, buffers allocated once.
+
+File layout (``.engine``)::
+
+    b"MOCAPTRT"            8-byte magic
+    uint32 little-endian   length N of the header
+    N bytes                UTF-8 JSON: precision, batch, max_batch, input, outputs, variant, ...
+    rest                   the engine as serialized by ``IBuilder.build_serialized_network``
+
+``tensorrt`` (and torch with CUDA, used for the device buffers) are imported only when an
+engine is opened or built. NOTE: this backend could not be run where it was written (TensorRT
+cannot be installed there, and no GPU was available); the header and everything up to the
+engine build are tested on CPU.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Dict, Mapping, Tuple, Union
+
+import numpy as np
+
+from .base import INPUT_NAME, OUTPUT_NAMES, Engine
+
+MAGIC = b"MOCAPTRT"
+
+
+class TensorRTUnavailable(ImportError):
+    """The ``tensorrt`` Python package is not installed."""
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt  # noqa: F401
+    except ImportError as exc:
+        raise TensorRTUnavailable(
+            "the TensorRT backend needs the `tensorrt` Python package (NVIDIA GPU machines only): "
+            "pip install tensorrt (from NVIDIA's index), or use --engine onnx / torch") from exc
+    return trt
+
+
+def write_engine_file(path: Union[str, Path], meta: Mapping, engine: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = json.dumps(dict(meta), sort_keys=True).encode("utf-8")
+    with open(path, "wb") as fh:
+        fh.write(MAGIC)
+        fh.write(struct.pack("<I", len(header)))
+        fh.write(header)
+        fh.write(engine)
+    return path
+
+
+def read_engine_file(path: Union[str, Path]) -> Tuple[Dict, bytes]:
+    """(metadata, serialized engine) of a file written by :func:`write_engine_file`."""
+    data = Path(path).read_bytes()
+    if data[:len(MAGIC)] != MAGIC:
+        raise ValueError(f"{path} is not a mocap TensorRT engine (missing the {MAGIC!r} header); "
+                         "build it with `mocap export --to engine`")
+    (n,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
+    start = len(MAGIC) + 4
+    meta = json.loads(data[start:start + n].decode("utf-8"))
+    return meta, data[start + n:]
+
+
+class TensorRTEngine(Engine):
+    """Runs a mocap ``.engine`` on CUDA with preallocated torch device buffers."""
+
+    name = "tensorrt"
+    device = "cuda"
+
+    def __init__(self, path: Union[str, Path]):
+        trt = import_tensorrt()
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("the TensorRT backend needs a CUDA device; none is visible")
+        self.meta, blob = read_engine_file(path)
+        self.precision = self.meta.get("precision", "fp16")
+        self.variant = self.meta.get("variant", "?")
+        self._trt, self._torch = trt, torch
+        logger = trt.Logger(trt.Logger.WARNING)
+        trt.init_libnvinfer_plugins(logger, "")
+        self.runtime = trt.Runtime(logger)
+        self.engine = self.runtime.deserialize_cuda_engine(blob)
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT could not load {path} (built with TensorRT "
+                               f"{self.meta.get('tensorrt')}, another GPU, or a corrupt file?)")
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
+        self.max_batch = int(self.meta.get("max_batch", self.meta.get("batch", 1)))
+        self._dtypes = {}
+        for i in range(self.engine.num_io_tensors):
+            n = self.engine.get_tensor_name(i)
+            self._dtypes[n] = torch.from_numpy(np.zeros(0, trt.nptype(self.engine.get_tensor_dtype(n)))).dtype
+        self._buffers: Dict[str, "torch.Tensor"] = {}
+        self._batch = -1
+        self._allocate(self.max_batch)
+
+    def _allocate(self, batch: int) -> None:
+        """Device buffers for ``batch`` (done once per batch size; the max is allocated up front)."""
+        torch = self._torch
+        self.context.set_input_shape(INPUT_NAME, (batch, 3, 512, 384))
+        for name in (INPUT_NAME, *OUTPUT_NAMES):
+            shape = tuple(self.context.get_tensor_shape(name))
+            buf = torch.empty(shape, dtype=self._dtypes[name], device="cuda")
+            self._buffers[name] = buf
+            self.context.set_tensor_address(name, buf.data_ptr())
+        self._batch = batch
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        torch = self._torch
+        img = inputs[INPUT_NAME]
+        b = int(img.shape[0])
+        if b > self.max_batch:
+            raise ValueError(f"batch {b} is larger than the engine's maximum {self.max_batch}")
+        if b != self._batch:
+            self._allocate(b)
+        src = img if isinstance(img, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(img))
+        with torch.cuda.stream(self.stream):
+            self._buffers[INPUT_NAME].copy_(src, non_blocking=False)
+            self.context.execute_async_v3(self.stream.cuda_stream)
+            out = {k: self._buffers[k].float().cpu().numpy() for k in OUTPUT_NAMES}
+        return out
