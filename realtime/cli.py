@@ -29,6 +29,8 @@ def _add_offline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--bbox", nargs=4, type=float, action="append", metavar=("X", "Y", "W", "H"),
                    help="person box in pixels (xywh) instead of the detector; repeat for several people")
+    p.add_argument("--engine", default="torch", choices=["torch", "onnx", "auto"],
+                   help="backend; torch (default) runs the network op for op like the official code")
     p.add_argument("--save-mesh", action="store_true", help="also write mesh/<name>.obj")
     p.add_argument("--no-overlay", action="store_true", help="skip rendering the overlay images")
 
@@ -87,7 +89,8 @@ def _predictor(args):
     from engines.inference import Predictor
 
     try:
-        return Predictor.from_files(args.checkpoint, args.body_models, device=args.device)
+        return Predictor.from_files(args.checkpoint, args.body_models, device=args.device,
+                                    engine=getattr(args, "engine", "torch"))
     except (CheckpointError, BodyModelNotFound) as exc:
         raise UserError(str(exc)) from exc
     except RuntimeError as exc:

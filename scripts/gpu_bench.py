@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""GPU benchmark of the SMPLer-X engines (run it on a CUDA machine; exits cleanly without one).
+
+For each variant (S32, B32 by default) and batch size (1 and 8 by default) it measures
+network latency (median / p90 ms, CUDA-synchronised) and throughput (items/s) for
+
+* ``torch_fp32``        PyTorch eager fp32,
+* ``torch_fp16_graph``  PyTorch fp16 autocast captured in a CUDA graph,
+* ``ort_cuda_fp32``     ONNX Runtime CUDA execution provider (if onnxruntime-gpu is installed),
+* ``tensorrt_fp16``     a TensorRT fp16 engine (if the ``tensorrt`` package is installed),
+
+and the error of each reduced-precision engine against torch fp32 on the same real crop:
+rotations (root, body, hands, jaw) as geodesic angles in degrees, camera translation in mm.
+Writes ``--out``.json and ``--out``.md (a markdown table). Random weights by default
+(``--checkpoint-dir`` with official files gives meaningful error numbers; speed is the same).
+
+    python scripts/gpu_bench.py --out docs/gpu_bench
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROT_KEYS = ("smplx_root_pose", "smplx_body_pose", "smplx_lhand_pose", "smplx_rhand_pose", "smplx_jaw_pose")
+
+
+def rotation_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Geodesic angle (degrees) between axis-angle rotations a, b (..., 3)."""
+    from scipy.spatial.transform import Rotation as R
+
+    ra, rb = R.from_rotvec(a.reshape(-1, 3).astype(np.float64)), R.from_rotvec(b.reshape(-1, 3).astype(np.float64))
+    return np.degrees((ra.inv() * rb).magnitude())
+
+
+def errors(out: dict, ref: dict) -> dict:
+    rot = np.concatenate([rotation_error_deg(out[k], ref[k]) for k in ROT_KEYS])
+    trans_mm = np.linalg.norm(out["cam_trans"] - ref["cam_trans"], axis=-1) * 1000.0
+    return {"rot_deg_mean": float(rot.mean()), "rot_deg_max": float(rot.max()),
+            "trans_mm_mean": float(trans_mm.mean()), "trans_mm_max": float(trans_mm.max()),
+            "betas_max_abs": float(np.abs(out["smplx_shape"] - ref["smplx_shape"]).max())}
+
+
+def time_engine(eng, img, iters, warmup):
+    import torch
+
+    for _ in range(warmup):
+        eng.run({"img": img})
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        eng.run({"img": img})  # returns host numpy: includes the device->host sync
+        ts.append((time.perf_counter() - t) * 1000)
+    a = np.asarray(ts)
+    med = float(np.median(a))
+    return {"median_ms": med, "p90_ms": float(np.percentile(a, 90)), "min_ms": float(a.min()),
+            "throughput_per_s": img.shape[0] * 1000.0 / med, "iters": iters}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", nargs="+", default=["s32", "b32"])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--checkpoint-dir", type=Path, default=None, help="official smpler_x_*.pth.tar files (optional)")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--skip", nargs="*", default=[], help="engines to skip")
+    ap.add_argument("--out", type=Path, default=Path("gpu_bench"), help="output stem (.json and .md)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_bench: no CUDA device (torch.cuda.is_available() is False; torch "
+              f"{torch.__version__}); nothing measured.", file=sys.stderr)
+        return 2
+
+    from engines.backends import load_engine
+    from engines.backends.torch_backend import TorchEngine
+    from engines.checkpoints import load_network, write_random_checkpoint
+    from engines.commands import bench_input, machine_info
+    from engines.export import onnx_to_engine, torch_to_onnx
+
+    torch.backends.cudnn.benchmark = True
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="gpu-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    report = {"machine": machine_info(), "gpu": torch.cuda.get_device_name(0), "results": [],
+              "weights": "official" if args.checkpoint_dir else "random"}
+    try:
+        import onnxruntime as ort
+
+        has_ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    except ImportError:
+        has_ort_cuda = False
+    import importlib.util
+
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    report["onnxruntime_cuda"], report["tensorrt_available"] = has_ort_cuda, has_trt
+
+    for variant in args.variants:
+        if args.checkpoint_dir:
+            ckpt = args.checkpoint_dir / f"smpler_x_{variant}.pth.tar"
+        else:
+            ckpt = work / f"smpler_x_{variant}.pth.tar"
+            if not ckpt.is_file():
+                write_random_checkpoint(ckpt, variant)
+        onnx_path = work / f"{variant}.onnx"
+        for batch in args.batches:
+            img, what = bench_input(batch)
+            makers = {
+                "torch_fp32": lambda: TorchEngine(load_network(ckpt), device="cuda"),
+                "torch_fp16_graph": lambda: TorchEngine(load_network(ckpt), device="cuda", precision="fp16",
+                                                        cuda_graph=True),
+            }
+            if has_ort_cuda:
+                def make_ort():
+                    if not onnx_path.is_file():
+                        torch_to_onnx(load_network(ckpt), onnx_path)
+                    return load_engine(onnx_path, "onnx", "cuda")
+                makers["ort_cuda_fp32"] = make_ort
+            if has_trt:
+                def make_trt(b=batch):
+                    if not onnx_path.is_file():
+                        torch_to_onnx(load_network(ckpt), onnx_path)
+                    eng_path = work / f"{variant}-fp16-b{max(args.batches)}.engine"
+                    if not eng_path.is_file():
+                        onnx_to_engine(onnx_path, eng_path, fp16=True, batch=b, max_batch=max(args.batches))
+                    return load_engine(eng_path, "tensorrt", "cuda")
+                makers["tensorrt_fp16"] = make_trt
+            ref = None
+            for name, make in makers.items():
+                if name in args.skip:
+                    continue
+                row = {"variant": variant, "batch": batch, "engine": name, "input": what}
+                try:
+                    eng = make()
+                    out = eng.run({"img": img})
+                    if name == "torch_fp32":
+                        ref = out
+                    row.update(time_engine(eng, img, args.iters, args.warmup))
+                    if ref is not None and name != "torch_fp32":
+                        row.update(errors(out, ref))
+                    del eng
+                    torch.cuda.empty_cache()
+                except Exception as exc:  # report and go on with the other engines
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+                report["results"].append(row)
+                print(json.dumps(row), flush=True)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
+    lines = [f"GPU: {report['gpu']}; torch {report['machine']['torch']}; weights: {report['weights']}", "",
+             "| variant | batch | engine | median ms | p90 ms | items/s | rot err mean/max (deg) | trans err mean/max (mm) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in report["results"]:
+        if "error" in r:
+            lines.append(f"| {r['variant']} | {r['batch']} | {r['engine']} | failed: {r['error'][:80]} | | | | |")
+            continue
+        rot = f"{r['rot_deg_mean']:.3f} / {r['rot_deg_max']:.3f}" if "rot_deg_mean" in r else "reference"
+        tr = f"{r['trans_mm_mean']:.2f} / {r['trans_mm_max']:.2f}" if "trans_mm_mean" in r else "reference"
+        lines.append(f"| {r['variant']} | {r['batch']} | {r['engine']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} "
+                     f"| {r['throughput_per_s']:.1f} | {rot} | {tr} |")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

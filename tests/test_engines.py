@@ -1,0 +1,355 @@
+"""Engines: exact CPU rewrites, RoIAlign export, ONNX export + ONNX Runtime parity, backends,
+TensorRT up to the build, the export/bench commands. GPU tests are marked and skipped without CUDA."""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from engines.backends import OUTPUT_NAMES, cached_onnx, load_engine
+from engines.checkpoints import load_network, write_random_checkpoint
+from engines.optimize import (SubPixelConv2x2, SubPixelConv3x3, deconv_to_subpixel, fold_batchnorm,
+                              optimize_for_cpu)
+from engines.roi_align import _roi_align_eager, roi_align, roi_align_op, roi_align_reference, static_grid
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(1.0, np.abs(b).max()))
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("engines")
+
+
+@pytest.fixture(scope="module")
+def s32_ckpt(work):
+    return write_random_checkpoint(work / "smpler_x_s32.pth.tar", "s32")
+
+
+@pytest.fixture(scope="module")
+def s32(s32_ckpt):
+    return load_network(s32_ckpt)
+
+
+@pytest.fixture(scope="module")
+def cache(work):
+    """A private mocap cache (the auto engine's ONNX export lands here)."""
+    old = os.environ.get("MOCAP_CACHE_DIR")
+    os.environ["MOCAP_CACHE_DIR"] = str(work / "cache")
+    yield work / "cache"
+    if old is None:
+        os.environ.pop("MOCAP_CACHE_DIR", None)
+    else:
+        os.environ["MOCAP_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def s32_onnx(s32_ckpt, cache):
+    """The optimised S32 exported once through the auto engine's cache (export includes the check
+    against eager PyTorch)."""
+    return cached_onnx(s32_ckpt)
+
+
+@pytest.fixture(scope="module")
+def img2():
+    return torch.rand(2, 3, 512, 384, generator=torch.Generator().manual_seed(3))
+
+
+# --------------------------------------------------------------------------- rewrites
+@pytest.mark.parametrize("layout", ["3x3", "2x2"])
+@pytest.mark.parametrize("cin,cout,h,w,bias", [(5, 7, 4, 3, False), (32, 16, 16, 12, True), (3, 2, 1, 1, False)])
+def test_subpixel_deconv_equals_transposed_conv(layout, cin, cout, h, w, bias):
+    torch.manual_seed(cin)
+    d = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+    x = torch.randn(2, cin, h, w)
+    mod = (SubPixelConv3x3 if layout == "3x3" else SubPixelConv2x2)(d)
+    with torch.no_grad():
+        ref, got = d(x), mod(x)
+    assert got.shape == ref.shape
+    assert _rel(got, ref) < 1e-5
+
+
+@pytest.mark.parametrize("deconv", [True, False])
+def test_fold_batchnorm_equals_eval_bn(deconv):
+    torch.manual_seed(1)
+    conv = nn.ConvTranspose2d(6, 8, 4, 2, 1, bias=False) if deconv else nn.Conv2d(6, 8, 1)
+    seq = nn.Sequential(conv, nn.BatchNorm2d(8), nn.ReLU())
+    bn = seq[1]
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.3, 2.0)
+    bn.weight.data.normal_()
+    bn.bias.data.normal_()
+    seq.eval()
+    x = torch.randn(2, 6, 5, 4)
+    with torch.no_grad():
+        ref = seq(x)
+        folded = copy.deepcopy(seq)
+        assert fold_batchnorm(folded) == 1
+        assert isinstance(folded[1], nn.Identity)
+        assert _rel(folded(x), ref) < 1e-5
+        if deconv:
+            assert deconv_to_subpixel(folded) == 1
+            assert _rel(folded(x), ref) < 1e-5
+
+
+def test_optimized_network_matches_eager(s32, img2):
+    opt = optimize_for_cpu(s32)
+    assert not any(isinstance(m, (nn.ConvTranspose2d, nn.BatchNorm2d)) for m in opt.modules())
+    with torch.inference_mode():
+        ref, got = s32(img2), opt(img2)
+    for k in OUTPUT_NAMES:
+        assert _rel(got[k], ref[k]) < 1e-4, k
+    # the original network is untouched
+    assert any(isinstance(m, nn.ConvTranspose2d) for m in s32.modules())
+
+
+# --------------------------------------------------------------------------- RoIAlign
+def _boxes():
+    return torch.tensor([
+        [0, 3.2, 5.1, 20.7, 30.3],       # ordinary
+        [1, -10.0, -8.0, 12.0, 9.0],     # partly outside (negative)
+        [0, 40.0, 50.0, 90.0, 120.0],    # partly beyond the right/bottom edge
+        [1, 70.0, 80.0, 95.0, 99.0],     # fully outside
+        [0, 20.0, 20.0, 10.0, 5.0],      # malformed (x2 < x1, y2 < y1): clamped to 1x1
+        [1, 7.5, 7.5, 7.5, 7.5],         # degenerate (zero size)
+        [0, -30.0, -40.0, 100.0, 130.0], # huge: several samples per bin (grid > 1)
+        [1, 0.0, 0.0, 47.0, 63.0],       # the whole map
+    ])
+
+
+def test_roi_align_custom_op_and_static_grid_match_eager():
+    g = torch.Generator().manual_seed(0)
+    feat = torch.randn(2, 5, 64, 48, generator=g)
+    rois = _boxes()
+    ref = _roi_align_eager(feat, rois, 16, 1.0)
+    assert torch.equal(roi_align(feat, rois, 16, 1.0), ref)
+    assert torch.equal(roi_align_op(feat, rois, 16, 1.0), ref)
+    with static_grid(16) as flags:
+        got = roi_align(feat, rois, 16, 1.0)
+    assert torch.allclose(got, ref, atol=1e-6) and not bool(torch.stack(flags).any())
+    with static_grid(1) as flags:  # the huge box needs more than 1 sample per bin: flagged
+        roi_align(feat, rois, 16, 1.0)
+    assert bool(torch.stack(flags).any())
+
+
+def test_onnx_roialign_matches_torch_and_reference(work):
+    """ONNX Runtime's RoiAlign (output_half_pixel) == our roi_align == the literal mmcv loop,
+    including negative, out-of-image, malformed (x2 < x1) and degenerate boxes."""
+    import onnxruntime as ort
+
+    from engines.roi_align import onnx_translation
+
+    class M(nn.Module):
+        def forward(self, f, r):
+            return roi_align(f, r, 16, 1.0)
+
+    g = torch.Generator().manual_seed(1)
+    feat = torch.randn(2, 4, 64, 48, generator=g)
+    rois = _boxes()
+    path = work / "roi.onnx"
+    prog = torch.onnx.export(M().eval(), (feat, rois), dynamo=True, opset_version=18,
+                             custom_translation_table=onnx_translation(), input_names=["f", "r"])
+    prog.save(str(path))
+    import onnx
+
+    assert "RoiAlign" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"f": feat.numpy(), "r": rois.numpy()})[0]
+    ours = roi_align(feat, rois, 16, 1.0).numpy()
+    ref = roi_align_reference(feat, rois, 16, 1.0).numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- export + ONNX Runtime
+def test_export_checked_and_metadata(s32_onnx):
+    from engines.export import read_onnx_metadata
+
+    meta = read_onnx_metadata(s32_onnx)
+    assert meta["variant"] == "s32" and meta["precision"] == "fp32" and meta["batch"] == "dynamic"
+    assert meta["producer"] == "smplerx-mocap"
+
+
+def test_onnx_engine_matches_torch_batched(s32, s32_onnx, img2):
+    eng = load_engine(s32_onnx, "onnx", threads=2)
+    assert (eng.name, eng.device, eng.precision, eng.variant) == ("onnx", "cpu", "fp32", "s32")
+    with torch.inference_mode():
+        ref = s32(img2)
+    got = eng.run({"img": img2.numpy()})
+    for k in OUTPUT_NAMES:
+        assert got[k].dtype == np.float32 and got[k].shape == tuple(ref[k].shape)
+        assert _rel(got[k], ref[k]) < 1e-4, k
+    # results are copies: the next call must not overwrite them
+    keep = {k: v.copy() for k, v in got.items()}
+    got1 = eng.run({"img": img2[:1].numpy()})
+    for k in OUTPUT_NAMES:
+        np.testing.assert_array_equal(got[k], keep[k])
+        assert _rel(got1[k], ref[k][:1]) < 1e-4, k
+
+
+def test_auto_engine_on_cpu_uses_cached_onnx(s32_ckpt, s32_onnx, img2):
+    from engines.backends import auto_kind
+
+    assert auto_kind(s32_ckpt, "cpu") == "onnx"
+    eng = load_engine(s32_ckpt, "auto", "cpu")
+    assert eng.name == "onnx" and eng.path == s32_onnx
+    assert s32_onnx.with_name(s32_onnx.stem + ".ort.onnx").is_file()  # ORT's optimised graph saved
+    reopened = load_engine(s32_ckpt, "auto", "cpu")  # now loads the saved optimised graph
+    a, b = eng.run({"img": img2[:1].numpy()}), reopened.run({"img": img2[:1].numpy()})
+    for k in OUTPUT_NAMES:
+        assert _rel(a[k], b[k]) < 1e-5, k
+
+
+def test_torch_engine_optimized_matches_eager(s32, img2):
+    from engines.backends.torch_backend import TorchEngine
+
+    a = TorchEngine(copy.deepcopy(s32)).run({"img": img2.numpy()})
+    b = TorchEngine(copy.deepcopy(s32), optimize=True).run({"img": img2.numpy()})
+    for k in OUTPUT_NAMES:
+        assert _rel(a[k], b[k]) < 1e-4, k
+
+
+def test_check_onnx_detects_a_wrong_graph(s32_onnx, s32):
+    from engines.export import check_onnx
+
+    wrong = copy.deepcopy(s32)
+    with torch.no_grad():
+        wrong.face_regressor.expr_out[0].bias.add_(1.0)
+    with pytest.raises(AssertionError, match="smplx_expr"):
+        check_onnx(s32_onnx, wrong)
+
+
+# --------------------------------------------------------------------------- TensorRT (up to the build)
+def test_exported_graph_uses_only_tensorrt_ops(s32_onnx):
+    import onnx
+
+    from engines.export import OPSET, onnx_ops, tensorrt_unsupported_ops
+
+    assert tensorrt_unsupported_ops(s32_onnx) == []
+    assert "RoiAlign" in onnx_ops(s32_onnx)
+    model = onnx.load(str(s32_onnx))
+    onnx.checker.check_model(model)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= max(16, OPSET)
+
+
+def test_engine_header_roundtrip(tmp_path):
+    from engines.backends.tensorrt_backend import MAGIC, read_engine_file, write_engine_file
+
+    meta = {"precision": "fp16", "batch": 4, "max_batch": 8, "variant": "b32", "outputs": list(OUTPUT_NAMES)}
+    blob = bytes(range(256)) * 3
+    p = write_engine_file(tmp_path / "x.engine", meta, blob)
+    assert p.read_bytes().startswith(MAGIC)
+    got_meta, got_blob = read_engine_file(p)
+    assert got_meta == meta and got_blob == blob
+    (tmp_path / "bad.engine").write_bytes(b"not an engine")
+    with pytest.raises(ValueError, match="header"):
+        read_engine_file(tmp_path / "bad.engine")
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is not None, reason="tensorrt installed")
+def test_tensorrt_missing_gives_clear_errors(s32_ckpt, tmp_path):
+    from engines.backends.tensorrt_backend import TensorRTUnavailable
+    from engines.export import onnx_to_engine
+
+    with pytest.raises(TensorRTUnavailable, match="tensorrt"):
+        onnx_to_engine(tmp_path / "x.onnx", tmp_path / "x.engine")
+    (tmp_path / "y.engine").write_bytes(b"MOCAPTRT")
+    with pytest.raises(TensorRTUnavailable):
+        load_engine(tmp_path / "y.engine", "tensorrt", "cuda")
+    # the CLI turns it into a user error before spending time on an export
+    from realtime.cli import UserError
+
+    args = _cli(["export", "--checkpoint", str(s32_ckpt), "--to", "engine"])
+    with pytest.raises(UserError, match="tensorrt"):
+        args.func(args)
+
+
+# --------------------------------------------------------------------------- commands
+def _cli(argv):
+    from engines import commands
+
+    ap = argparse.ArgumentParser(prog="mocap")
+    sub = ap.add_subparsers(dest="command", required=True)
+    commands.register(sub)
+    return ap.parse_args(argv)
+
+
+def test_bench_command_writes_json(s32_ckpt, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = _cli(["bench", "--checkpoint", str(s32_ckpt), "--engine", "torch", "--iters", "2", "--warmup", "1",
+                 "--json", str(out)])
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())
+    assert res["median_ms"] > 0 and res["engine"] == "torch" and res["iters"] == 2
+    assert {"p10_ms", "p90_ms", "cpu_per_wall", "machine"} <= set(res)
+    assert res["machine"]["torch"] == torch.__version__
+    assert "median" in capsys.readouterr().out
+
+
+def test_bench_auto_picks_onnx_on_cpu(s32_ckpt, s32_onnx, tmp_path):
+    from engines.commands import run_bench
+
+    res = run_bench(s32_ckpt, None, "cpu", iters=1, warmup=1)
+    assert res["engine"] == "onnx" and res["engine_requested"].startswith("auto")
+
+
+def test_cuda_request_without_cuda_is_a_user_error(s32_ckpt):
+    if HAS_CUDA:
+        pytest.skip("CUDA present")
+    from realtime.cli import UserError
+
+    args = _cli(["bench", "--checkpoint", str(s32_ckpt), "--engine", "torch", "--device", "cuda", "--iters", "1"])
+    with pytest.raises(UserError, match="CUDA"):
+        args.func(args)
+
+
+# --------------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+def test_cuda_graph_fp16_close_to_fp32(s32, img2):
+    from engines.backends.torch_backend import TorchEngine
+
+    ref = TorchEngine(copy.deepcopy(s32), device="cuda").run({"img": img2.numpy()})
+    eng = TorchEngine(copy.deepcopy(s32), device="cuda", precision="fp16", cuda_graph=True)
+    got = eng.run({"img": img2.numpy()})
+    got2 = eng.run({"img": img2.numpy()})  # replay
+    for k in OUTPUT_NAMES:
+        np.testing.assert_array_equal(got[k], got2[k])
+        assert _rel(got[k], ref[k]) < 5e-2, k
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+def test_cuda_graph_fp32_equals_eager(s32, img2):
+    from engines.backends.torch_backend import TorchEngine
+
+    ref = TorchEngine(copy.deepcopy(s32), device="cuda").run({"img": img2.numpy()})
+    got = TorchEngine(copy.deepcopy(s32), device="cuda", cuda_graph=True).run({"img": img2.numpy()})
+    for k in OUTPUT_NAMES:
+        assert _rel(got[k], ref[k]) < 1e-4, k
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+def test_onnxruntime_cuda_matches_torch(s32, s32_onnx, img2):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime without the CUDA execution provider")
+    eng = load_engine(s32_onnx, "onnx", "cuda")
+    with torch.inference_mode():
+        ref = s32(img2)
+    got = eng.run({"img": img2.numpy()})
+    for k in OUTPUT_NAMES:
+        assert _rel(got[k], ref[k]) < 1e-3, k
