@@ -24,7 +24,9 @@ from .types import FrameResult, Person
 
 log = logging.getLogger(__name__)
 
-STAGES = ("track", "infer", "filter", "send")
+#: Stage timestamps, in order; each stage's time is measured from the previous one (the first
+#: from the capture): "wait" = in the newest-frame slot until the engine thread is free.
+STAGES = ("wait", "track", "infer", "filter", "send")
 
 
 @dataclass
@@ -153,7 +155,7 @@ class Pipeline:
             self.stop_event.set()
 
     def _process(self, frame) -> None:
-        t = {}
+        t = {"wait": time.perf_counter_ns()}
         image = frame.image
         detection = self.tracker.update(image, self._prev_joints)
         t["track"] = time.perf_counter_ns()
@@ -216,7 +218,7 @@ class Pipeline:
         s = self.status()
         return (f"in {s['in_fps']:5.1f} fps | out {s['out_fps']:5.1f} fps | frames {s['frames_out']} "
                 f"| dropped {s['dropped']} | latency {s['latency_ms_median']:6.1f} ms (p95 {s['latency_ms_p95']:6.1f}) "
-                f"| track {s['track_ms']:5.1f} infer {s['infer_ms']:6.1f} filter {s['filter_ms']:4.1f} ms "
+                f"| wait {s['wait_ms']:5.1f} track {s['track_ms']:5.1f} infer {s['infer_ms']:6.1f} filter {s['filter_ms']:4.1f} ms "
                 f"| detector calls {s['detector_calls']}")
 
     def summary(self) -> Dict[str, float]:
