@@ -141,3 +141,22 @@ def test_restore_bbox_square_and_extended():
     box = G.restore_bbox(center, size, 1.0, 2.0)[0]
     # centre (96, 128) px; w = 32 px, h = 16 px -> square 32, doubled -> 64
     torch.testing.assert_close(box, torch.tensor([64.0, 96.0, 128.0, 160.0]))
+
+
+def test_bgr_to_rgb_float_grey_and_bgra_like_imread_color():
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    rgb = G.bgr_to_rgb_float(bgr)
+    assert rgb.dtype == np.float32 and rgb.shape == (7, 5, 3)
+    np.testing.assert_array_equal(rgb, bgr[:, :, ::-1].astype(np.float32))
+    # BGRA: alpha dropped, as cv2.imread(IMREAD_COLOR) does for an RGBA file
+    bgra = np.concatenate([bgr, rng.integers(0, 256, (7, 5, 1), dtype=np.uint8)], 2)
+    np.testing.assert_array_equal(G.bgr_to_rgb_float(bgra), rgb)
+    # grey (2-D or one channel): replicated to three channels
+    grey = bgr[:, :, 0]
+    for g in (grey, grey[:, :, None]):
+        out = G.bgr_to_rgb_float(g)
+        assert out.shape == (7, 5, 3)
+        np.testing.assert_array_equal(out, np.repeat(grey[:, :, None], 3, 2).astype(np.float32))
+    with pytest.raises(ValueError):
+        G.bgr_to_rgb_float(np.zeros((4, 4, 2), np.uint8))
