@@ -10,6 +10,7 @@ rename with the rules below and then load strictly, naming every problem.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import re
@@ -203,9 +204,12 @@ def _remote_info(url: str, timeout: float) -> Tuple[Optional[int], Optional[str]
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             headers = resp.headers
     except urllib.error.HTTPError as exc:
-        headers = exc.headers
-        if exc.code >= 400 and exc.code not in (405,):
+        exc.close()  # release the connection (the error object holds it open)
+        if exc.code == 405:  # HEAD not allowed: nothing known (the error's Content-Length is not the file's)
+            return None, None
+        if exc.code >= 400:
             raise
+        headers = exc.headers
     size = headers.get("X-Linked-Size") or headers.get("Content-Length")
     etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip('"').removeprefix("W/").strip('"')
     sha = etag if re.fullmatch(r"[0-9a-f]{64}", etag or "") else None
@@ -247,14 +251,19 @@ def download(name: str, dest_dir: Optional[Path] = None, force: bool = False, ti
                 hasher.update(chunk)
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            if have and resp.status != 206:  # server ignored the range: start over
-                have = 0
-                hasher = hashlib.sha256()
-                part.unlink(missing_ok=True)
-            total = size or (have + int(resp.headers.get("Content-Length", 0) or 0)) or None
-            _stream(resp, part, hasher, have, total, progress, FILES[name])
-    except (urllib.error.URLError, OSError) as exc:
+        if size is None or have < size:  # else: all bytes are already in the .part file
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                if have and resp.status != 206:  # server ignored the range: start over
+                    have = 0
+                    hasher = hashlib.sha256()
+                    part.unlink(missing_ok=True)
+                total = size or (have + int(resp.headers.get("Content-Length", 0) or 0)) or None
+                _stream(resp, part, hasher, have, total, progress, FILES[name])
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if not (exc.code == 416 and have):  # 416 on a resume: the .part file is already complete
+            raise CheckpointError(f"download of {url} failed: {exc}; run the command again to resume") from exc
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # incl. IncompleteRead
         raise CheckpointError(f"download of {url} failed: {exc}; run the command again to resume") from exc
     got = part.stat().st_size
     if size is not None and got != size:
@@ -263,9 +272,14 @@ def download(name: str, dest_dir: Optional[Path] = None, force: bool = False, ti
         part.unlink(missing_ok=True)
         raise CheckpointError(f"SHA-256 mismatch for {FILES[name]}: got {hasher.hexdigest()}, hub says {sha}; "
                               "the partial file was removed, please retry")
-    variant = load_network(part).variant.name  # integrity: must load strictly as an SMPLer-X network
+    try:
+        variant = load_network(part).variant.name  # integrity: must load strictly as an SMPLer-X network
+    except CheckpointError:
+        part.unlink(missing_ok=True)  # complete but unusable: a rerun must fetch it afresh, not resume it
+        raise
     expected = name.split("_")[0]
     if variant != expected:
+        part.unlink(missing_ok=True)
         raise CheckpointError(f"{FILES[name]} holds an SMPLer-X-{variant.upper()} network, expected {expected.upper()}")
     shutil.move(str(part), str(target))
     return target

@@ -107,6 +107,7 @@ class _Hub(http.server.BaseHTTPRequestHandler):
 
     files: dict = {}
     sha_override = None
+    head_405 = False  # a mirror that does not answer HEAD: no size / SHA known up front
 
     def log_message(self, *a):
         pass
@@ -117,6 +118,11 @@ class _Hub(http.server.BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         data = self._lookup()
+        if self.head_405:
+            self.send_response(405)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if data is None:
             self.send_response(404)
             self.end_headers()
@@ -137,6 +143,12 @@ class _Hub(http.server.BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         if rng:
             start = int(rng.split("=")[1].split("-")[0])
+            if start >= len(data):  # like real servers / CDNs: an unsatisfiable range is a 416
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(206)
         else:
             self.send_response(200)
@@ -150,6 +162,7 @@ class _Hub(http.server.BaseHTTPRequestHandler):
 def hub(tmp_path, s32_ckpt, monkeypatch):
     _Hub.files = {"smpler_x_s32.pth.tar": Path(s32_ckpt).read_bytes()}
     _Hub.sha_override = None
+    _Hub.head_405 = False
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -181,3 +194,31 @@ def test_download_rejects_corruption_and_missing_files(hub, tmp_path):
         C.download("b32", progress=False)
     with pytest.raises(C.CheckpointError, match="unknown model"):
         C.download("x1", progress=False)
+
+
+@pytest.mark.parametrize("head_405", [False, True])
+def test_download_finishes_a_complete_part_file(hub, tmp_path, head_405):
+    """A run killed after the last byte (e.g. during the load check) leaves a complete .part;
+    the next run must finish it, not fail on the server's 416 for an empty range."""
+    hub.head_405 = head_405
+    data = hub.files["smpler_x_s32.pth.tar"]
+    wdir = tmp_path / "cache" / "weights"
+    wdir.mkdir(parents=True)
+    (wdir / "smpler_x_s32.pth.tar.part").write_bytes(data)
+    path = C.download("s32", progress=False)
+    assert path.read_bytes() == data and not (wdir / "smpler_x_s32.pth.tar.part").exists()
+
+
+def test_download_drops_a_complete_but_corrupt_part_file(hub, tmp_path):
+    """No SHA published: a full-size but corrupt .part fails the load check and is removed,
+    so that the next run downloads afresh instead of failing the same way forever."""
+    hub.sha_override = "not-a-sha256"
+    data = hub.files["smpler_x_s32.pth.tar"]
+    wdir = tmp_path / "cache" / "weights"
+    wdir.mkdir(parents=True)
+    part = wdir / "smpler_x_s32.pth.tar.part"
+    part.write_bytes(b"\0" * len(data))
+    with pytest.raises(C.CheckpointError):
+        C.download("s32", progress=False)
+    assert not part.exists()
+    assert C.download("s32", progress=False).read_bytes() == data

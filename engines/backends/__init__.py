@@ -59,10 +59,13 @@ def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Opt
     net = load_network(ckpt)
     log.info("exporting %s to ONNX (once; cached at %s)", ckpt.name, path)
     tmp = path.with_suffix(".tmp.onnx")
-    torch_to_onnx(optimize_for_cpu(net) if optimized else net, tmp,
-                  metadata={"checkpoint": ckpt.name, "rewrites": "fold_bn,subpixel2x2,sdpa" if optimized else "none"})
-    check_onnx(tmp, net)
-    tmp.replace(path)
+    try:
+        torch_to_onnx(optimize_for_cpu(net) if optimized else net, tmp,
+                      metadata={"checkpoint": ckpt.name, "rewrites": "fold_bn,subpixel2x2,sdpa" if optimized else "none"})
+        check_onnx(tmp, net)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed export or check leaves nothing half-written behind
     return path
 
 
