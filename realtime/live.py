@@ -139,10 +139,15 @@ def cmd_live(args) -> int:
         raise UserError(str(exc)) from exc
     print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
     body = predictor.body_model
+    filt = _filter(args, body)  # before the sinks: a bad setting must not leave a recording behind
     detector = PersonDetector(static=False)
     tracker = PersonTracker(detector, redetect_every=args.redetect_every)
-    sinks = _make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
-    pipe = Pipeline(source, predictor, tracker, _filter(args, body), sinks,
+    try:
+        sinks = _make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
+    except BaseException:
+        detector.close()
+        raise
+    pipe = Pipeline(source, predictor, tracker, filt, sinks,
                     mesh_after_filter=viewer_kind == "open3d" and not args.no_filter)
 
     stop = threading.Event()
@@ -198,8 +203,11 @@ def _format_summary(s) -> str:
 
 class _PreviewLoop:
     def __init__(self):
-        from viewers.preview import PreviewWindow
+        from viewers.preview import PreviewUnavailable, PreviewWindow, display_available
 
+        if not display_available():  # show() would only fail on the first frame, as a traceback
+            raise PreviewUnavailable("no display found ($DISPLAY and $WAYLAND_DISPLAY are unset): "
+                                     "the preview window cannot open")
         self.window = PreviewWindow()
         self._last_id = -1
 
@@ -225,7 +233,7 @@ class _Open3DLoop:
 
     def __call__(self, pipe) -> bool:
         result = pipe.latest.get(timeout=0)
-        if result is not None and result.persons:
+        if result is not None:  # a frame with nobody clears the mesh instead of freezing the last one
             self.viewer.update([p.vertices for p in result.persons if p.vertices is not None])
         return self.viewer.step()
 

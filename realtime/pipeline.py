@@ -69,6 +69,15 @@ class PipelineStats:
                     "latency_ms_p95": float(np.percentile(lat, 95)), "sink_errors": self.sink_errors, **stages}
 
 
+def _filter_time(frame) -> float:
+    """Seconds on the clock the frame was captured with: a file's own timeline when the source
+    has one (so lossless ``--no-pace`` reading, which runs at the processing rate, does not look
+    like slow motion), else the grab timestamp (cameras)."""
+    if frame.source_time is not None:
+        return float(frame.source_time)
+    return frame.t_capture_ns / 1e9
+
+
 class Pipeline:
     """Wires a frame source, a tracker, a predictor, a filter and sinks.
 
@@ -177,7 +186,7 @@ class Pipeline:
                 self.filter.reset()
             if persons:
                 p = persons[0]
-                filtered = self.filter(p.params, frame.t_capture_ns / 1e9)
+                filtered = self.filter(p.params, _filter_time(frame))
                 if self.mesh_after_filter:
                     verts, joints = self.predictor.body_model.from_params(filtered.to_dict())
                     persons[0] = dataclasses.replace(p, params=filtered, vertices=verts, joints=joints)

@@ -119,7 +119,7 @@ def test_live_streams_and_recording_replays(tmp_path, media_dir, s32_ckpt, smplx
     sub2.start()
     try:
         assert main(["replay", str(rec), "--osc", f"127.0.0.1:{rcv2.port}", "--zmq", endpoint2,
-                     "--body-models", str(smplx_dir), "--speed", "4"]) == 0
+                     "--body-models", str(smplx_dir), "--speed", "0.25"]) == 0
         replay_frames = _vmc_frames(rcv2)
         sub2.stop.wait(0.5)
         replay_zmq = list(sub2.messages)
@@ -154,6 +154,65 @@ def test_live_synthetic_source_runs_bounded(tmp_path, s32_ckpt, smplx_dir):
     assert main(["live", "--source", "synthetic:320x240@15", "--max-frames", "3", "--viewer", "none",
                  "--osc", "none", "--zmq", "none", "--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir),
                  "--engine", "torch", "--filter", "body.min_cutoff=2.0"]) == 0
+
+
+def test_live_bad_filter_setting_leaves_no_recording_behind(tmp_path, capsys, s32_ckpt, smplx_dir):
+    """A typo in --filter is reported before any sink opens: no recorder thread keeps running and the
+    recording directory stays usable for the corrected command."""
+    rec = tmp_path / "rec"
+    args = ["live", "--source", "synthetic:320x240@15", "--max-frames", "2", "--viewer", "none",
+            "--osc", "none", "--zmq", "none", "--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir),
+            "--engine", "torch", "--record", str(rec)]
+    assert main(args + ["--filter", "body.nope=1"]) == 2
+    assert "body.nope" in capsys.readouterr().err
+    assert not [t for t in threading.enumerate() if t.name == "recorder" and t.is_alive()]
+    assert main(args) == 0  # the same directory still records
+
+    from realtime.sinks.recorder import load_recording
+
+    assert len(load_recording(rec).frames) == 2
+
+
+def test_live_preview_without_display_is_a_clear_error(capsys, monkeypatch, s32_ckpt, smplx_dir):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["live", "--source", "synthetic:320x240@15", "--max-frames", "2", "--viewer", "preview",
+                 "--osc", "none", "--zmq", "none", "--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir),
+                 "--engine", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert "no display" in err and "--viewer none" in err
+    assert not [t for t in threading.enumerate() if t.name == "mocap-engine" and t.is_alive()]
+
+
+def test_open3d_loop_clears_the_mesh_when_nobody_is_left():
+    from types import SimpleNamespace
+
+    from realtime import live
+    from realtime.slot import LatestSlot
+    from realtime.types import PARAM_SHAPES, FrameResult, Person, SMPLXParams
+
+    class FakeViewer:
+        def __init__(self):
+            self.updates = []
+
+        def update(self, vertices):
+            self.updates.append(vertices)
+
+        def step(self):
+            return True
+
+    loop = live._Open3DLoop.__new__(live._Open3DLoop)
+    loop.viewer = FakeViewer()
+    pipe = SimpleNamespace(latest=LatestSlot())
+    params = SMPLXParams.from_dict({k: np.zeros(s, np.float32) for k, s in PARAM_SHAPES.items()})
+    person = Person(0, params, np.zeros(4), np.zeros(4), np.ones(2), np.ones(2), vertices=np.ones((10, 3)))
+    pipe.latest.put(FrameResult(0, 0, (64, 48), [person]))
+    assert loop(pipe)
+    assert len(loop.viewer.updates[-1]) == 1
+    pipe.latest.put(FrameResult(1, 0, (64, 48), []))
+    assert loop(pipe)
+    assert loop.viewer.updates[-1] == []  # the person left: the viewer shows nobody
+    assert loop(pipe) and len(loop.viewer.updates) == 2  # nothing new: no update
 
 
 def test_known_pose_through_replay_arrives_as_unity_rotations(tmp_path, smplx_dir):
@@ -201,3 +260,13 @@ def test_known_pose_through_replay_arrives_as_unity_rotations(tmp_path, smplx_di
 
         total = Rotation.from_quat(root[3:]) * Rotation.from_quat(bones["Hips"][3:])
         assert total.magnitude() < 1e-4
+
+
+def test_filter_clock_uses_the_file_timeline():
+    """Lossless file reading runs at the processing rate; the filter must see the video's own times."""
+    from realtime.pipeline import _filter_time
+    from realtime.types import Frame
+
+    img = np.zeros((2, 2, 3), np.uint8)
+    assert _filter_time(Frame(3, 5_000_000_000, img, source_time=0.1)) == pytest.approx(0.1)
+    assert _filter_time(Frame(3, 5_000_000_000, img, source_time=None)) == pytest.approx(5.0)
