@@ -283,6 +283,10 @@ class Retargeter:
         self._origin = None
         self._frozen_joints = None
 
+    def reset_shape(self) -> None:
+        """Forget the frozen bone lengths (a new performer); keep the re-centring origin."""
+        self._frozen_joints = None
+
     def _rest_joints(self, params: SMPLXParams) -> np.ndarray:
         if self.shape == "template":
             return self.rest.joints(None)

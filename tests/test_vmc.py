@@ -357,3 +357,32 @@ def test_encoded_floats_are_float32(rest):
     t = OscMessage(grams[-1])
     assert t.address == "/VMC/Ext/T" and type_tags(t.dgram) == ",f"
     assert struct.unpack(">f", t.dgram[-4:])[0] == pytest.approx(t.params[0])
+
+
+def test_new_track_takes_new_bone_lengths(rest):
+    """Bone lengths freeze on a performer's first frame and are taken again for a new track id."""
+    from pythonosc.osc_bundle import OscBundle
+    from pythonosc.osc_message import OscMessage
+
+    sink = VMCSink("127.0.0.1", 9, rest=rest)  # nobody listens: build only
+    try:
+        def left_forearm(result):
+            for dgram in sink.build_datagrams(result):
+                msgs = list(OscBundle(dgram)) if OscBundle.dgram_is_bundle(dgram) else [OscMessage(dgram)]
+                for m in msgs:
+                    if m.address == "/VMC/Ext/Bone/Pos" and m.params[0] == "LeftLowerArm":
+                        return np.array(m.params[1:4])
+            raise AssertionError("no LeftLowerArm")
+
+        tall = facing_params(betas=np.full((1, 10), 3.0))
+        first = left_forearm(frame(0, person(facing_params(), track_id=0)))
+        same_track = left_forearm(frame(1, person(tall, track_id=0)))
+        new_track = left_forearm(frame(2, person(tall, track_id=1)))
+    finally:
+        sink.close()
+    np.testing.assert_allclose(same_track, first)          # frozen for the same performer
+    assert not np.allclose(new_track, first)                # re-taken for the new one
+    expected = rest.joints(tall.betas)
+    i, p = JOINT_NAMES.index("left_elbow"), JOINT_NAMES.index("left_shoulder")
+    off = expected[i] - expected[p]
+    np.testing.assert_allclose(new_track, [-off[0], off[1], off[2]], atol=1e-5)

@@ -274,6 +274,10 @@ class VMCSink:
             if self.on_empty == "nothing":
                 return []
             return [osc_message("/VMC/Ext/OK", 0), t]
+        track_id = result.persons[0].track_id
+        if track_id != getattr(self, "_track_id", track_id):
+            self.retarget.reset_shape()  # a new performer: take bone lengths from their betas
+        self._track_id = track_id
         pose = self.retarget(result.persons[0].params)
         bones, blend = vmc_pose_messages(pose)
         if self.split_bundles:
