@@ -211,6 +211,19 @@ def test_auto_engine_on_cpu_uses_cached_onnx(s32_ckpt, s32_onnx, img2):
         assert _rel(a[k], b[k]) < 1e-5, k
 
 
+def test_auto_engine_skips_onnx_for_checkpoints_over_2gb(tmp_path, monkeypatch):
+    """H32's fp32 weights (2.6 GB) cannot go into one ONNX file: auto picks torch instead."""
+    import engines.backends as B
+
+    big = tmp_path / "smpler_x_h32.pth.tar"
+    with open(big, "wb") as fh:  # sparse file: the size without the disk space
+        fh.truncate(B.ONNX_MAX_BYTES + 1)
+    assert B.auto_kind(big, "cpu") == "torch"
+    small = tmp_path / "small.pth.tar"
+    small.write_bytes(b"x")
+    assert B.auto_kind(small, "cpu") == "onnx"
+
+
 def test_torch_engine_optimized_matches_eager(s32, img2):
     from engines.backends.torch_backend import TorchEngine
 

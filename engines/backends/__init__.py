@@ -100,9 +100,27 @@ def auto_kind(model: Union[str, Path], device: str = "cpu") -> str:
         return "torch"
     import importlib.util
 
+    if _too_big_for_onnx(model):
+        return "torch"
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
         return "onnx"
     return "torch"
+
+
+#: A single-file ONNX model must stay under protobuf's 2 GiB limit (H32 fp32 weights are 2.6 GB).
+ONNX_MAX_BYTES = 1_900_000_000
+
+
+def _too_big_for_onnx(model: Union[str, Path]) -> bool:
+    """True for checkpoints whose weights cannot go into one ONNX file (H32): auto then uses torch."""
+    if str(model).endswith(".onnx"):
+        return False
+    try:
+        from ..checkpoints import resolve_checkpoint
+
+        return resolve_checkpoint(model).stat().st_size > ONNX_MAX_BYTES
+    except (OSError, ValueError):
+        return False
 
 
 def load_engine(model: Union[str, Path], kind: str = "torch", device: str = "cpu", precision: str = "fp32",
