@@ -101,9 +101,15 @@ def crop_image(image_rgb: np.ndarray, bbox, out_shape=INPUT_IMG_SHAPE) -> Tuple[
     return patch.astype(np.float32), trans, crop_transform(bbox, out_shape, inverse=True)
 
 
+def to_input_batch(patches) -> np.ndarray:
+    """HxWx3 float32 RGB crops in [0, 255] -> Bx3xHxW float32 in [0, 1] (ToTensor on float input, then /255)."""
+    batch = np.stack([np.asarray(p, np.float32).transpose(2, 0, 1) for p in patches])
+    return batch / np.float32(255)
+
+
 def to_input_tensor(patch: np.ndarray) -> torch.Tensor:
-    """HxWx3 float32 RGB in [0, 255] -> 1x3xHxW in [0, 1] (ToTensor on float input, then /255)."""
-    return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))[None] / 255
+    """One crop as a 1x3xHxW tensor (see :func:`to_input_batch`)."""
+    return torch.from_numpy(to_input_batch([patch]))
 
 
 def bgr_to_rgb_float(image_bgr: np.ndarray) -> np.ndarray:

@@ -7,7 +7,6 @@ frame and any number of person boxes (batched through the network).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -55,7 +54,6 @@ class Predictor:
         self.engine = engine
         self.body_model = body_model.to("cpu").eval()
         self.with_mesh = with_mesh
-        self.timings: Dict[str, float] = {}
 
     @classmethod
     def from_files(cls, checkpoint: Union[str, Path], body_models: Optional[Union[str, Path]] = None,
@@ -85,15 +83,11 @@ class Predictor:
     def predict(self, image_bgr: np.ndarray, bboxes: Sequence[Sequence[float]],
                 image_is_rgb_float: bool = False) -> List[Prediction]:
         """Predict every box (raw detector boxes, xywh) of a BGR uint8 frame."""
-        t0 = time.perf_counter()
         rgb = image_bgr if image_is_rgb_float else G.bgr_to_rgb_float(image_bgr)
         kept, patches, boxes, invs = self.preprocess(rgb, bboxes)
         if not kept:
             return []
-        batch = np.stack([p.transpose(2, 0, 1) for p in patches]).astype(np.float32) / np.float32(255)
-        t1 = time.perf_counter()
-        out = self.engine.run({"img": batch})
-        t2 = time.perf_counter()
+        out = self.engine.run({"img": G.to_input_batch(patches)})
         tt = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
         verts, joints = self.body_model(tt["smplx_root_pose"], tt["smplx_body_pose"], tt["smplx_lhand_pose"],
                                         tt["smplx_rhand_pose"], tt["smplx_jaw_pose"], tt["smplx_shape"],
@@ -101,7 +95,6 @@ class Predictor:
         trans = tt["cam_trans"]
         verts = (verts + trans[:, None]).numpy()
         joints = (joints + trans[:, None]).numpy()
-        t3 = time.perf_counter()
         results = []
         for b, i in enumerate(kept):
             cam = G.full_frame_camera(boxes[b])
@@ -128,5 +121,4 @@ class Predictor:
                 rhand_bbox=_crop_box_to_frame(out["rhand_bbox"][b], invs[b]),
                 face_bbox=_crop_box_to_frame(out["face_bbox"][b], invs[b]),
             ))
-        self.timings = {"preprocess": t1 - t0, "network": t2 - t1, "smplx": t3 - t2}
         return results

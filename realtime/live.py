@@ -209,7 +209,6 @@ class _PreviewLoop:
             raise PreviewUnavailable("no display found ($DISPLAY and $WAYLAND_DISPLAY are unset): "
                                      "the preview window cannot open")
         self.window = PreviewWindow()
-        self._last_id = -1
 
     def __call__(self, pipe) -> bool:
         result = pipe.latest.get(timeout=0)
