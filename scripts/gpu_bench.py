@@ -1,18 +1,23 @@
 #!/usr/bin/env python
 """GPU benchmark of the SMPLer-X engines (run it on a CUDA machine; exits cleanly without one).
 
-For each variant (S32, B32 by default) and batch size (1 and 8 by default) it measures
+For each variant (S32, B32 by default) and batch size (1, 4 and 8 by default) it measures
 network latency (median / p90 ms, CUDA-synchronised) and throughput (items/s) for
 
 * ``torch_fp32``        PyTorch eager fp32,
-* ``torch_fp16_graph``  PyTorch fp16 autocast captured in a CUDA graph,
+* ``torch_fp16``        PyTorch eager fp16 autocast,
+* ``torch_fp32_graph``  PyTorch fp32 captured in a CUDA graph,
+* ``torch_fp16_graph``  PyTorch fp16 autocast captured in a CUDA graph (the CUDA ``auto`` engine),
+* ``torch_compile_fp16`` ``torch.compile`` (default mode) of the fp16 network, at ``--compile-batches`` only,
 * ``ort_cuda_fp32``     ONNX Runtime CUDA execution provider (if onnxruntime-gpu is installed),
 * ``tensorrt_fp16``     a TensorRT fp16 engine (if the ``tensorrt`` package is installed),
 
 and the error of each reduced-precision engine against torch fp32 on the same real crop:
 rotations (root, body, hands, jaw) as geodesic angles in degrees, camera translation in mm.
-Writes ``--out``.json and ``--out``.md (a markdown table). Random weights by default
-(``--checkpoint-dir`` with official files gives meaningful error numbers; speed is the same).
+It also times the SMPL-X layer (synthetic model file with the real shapes) on the CPU and on the
+GPU at the same batch sizes. ``--budget-s`` bounds the whole run: rows not started in time are
+reported as skipped. Writes ``--out``.json and ``--out``.md (a markdown table). Random weights by
+default (``--checkpoint-dir`` with official files gives meaningful error numbers; speed is the same).
 
     python scripts/gpu_bench.py --out docs/gpu_bench
 """
@@ -65,15 +70,54 @@ def time_engine(eng, img, iters, warmup):
             "throughput_per_s": img.shape[0] * 1000.0 / med, "iters": iters}
 
 
+def smplx_layer_times(batches, work: Path, iters: int = 30, devices=("cpu", "cuda")) -> list:
+    """Median ms of the SMPL-X layer (all outputs of the network at once) on the CPU and on CUDA."""
+    import torch
+
+    from engines.body_model import BodyModel
+    from engines.synthetic import write_synthetic_smplx
+
+    write_synthetic_smplx(work / "bm")
+    rows = []
+    for batch in batches:
+        row = {"batch": batch}
+        for dev in devices:
+            bm = BodyModel(work / "bm").to(dev)
+            g = torch.Generator().manual_seed(0)
+            args = [(torch.rand(batch, n, generator=g) * 0.4 - 0.2).to(dev) for n in (3, 63, 45, 45, 3, 10, 10)]
+
+            def call():
+                with torch.inference_mode():
+                    v, j = bm(*args)
+                if dev == "cuda":
+                    torch.cuda.synchronize()
+                return v
+
+            for _ in range(3):
+                call()
+            ts = []
+            for _ in range(iters):
+                t = time.perf_counter()
+                call()
+                ts.append((time.perf_counter() - t) * 1000)
+            row[f"{dev}_median_ms"] = float(np.median(ts))
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=["s32", "b32"])
-    ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8])
+    ap.add_argument("--compile-batches", nargs="*", type=int, default=[1], help="batches for torch.compile rows")
+    ap.add_argument("--budget-s", type=float, default=1e9, help="start no new row after this many seconds")
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--checkpoint-dir", type=Path, default=None, help="official smpler_x_*.pth.tar files (optional)")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--skip", nargs="*", default=[], help="engines to skip")
+    ap.add_argument("--engines", nargs="*", default=None, help="only these engines (torch_fp32 always runs: it is the reference)")
+    ap.add_argument("--no-smplx", action="store_true", help="skip the SMPL-X layer timing")
     ap.add_argument("--out", type=Path, default=Path("gpu_bench"), help="output stem (.json and .md)")
     args = ap.parse_args(argv)
 
@@ -91,6 +135,7 @@ def main(argv=None) -> int:
     from engines.export import onnx_to_engine, torch_to_onnx
 
     torch.backends.cudnn.benchmark = True
+    t_start = time.perf_counter()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="gpu-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine_info(), "gpu": torch.cuda.get_device_name(0), "results": [],
@@ -118,9 +163,14 @@ def main(argv=None) -> int:
             img, what = bench_input(batch)
             makers = {
                 "torch_fp32": lambda: TorchEngine(load_network(ckpt), device="cuda"),
+                "torch_fp16": lambda: TorchEngine(load_network(ckpt), device="cuda", precision="fp16"),
+                "torch_fp32_graph": lambda: TorchEngine(load_network(ckpt), device="cuda", cuda_graph=True),
                 "torch_fp16_graph": lambda: TorchEngine(load_network(ckpt), device="cuda", precision="fp16",
                                                         cuda_graph=True),
             }
+            if batch in args.compile_batches:
+                makers["torch_compile_fp16"] = lambda: TorchEngine(load_network(ckpt), device="cuda",
+                                                                   precision="fp16", compile=True)
             if has_ort_cuda:
                 def make_ort():
                     if not onnx_path.is_file():
@@ -138,12 +188,18 @@ def main(argv=None) -> int:
                 makers["tensorrt_fp16"] = make_trt
             ref = None
             for name, make in makers.items():
-                if name in args.skip:
+                if name in args.skip or (args.engines and name != "torch_fp32" and name not in args.engines):
                     continue
                 row = {"variant": variant, "batch": batch, "engine": name, "input": what}
+                if time.perf_counter() - t_start > args.budget_s:
+                    row["error"] = "skipped: time budget spent"
+                    report["results"].append(row)
+                    continue
                 try:
+                    t_make = time.perf_counter()
                     eng = make()
                     out = eng.run({"img": img})
+                    row["first_call_s"] = time.perf_counter() - t_make  # build + first run (compile, capture)
                     if name == "torch_fp32":
                         ref = out
                     row.update(time_engine(eng, img, args.iters, args.warmup))
@@ -155,6 +211,13 @@ def main(argv=None) -> int:
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 report["results"].append(row)
                 print(json.dumps(row), flush=True)
+
+    try:
+        report["smplx_layer"] = [] if args.no_smplx else smplx_layer_times(args.batches, work)
+    except Exception as exc:  # report it; the engine rows above are kept
+        report["smplx_layer"] = []
+        report["smplx_layer_error"] = f"{type(exc).__name__}: {exc}"
+    print("smplx_layer", json.dumps(report["smplx_layer"]), flush=True)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
@@ -169,6 +232,10 @@ def main(argv=None) -> int:
         tr = f"{r['trans_mm_mean']:.2f} / {r['trans_mm_max']:.2f}" if "trans_mm_mean" in r else "reference"
         lines.append(f"| {r['variant']} | {r['batch']} | {r['engine']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} "
                      f"| {r['throughput_per_s']:.1f} | {rot} | {tr} |")
+    lines += ["", "SMPL-X layer (vertices + joints, synthetic model with the real shapes):", "",
+              "| batch | CPU median ms | CUDA median ms |", "| --- | --- | --- |"]
+    for r in report["smplx_layer"]:
+        lines.append(f"| {r['batch']} | {r['cpu_median_ms']:.2f} | {r['cuda_median_ms']:.3f} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -353,16 +353,52 @@ def test_cuda_graph_fp32_equals_eager(s32, img2):
         assert _rel(got[k], ref[k]) < 1e-4, k
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
-def test_onnxruntime_cuda_matches_torch(s32, s32_onnx, img2):
-    import onnxruntime as ort
+def _ort_cuda() -> bool:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
 
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        pytest.skip("onnxruntime without the CUDA execution provider")
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not (HAS_CUDA and _ort_cuda()), reason="no CUDA device or onnxruntime without its CUDA provider")
+def test_onnxruntime_cuda_matches_torch(s32, s32_onnx, img2):
     eng = load_engine(s32_onnx, "onnx", "cuda")
     with torch.inference_mode():
         ref = s32(img2)
     got = eng.run({"img": img2.numpy()})
     for k in OUTPUT_NAMES:
         assert _rel(got[k], ref[k]) < 1e-3, k
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+def test_body_model_on_cuda_equals_cpu(body_model):
+    g = torch.Generator().manual_seed(5)
+    args = [torch.rand(3, n, generator=g) * 0.6 - 0.3 for n in (3, 63, 45, 45, 3, 10, 10)]
+    with torch.inference_mode():
+        v_cpu, j_cpu = body_model(*args)
+        gpu = copy.deepcopy(body_model).to("cuda")
+        v_gpu, j_gpu = gpu(*[a.cuda() for a in args])
+    assert v_gpu.is_cuda
+    np.testing.assert_allclose(v_gpu.cpu().numpy(), v_cpu.numpy(), atol=2e-5)
+    np.testing.assert_allclose(j_gpu.cpu().numpy(), j_cpu.numpy(), atol=2e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+def test_predictor_on_cuda_matches_cpu(s32, body_model, media_dir):
+    """The whole frame -> parameters path on the GPU (fp32) gives the CPU's answer."""
+    import cv2
+
+    from engines.backends.torch_backend import TorchEngine
+    from engines.inference import Predictor
+
+    img = cv2.imread(str(media_dir / "coco_000785_skier.jpg"))
+    box = [(280.0, 44.0, 220.0, 348.0)]
+    cpu = Predictor(TorchEngine(copy.deepcopy(s32)), body_model).predict(img, box)[0].person
+    gpu = Predictor(TorchEngine(copy.deepcopy(s32), device="cuda"), body_model).predict(img, box)[0].person
+    for k, v in cpu.params.to_dict().items():
+        np.testing.assert_allclose(gpu.params.to_dict()[k], v, atol=1e-3, rtol=1e-3, err_msg=k)
+    np.testing.assert_allclose(gpu.joints_2d, cpu.joints_2d, atol=0.05)

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Every GPU measurement of the project in one run (about 6 minutes on an H100).
+#
+#   bash scripts/gpu_check.sh OUTDIR
+#
+# Run from the repository root on a CUDA machine whose Python already has PyTorch with CUDA.
+# Packages that machine lacks come as wheels in .whl/ (see docs/benchmarks.md, "GPU check"):
+#   mediapipe==0.10.21 smplx==0.1.28 pyzmq python-osc protobuf==4.25.8  (manylinux x86_64, cp312)
+# and the test media in .media/ (or MOCAP_MEDIA_DIR). Writes into OUTDIR:
+#   env.txt        GPU, driver, Python and package versions
+#   gpu_tests.txt  the gpu-marked tests
+#   engines.json/.md  S32/B32 at batch 1/4/8: fp32, fp16, CUDA graphs; fp16 error; SMPL-X layer
+#   compile.json/.md  torch.compile of the fp16 network at batch 1
+#   live.json      `mocap live` on a real clip with the CUDA engine (paced and no-pace)
+#   summary.md     all tables together
+set -uo pipefail
+OUT=${1:-${OUT:-gpu_check_out}}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+PY=${PYTHON:-python3}
+START=$(date +%s)
+step() { echo "== $(( $(date +%s) - START ))s: $*"; }
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+  step "installing carried wheels"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "wheel install failed"; exit 1; }
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+[ -d .media ] && export MOCAP_MEDIA_DIR=${MOCAP_MEDIA_DIR:-$PWD/.media}
+export MOCAP_CACHE_DIR=${MOCAP_CACHE_DIR:-/tmp/mocap-cache}
+
+step "environment"
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  "$PY" - <<'EOF'
+import importlib, platform, os
+print("python", platform.python_version(), "cpus", os.cpu_count())
+for m in ("torch", "numpy", "cv2", "mediapipe", "smplx", "zmq", "pythonosc", "onnxruntime", "onnx", "triton"):
+    try:
+        mod = importlib.import_module(m)
+        print(m, getattr(mod, "__version__", "?"))
+    except Exception as exc:
+        print(m, "MISSING", type(exc).__name__, exc)
+import torch
+print("cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no device")
+try:
+    import onnxruntime as ort
+    print("onnxruntime providers", ort.get_available_providers())
+except Exception:
+    pass
+EOF
+} 2>&1 | tee "$OUT/env.txt"
+
+step "gpu-marked tests"
+timeout 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_engines.py 2>&1 | tail -25 | tee "$OUT/gpu_tests.txt"
+
+step "engines"
+timeout 180 "$PY" scripts/gpu_bench.py --variants s32 b32 --batches 1 4 8 --compile-batches \
+  --iters 50 --warmup 10 --budget-s 150 --out "$OUT/engines" 2>&1 | grep -v "^{" | tail -40
+
+step "torch.compile (batch 1)"
+timeout 150 "$PY" scripts/gpu_bench.py --variants s32 b32 --batches 1 --compile-batches 1 \
+  --engines torch_compile_fp16 --no-smplx --iters 50 --warmup 10 --budget-s 120 --out "$OUT/compile" 2>&1 \
+  | grep -v "^{" | tail -20
+
+step "mocap live on CUDA"
+timeout 80 "$PY" scripts/bench_live.py --device cuda --engine auto --seconds 12 --out "$OUT/live" 2>&1 | tail -30
+
+step "summary"
+"$PY" scripts/gpu_summary.py "$OUT" > "$OUT/summary.md" 2>&1
+cat "$OUT/summary.md"
+step "done"
