@@ -332,20 +332,15 @@ def _import_pose_solution():
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
     """Bring a grey, BGR or BGRA uint8 image to contiguous BGR."""
-    import cv2
+    from .media import to_bgr
 
     img = np.asarray(image)
     if img.dtype != np.uint8:
         raise ValueError(f"detect() needs a uint8 image, got {img.dtype}")
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.ndim == 3 and img.shape[2] == 1:
-        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
-    if img.ndim == 3 and img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    if img.ndim == 3 and img.shape[2] == 3:
-        return np.ascontiguousarray(img)
-    raise ValueError(f"detect() needs an (H, W, 3) BGR image, got shape {img.shape}")
+    try:
+        return to_bgr(img)
+    except ValueError:
+        raise ValueError(f"detect() needs an (H, W, 3) BGR image, got shape {img.shape}") from None
 
 
 class PersonDetector:

@@ -113,18 +113,11 @@ def to_input_tensor(patch: np.ndarray) -> torch.Tensor:
 
 
 def bgr_to_rgb_float(image_bgr: np.ndarray) -> np.ndarray:
-    """What the official ``load_img`` returns: RGB float32 in [0, 255].
+    """What the official ``load_img`` returns: RGB float32 in [0, 255]. Grey and BGRA frames
+    are first brought to BGR like ``cv2.imread(..., IMREAD_COLOR)`` (:func:`engines.media.to_bgr`)."""
+    from .media import to_bgr
 
-    Grey (H, W) / (H, W, 1) and BGRA frames are first brought to 3-channel BGR the way
-    ``cv2.imread(..., IMREAD_COLOR)`` does (grey replicated, alpha dropped)."""
-    img = np.asarray(image_bgr)
-    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
-        img = cv2.cvtColor(img.reshape(img.shape[0], img.shape[1]), cv2.COLOR_GRAY2BGR)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) BGR image, got shape {img.shape}")
-    return np.ascontiguousarray(img[:, :, ::-1]).astype(np.float32)
+    return np.ascontiguousarray(to_bgr(image_bgr)[:, :, ::-1]).astype(np.float32)
 
 
 def apply_affine(points: np.ndarray, trans: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from realtime.types import Person, SMPLXParams
+from engines.types import Person, SMPLXParams
 
 from . import geometry as G
 from .backends.base import Engine

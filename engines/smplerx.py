@@ -8,7 +8,7 @@ full official forward (network + SMPL-X + projection) is :class:`SMPLerXFull`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn as nn

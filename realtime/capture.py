@@ -27,17 +27,18 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
-from realtime.slot import LatestSlot
-from realtime.types import Frame
+from engines.media import IMAGE_EXTENSIONS, list_images
+from engines.types import Frame
+
+from .slot import LatestSlot
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 #: Consecutive failed reads that end a video whose frame count is unknown.
 MAX_CONSECUTIVE_FAILURES = 5
 #: Stream URL schemes opened as live (reconnecting) sources.
@@ -475,11 +476,6 @@ class VideoFileSource(_SequenceSource):
             self._cap = None
 
 
-def _natural_key(path: Path) -> List[Union[int, str]]:
-    """Sort key so that ``img2.png`` comes before ``img10.png``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
 class ImageFolderSource(_SequenceSource):
     """The images of a folder (``*.jpg *.jpeg *.png *.bmp``, natural name order) at ``fps``.
 
@@ -494,10 +490,7 @@ class ImageFolderSource(_SequenceSource):
             raise CaptureError(f"image folder not found: {self.path}")
         if not fps or fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
-        self.files = sorted(
-            (p for p in self.path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
-            key=_natural_key,
-        )
+        self.files = list_images(self.path)
         if not self.files:
             raise CaptureError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {self.path}")
         self._fps = float(fps)
@@ -505,7 +498,7 @@ class ImageFolderSource(_SequenceSource):
 
     def _open(self) -> None:
         for path in self.files:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
             if image is not None:
                 self._frame_size = (int(image.shape[1]), int(image.shape[0]))
                 return
@@ -516,7 +509,7 @@ class ImageFolderSource(_SequenceSource):
         if pos >= len(self.files):
             return None
         self._pos += 1
-        image = cv2.imread(str(self.files[pos]), cv2.IMREAD_COLOR)
+        image = cv2.imread(str(self.files[pos]), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is None:
             self._add_corrupt()
             logger.warning("%s: skipping unreadable image %s", self.name, self.files[pos].name)

@@ -51,7 +51,7 @@ from realtime.rotations import (
     quat_slerp,
     quat_to_axis_angle,
 )
-from realtime.types import Person, SMPLXParams
+from engines.types import Person, SMPLXParams
 
 logger = logging.getLogger(__name__)
 

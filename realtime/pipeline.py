@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from .slot import LatestSlot
-from .types import FrameResult, Person
+from engines.types import FrameResult, Person
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Two inputs are understood:
 
-* a recording directory written by :class:`realtime.sinks.recorder.Recorder`
+* a recording directory written by :class:`realtime.sinks.recorder.Recorder` (format: :mod:`realtime.recording`)
   (``meta.json`` + ``frames.bin``), paced by the recorded capture timestamps;
 * a directory of official-format results (``DIR/smplx/<frame:05d>_<person>.npz``
   and optionally ``DIR/meta/<frame:05d>_<person>.json`` with ``focal``, ``princpt``,
@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .types import PREDICTED_KEYS, FrameResult, Person, SMPLXParams
+from engines.types import PREDICTED_KEYS, FrameResult, Person, SMPLXParams
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def load_official(path: Union[str, Path]) -> List[Tuple[float, FrameResult]]:
 
 def _load(path: Path, fps: float) -> List[Tuple[float, FrameResult]]:
     """(seconds from the start, FrameResult) for either input kind."""
-    from .sinks.recorder import FRAMES_FILE, load_recording
+    from .recording import FRAMES_FILE, load_recording
 
     if not path.exists():
         raise FileNotFoundError(f"replay input {path} does not exist")

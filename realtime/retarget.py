@@ -38,7 +38,7 @@ import numpy as np
 from engines.body_model import JOINT_NAMES, NUM_BETAS, NUM_JOINTS, PARENTS
 
 from .rotations import axis_angle_to_quat, quat_mul, quat_normalize
-from .types import SMPLXParams
+from engines.types import SMPLXParams
 
 _FINGERS_SMPLX = ("index", "middle", "pinky", "ring", "thumb")
 _FINGERS_UNITY = {"index": "Index", "middle": "Middle", "pinky": "Little", "ring": "Ring", "thumb": "Thumb"}

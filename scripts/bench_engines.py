@@ -44,13 +44,13 @@ def main(argv=None) -> int:
     from engines.backends.onnx_backend import OnnxEngine
     from engines.backends.torch_backend import TorchEngine
     from engines.checkpoints import load_network, write_random_checkpoint
-    from engines.commands import _body_model, bench_input, machine_info
+    from engines.benchmark import bench_input, body_model_or_stand_in, machine_info
     from engines.export import torch_to_onnx
     from engines.optimize import optimize_for_cpu
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-engines-"))
     work.mkdir(parents=True, exist_ok=True)
-    body, body_what = _body_model(args.body_models)
+    body, body_what = body_model_or_stand_in(args.body_models)
     img, what = bench_input(1)
     report = {"machine": machine_info(), "input": what, "body_model": body_what, "threads": args.threads,
               "iters_per_block": args.iters, "rounds": args.rounds, "results": {}}

@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     from engines.backends import load_engine
     from engines.backends.torch_backend import TorchEngine
     from engines.checkpoints import load_network, write_random_checkpoint
-    from engines.commands import bench_input, machine_info
+    from engines.benchmark import bench_input, machine_info
     from engines.export import onnx_to_engine, torch_to_onnx
 
     torch.backends.cudnn.benchmark = True

@@ -2,7 +2,6 @@
 TensorRT up to the build, the export/bench commands. GPU tests are marked and skipped without CUDA."""
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -281,7 +280,7 @@ def test_tensorrt_missing_gives_clear_errors(s32_ckpt, tmp_path):
     with pytest.raises(TensorRTUnavailable):
         load_engine(tmp_path / "y.engine", "tensorrt", "cuda")
     # the CLI turns it into a user error before spending time on an export
-    from realtime.cli import UserError
+    from engines.errors import UserError
 
     args = _cli(["export", "--checkpoint", str(s32_ckpt), "--to", "engine"])
     with pytest.raises(UserError, match="tensorrt"):
@@ -290,12 +289,9 @@ def test_tensorrt_missing_gives_clear_errors(s32_ckpt, tmp_path):
 
 # --------------------------------------------------------------------------- commands
 def _cli(argv):
-    from engines import commands
+    from realtime.cli import build_parser
 
-    ap = argparse.ArgumentParser(prog="mocap")
-    sub = ap.add_subparsers(dest="command", required=True)
-    commands.register(sub)
-    return ap.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def test_bench_command_writes_json(s32_ckpt, tmp_path, capsys):
@@ -311,7 +307,7 @@ def test_bench_command_writes_json(s32_ckpt, tmp_path, capsys):
 
 
 def test_bench_auto_picks_onnx_on_cpu(s32_ckpt, s32_onnx, tmp_path):
-    from engines.commands import run_bench
+    from engines.benchmark import run_bench
 
     res = run_bench(s32_ckpt, None, "cpu", iters=1, warmup=1)
     assert res["engine"] == "onnx" and res["engine_requested"].startswith("auto")
@@ -320,7 +316,7 @@ def test_bench_auto_picks_onnx_on_cpu(s32_ckpt, s32_onnx, tmp_path):
 def test_cuda_request_without_cuda_is_a_user_error(s32_ckpt):
     if HAS_CUDA:
         pytest.skip("CUDA present")
-    from realtime.cli import UserError
+    from engines.errors import UserError
 
     args = _cli(["bench", "--checkpoint", str(s32_ckpt), "--engine", "torch", "--device", "cuda", "--iters", "1"])
     with pytest.raises(UserError, match="CUDA"):

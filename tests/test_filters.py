@@ -14,7 +14,7 @@ from realtime.filters import (
     SMPLXFilter,
 )
 from realtime.rotations import axis_angle_to_quat, quat_angle, quat_conj, quat_mul
-from realtime.types import PARAM_SHAPES, PREDICTED_KEYS, Person, SMPLXParams
+from engines.types import PARAM_SHAPES, PREDICTED_KEYS, Person, SMPLXParams
 
 RATE = 30.0
 

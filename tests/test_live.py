@@ -6,7 +6,7 @@ import pytest
 import zmq
 
 from realtime.cli import main
-from realtime.sinks.zmq_pub import unpack
+from realtime.codec import unpack
 from tests.test_vmc import Receiver, type_tags
 
 UNITY_BONES = {"Hips", "Spine", "Chest", "UpperChest", "Neck", "Head", "Jaw", "LeftShoulder", "RightShoulder",
@@ -168,7 +168,7 @@ def test_live_bad_filter_setting_leaves_no_recording_behind(tmp_path, capsys, s3
     assert not [t for t in threading.enumerate() if t.name == "recorder" and t.is_alive()]
     assert main(args) == 0  # the same directory still records
 
-    from realtime.sinks.recorder import load_recording
+    from realtime.recording import load_recording
 
     assert len(load_recording(rec).frames) == 2
 
@@ -187,9 +187,9 @@ def test_live_preview_without_display_is_a_clear_error(capsys, monkeypatch, s32_
 def test_open3d_loop_clears_the_mesh_when_nobody_is_left():
     from types import SimpleNamespace
 
-    from realtime import live
+    from realtime.cli import live
     from realtime.slot import LatestSlot
-    from realtime.types import PARAM_SHAPES, FrameResult, Person, SMPLXParams
+    from engines.types import PARAM_SHAPES, FrameResult, Person, SMPLXParams
 
     class FakeViewer:
         def __init__(self):
@@ -221,7 +221,7 @@ def test_known_pose_through_replay_arrives_as_unity_rotations(tmp_path, smplx_di
     import json
     import math
 
-    from realtime.types import PARAM_SHAPES
+    from engines.types import PARAM_SHAPES
 
     d = tmp_path / "official"
     (d / "smplx").mkdir(parents=True)
@@ -265,7 +265,7 @@ def test_known_pose_through_replay_arrives_as_unity_rotations(tmp_path, smplx_di
 def test_filter_clock_uses_the_file_timeline():
     """Lossless file reading runs at the processing rate; the filter must see the video's own times."""
     from realtime.pipeline import _filter_time
-    from realtime.types import Frame
+    from engines.types import Frame
 
     img = np.zeros((2, 2, 3), np.uint8)
     assert _filter_time(Frame(3, 5_000_000_000, img, source_time=0.1)) == pytest.approx(0.1)

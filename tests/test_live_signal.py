@@ -37,7 +37,7 @@ def test_sigint_stops_cleanly(tmp_path, s32_ckpt, smplx_dir):
             proc.kill()
     assert proc.returncode == 0, err[-2000:]
     assert "frames processed" in out
-    from realtime.sinks.recorder import load_recording
+    from realtime.recording import load_recording
 
     recording = load_recording(rec)
     assert len(recording.frames) >= 1

@@ -19,9 +19,10 @@ from engines.synthetic import synthetic_rest_joints
 from realtime.replay import replay
 from realtime.retarget import RestModel
 from realtime.sinks.osc_vmc import VMCSink
-from realtime.sinks.recorder import FRAMES_FILE, Recorder, load_recording, read_records
+from realtime.recording import FRAMES_FILE, load_recording, read_records
+from realtime.sinks.recorder import Recorder
 from realtime.sinks.zmq_pub import ZMQSink
-from realtime.types import PARAM_SHAPES, PREDICTED_KEYS, FrameResult, Person, SMPLXParams
+from engines.types import PARAM_SHAPES, PREDICTED_KEYS, FrameResult, Person, SMPLXParams
 
 from .test_vmc import Receiver
 from .test_zmq import subscriber, wait_joined

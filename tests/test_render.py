@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.types import PARAM_SHAPES
-from viewers.render import MeshRenderer, draw_vertices, overlay, project
+from engines.types import PARAM_SHAPES
+from viewers.mesh_overlay import MeshRenderer, draw_vertices, overlay, project
 
 W, H = 640, 480
 FOCAL = (800.0, 800.0)
@@ -185,7 +185,7 @@ def test_overlay_falls_back_to_dots_without_open3d(body, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "open3d", None)  # makes `import open3d` raise ImportError
     verts = place(body[0], (320.0, 240.0), 3.0)
     image = np.zeros((H, W, 3), np.uint8)
-    with caplog.at_level(logging.WARNING, logger="viewers.render"):
+    with caplog.at_level(logging.WARNING, logger="viewers.mesh_overlay"):
         r = MeshRenderer(W, H)
         out = r.overlay(image, [verts], body[1], (FOCAL, PRINCPT))
     assert not r.available

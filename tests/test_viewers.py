@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from realtime.slot import LatestSlot
-from realtime.types import PARAM_SHAPES, FrameResult, Person, SMPLXParams
+from engines.types import PARAM_SHAPES, FrameResult, Person, SMPLXParams
 from viewers import preview
 from viewers.open3d_viewer import Open3DViewer, ViewerUnavailable
 from viewers.preview import (DETECTOR_BOX_COLOR, JOINT_COLOR, MODEL_BOX_COLOR, SKELETON_COLOR,

@@ -15,7 +15,7 @@ from engines.body_model import JOINT_NAMES
 from realtime.retarget import (SMPLX_TO_UNITY, UNITY_BONE_NAMES, RestModel, Retargeter,
                                jaw_open_value, smplx_to_unity)
 from realtime.sinks.osc_vmc import VMCSink
-from realtime.types import PARAM_SHAPES, PREDICTED_KEYS, FrameResult, Person, SMPLXParams
+from engines.types import PARAM_SHAPES, PREDICTED_KEYS, FrameResult, Person, SMPLXParams
 
 EXPECTED_BONES = {
     "Hips", "LeftUpperLeg", "RightUpperLeg", "Spine", "LeftLowerLeg", "RightLowerLeg", "Chest",

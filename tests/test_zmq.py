@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import zmq
 
-from realtime.sinks.zmq_pub import SCHEMA, ZMQSink, result_from_dict
-from realtime.types import PARAM_SHAPES, PREDICTED_KEYS, FrameResult, Person, SMPLXParams
+from realtime.codec import SCHEMA, result_from_dict
+from realtime.sinks.zmq_pub import ZMQSink
+from engines.types import PARAM_SHAPES, PREDICTED_KEYS, FrameResult, Person, SMPLXParams
 
 
 def random_person(rng, track_id: int) -> Person:

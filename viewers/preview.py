@@ -1,7 +1,7 @@
 """2-D preview: the camera frame with boxes, skeletons, track ids and live statistics.
 
 :func:`compose` (also :meth:`PreviewWindow.compose`) is a pure function of a
-:class:`~realtime.types.FrameResult` and a stats dict; it works headless and is what
+:class:`~engines.types.FrameResult` and a stats dict; it works headless and is what
 recordings and tests use. :meth:`PreviewWindow.show` puts the image in an OpenCV
 window, only when a display exists: without one ``cv2.imshow`` aborts the whole
 process (SIGABRT), so :meth:`~PreviewWindow.show` raises :class:`PreviewUnavailable`
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from engines.body_model import NUM_JOINTS, PARENTS
-from realtime.types import FrameResult, Person
+from engines.types import FrameResult, Person
 
 log = logging.getLogger(__name__)
 

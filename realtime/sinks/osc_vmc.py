@@ -46,7 +46,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..retarget import RestModel, Retargeter, UnityPose
-from ..types import PREDICTED_KEYS, FrameResult, Person
+from engines.types import PREDICTED_KEYS, FrameResult, Person
 
 log = logging.getLogger(__name__)
 

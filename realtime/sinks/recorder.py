@@ -1,72 +1,38 @@
-"""Crash-safe session recording, and :func:`load_recording` to read one back.
-
-Layout of a recording directory::
-
-    DIR/meta.json        written at start, rewritten (atomically) when the image size
-                         becomes known and on close ("complete": true)
-    DIR/frames.bin       one record per frame: 8-byte header <uint32 length, uint32 crc32>
-                         (little-endian) then a msgpack map (the ZMQ schema message,
-                         see realtime.sinks.zmq_pub, plus "index" and "image")
-    DIR/video/000000.jpg optional (save_video=True): one JPEG per frame, written to a
-                         temporary name and renamed, so a file is either whole or absent
+"""The recording sink: writes a session to a recording directory (format in
+:mod:`realtime.recording`) as it happens.
 
 The writer thread flushes each record to the OS as soon as it is written, so a
 killed *process* loses only frames still queued in memory (normally none or one),
 and fsyncs every ``fsync_every`` frames and on close, so a power loss loses at most
-about that many. The reader stops at the first incomplete or corrupt record (length
-and CRC32 checked), so a truncated tail is tolerated. JPEG files were
-chosen over a video container because every finished frame survives a kill without
-any index/trailer; ``ffmpeg -framerate FPS -i DIR/video/%06d.jpg out.mp4`` makes a video.
+about that many. JPEG files were chosen over a video container because every finished
+frame survives a kill without any index/trailer; ``ffmpeg -framerate FPS -i
+DIR/video/%06d.jpg out.mp4`` makes a video.
 
 Writing happens on a background thread: ``send`` only serialises the record and
 queues it. Records are never dropped; video frames are dropped (counted in
 ``dropped_images``) when more than ``max_pending_images`` are waiting.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
-import struct
 import threading
 import time
-import zlib
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Deque, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from ..types import FrameResult
-from .zmq_pub import SCHEMA, pack, result_from_dict, result_to_dict, unpack
+from engines.types import FrameResult
+
+from ..codec import SCHEMA, pack, result_to_dict
+from ..recording import (FRAMES_FILE, META_FILE, RECORDING_SCHEMA, VIDEO_DIR, encode_record, tool_version,
+                         write_json_atomic)
 
 log = logging.getLogger(__name__)
-
-RECORDING_SCHEMA = "smplerx-mocap-recording/1"
-FRAMES_FILE = "frames.bin"
-META_FILE = "meta.json"
-VIDEO_DIR = "video"
-_HEADER = struct.Struct("<II")
-_MAX_RECORD = 64 << 20
-
-
-def tool_version() -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-        return version("smplerx-mocap")
-    except (ImportError, PackageNotFoundError):
-        return "unknown"
-
-
-def _write_json_atomic(path: Path, data: Dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Recorder:
@@ -112,7 +78,7 @@ class Recorder:
             "video": {"format": "jpeg-sequence", "dir": VIDEO_DIR, "pattern": "%06d.jpg"} if save_video else None,
             "complete": False,
         }
-        _write_json_atomic(self.directory / META_FILE, self.meta)
+        write_json_atomic(self.directory / META_FILE, self.meta)
         self._file = open(self.frames_path, "ab")
         self.count = 0  # records queued
         self.written = 0
@@ -171,7 +137,7 @@ class Recorder:
             "num_frames": self.written,
             "dropped_images": self.dropped_images,
         })
-        _write_json_atomic(self.directory / META_FILE, self.meta)
+        write_json_atomic(self.directory / META_FILE, self.meta)
         self._closed = True
 
     def __enter__(self) -> "Recorder":
@@ -184,7 +150,7 @@ class Recorder:
 
     def _update_meta(self, meta: Dict[str, Any]) -> None:
         try:
-            _write_json_atomic(self.directory / META_FILE, meta)
+            write_json_atomic(self.directory / META_FILE, meta)
         except OSError as exc:
             log.warning("recorder: cannot update %s: %s", self.directory / META_FILE, exc)
 
@@ -205,7 +171,7 @@ class Recorder:
                 with self._cond:
                     self._pending_images -= 1
             try:
-                self._file.write(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+                self._file.write(encode_record(payload))
                 self._file.flush()
                 self.written += 1
                 if self.written % self.fsync_every == 0:
@@ -235,80 +201,3 @@ class Recorder:
         except OSError as exc:
             self.errors += 1
             log.error("recorder: cannot write %s: %s", path, exc)
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclass
-class Recording:
-    """A recording read back: metadata, frames (no images) and where the images are."""
-
-    path: Path
-    meta: Dict[str, Any]
-    frames: List[FrameResult]
-    #: Per frame: the JPEG file, or None (no video, or the image was dropped / lost).
-    image_paths: List[Optional[Path]] = field(default_factory=list)
-    #: True when the frames file ended in an incomplete or corrupt record.
-    truncated: bool = False
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def load_image(self, i: int) -> Optional[np.ndarray]:
-        """Frame ``i``'s image (BGR) or None."""
-        import cv2
-
-        p = self.image_paths[i]
-        return None if p is None or not p.is_file() else cv2.imread(str(p))
-
-
-def read_records(frames_path: Union[str, Path]) -> Tuple[List[Dict[str, Any]], bool]:
-    """All complete records of a frames file and whether it ended early (truncated/corrupt)."""
-    records: List[Dict[str, Any]] = []
-    with open(frames_path, "rb") as f:
-        data = f.read()
-    pos = 0
-    while pos < len(data):
-        if pos + _HEADER.size > len(data):
-            return records, True
-        length, crc = _HEADER.unpack_from(data, pos)
-        start = pos + _HEADER.size
-        if length > _MAX_RECORD or start + length > len(data):
-            return records, True
-        payload = data[start:start + length]
-        if zlib.crc32(payload) != crc:
-            return records, True
-        records.append(unpack(payload))
-        pos = start + length
-    return records, False
-
-
-def load_recording(path: Union[str, Path]) -> Recording:
-    """Read a recording directory (or its ``frames.bin``), tolerating a truncated tail."""
-    path = Path(path)
-    directory = path.parent if path.is_file() else path
-    frames_path = path if path.is_file() else path / FRAMES_FILE
-    if not frames_path.is_file():
-        raise FileNotFoundError(f"not a recording: {frames_path} does not exist")
-    meta_path = directory / META_FILE
-    meta: Dict[str, Any] = {}
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"unreadable recording metadata {meta_path}: {exc}") from exc
-    try:
-        records, truncated = read_records(frames_path)
-    except (ValueError, KeyError) as exc:
-        raise ValueError(f"corrupt recording {frames_path}: {exc}") from exc
-    if truncated:
-        log.warning("recording %s ends in an incomplete record; read %d frames", frames_path, len(records))
-    frames, images = [], []
-    for r in records:
-        try:
-            frames.append(result_from_dict(r))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"corrupt record {r.get('index')} in {frames_path}: {exc}") from exc
-        images.append(directory / r["image"] if r.get("image") else None)
-    return Recording(path=directory, meta=meta, frames=frames, image_paths=images, truncated=truncated)

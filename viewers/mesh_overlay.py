@@ -334,3 +334,34 @@ def overlay(image_bgr: np.ndarray, persons_vertices_list: Sequence[np.ndarray], 
     h, w = image_bgr.shape[:2]
     with MeshRenderer(w, h) as r:
         return r.overlay(image_bgr, persons_vertices_list, faces, cameras, alpha)
+
+
+class PersonOverlay:
+    """Draws the meshes of a frame's people over it (``overlay(image_bgr, persons)``), with one
+    renderer kept for the whole run; the offline commands pass it to ``engines.offline``.
+    Create, call and close it on one thread (see the thread note above)."""
+
+    def __init__(self, faces: np.ndarray):
+        self.faces = faces
+        self._renderer: Optional[MeshRenderer] = None
+
+    def __call__(self, image_bgr: np.ndarray, persons: Sequence) -> np.ndarray:
+        h, w = image_bgr.shape[:2]
+        if self._renderer is None:
+            self._renderer = MeshRenderer(w, h)
+        shown = [p for p in persons if p.vertices is not None]
+        if not shown:
+            return image_bgr.copy()
+        return self._renderer.overlay(image_bgr, [p.vertices for p in shown], self.faces,
+                                      [(tuple(p.focal), tuple(p.princpt)) for p in shown])
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+        self._renderer = None
+
+    def __enter__(self) -> "PersonOverlay":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

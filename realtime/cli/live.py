@@ -1,7 +1,6 @@
-"""``mocap live`` and ``mocap replay``: the streaming commands."""
+"""``mocap live``: camera or video -> smoothed SMPL-X -> viewer, VMC/OSC, ZMQ, recording."""
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import signal
@@ -9,41 +8,22 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
 
-from .cli import UserError, _add_model_args
+from engines.errors import UserError
+
+from .common import add_model_args, add_stream_args, make_sinks
 
 log = logging.getLogger("mocap.live")
-
-
-def _host_port(text: str, default_port: int):
-    host, _, port = text.rpartition(":")
-    if not host:
-        return text, default_port
-    try:
-        return host, int(port)
-    except ValueError:
-        raise UserError(f"bad --osc value {text!r}: use HOST:PORT, e.g. 127.0.0.1:39539, or 'none'") from None
-
-
-def _add_stream_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--osc", default="127.0.0.1:39539", metavar="HOST:PORT",
-                   help="VMC/OSC receiver (Marionette), or 'none'. Default 127.0.0.1:39539")
-    p.add_argument("--osc-split", action="store_true",
-                   help="split bone bundles under 1400 bytes (for Wi-Fi / LAN receivers)")
-    p.add_argument("--osc-no-raw", action="store_true", help="do not send the raw /SMPLX address space")
-    p.add_argument("--zmq", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
-                   help="ZMQ PUB endpoint to bind, or 'none'. Default tcp://127.0.0.1:5555")
 
 
 def register(sub) -> None:
     p = sub.add_parser("live", help="live capture: camera/video -> smoothed SMPL-X -> viewer, VMC/OSC, ZMQ, recording")
     p.add_argument("--source", default="0",
                    help="camera index (0), video file, image folder, or 'synthetic'. Default 0")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "tensorrt"],
                    help="inference backend (auto = fastest available)")
-    _add_stream_args(p)
+    add_stream_args(p)
     p.add_argument("--viewer", default="auto", choices=["auto", "open3d", "preview", "none"],
                    help="auto = preview window when a display exists, else none")
     p.add_argument("--record", type=Path, default=None, metavar="DIR", help="record the session to DIR")
@@ -62,44 +42,11 @@ def register(sub) -> None:
     p.add_argument("--summary-json", type=Path, default=None, help="write the end-of-run summary to this file")
     p.set_defaults(func=cmd_live)
 
-    r = sub.add_parser("replay", help="send a recorded session or a `mocap video` result folder to the streams")
-    r.add_argument("path", type=Path, help="recording directory, or a directory with smplx/ and meta/")
-    _add_stream_args(r)
-    r.add_argument("--body-models", default=None, metavar="DIR", help="SMPL-X model directory (for VMC rest offsets)")
-    r.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
-    r.add_argument("--fps", type=float, default=30.0, help="frame rate of official result folders")
-    r.add_argument("--loop", action="store_true")
-    r.set_defaults(func=cmd_replay)
-
-
-def _make_sinks(args, body_model, record_dir: Optional[Path] = None, record_video: bool = False,
-                source_desc: str = "", fps: Optional[float] = None) -> List:
-    sinks = []
-    try:
-        if args.osc and args.osc.lower() != "none":
-            from .sinks.osc_vmc import VMCSink
-
-            host, port = _host_port(args.osc, 39539)
-            sinks.append(VMCSink(host, port, body_model, split_bundles=args.osc_split, send_raw=not args.osc_no_raw))
-        if args.zmq and args.zmq.lower() != "none":
-            from .sinks.zmq_pub import ZMQSink
-
-            sinks.append(ZMQSink(args.zmq))
-        if record_dir is not None:
-            from .sinks.recorder import Recorder
-
-            sinks.append(Recorder(record_dir, save_video=record_video, fps=fps, source=source_desc))
-    except (OSError, FileExistsError, ValueError) as exc:
-        for s in sinks:
-            s.close()
-        raise UserError(str(exc)) from exc
-    return sinks
-
 
 def _filter(args, body_model):
     if args.no_filter:
         return None
-    from .filters import FilterSettings, SMPLXFilter
+    from realtime.filters import FilterSettings, SMPLXFilter
 
     try:
         settings = FilterSettings.from_file(args.filter_config) if args.filter_config else FilterSettings()
@@ -124,9 +71,9 @@ def cmd_live(args) -> int:
     from engines.detector import PersonDetector
     from engines.inference import Predictor
 
-    from .capture import CaptureError, open_source
-    from .pipeline import Pipeline
-    from .tracking import PersonTracker
+    from realtime.capture import CaptureError, open_source
+    from realtime.pipeline import Pipeline
+    from realtime.tracking import PersonTracker
 
     viewer_kind = _viewer_choice(args)
     try:
@@ -143,7 +90,7 @@ def cmd_live(args) -> int:
     detector = PersonDetector(static=False)
     tracker = PersonTracker(detector, redetect_every=args.redetect_every)
     try:
-        sinks = _make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
+        sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
     except BaseException:
         detector.close()
         raise
@@ -247,31 +194,3 @@ def _open_viewer(kind: str, faces):
         return _PreviewLoop() if kind == "preview" else _Open3DLoop(faces)
     except RuntimeError as exc:  # no display: say how to run without a window
         raise UserError(f"{exc} (use --viewer none to run without a window)") from exc
-
-
-def cmd_replay(args) -> int:
-    from engines.body_model import BodyModel, BodyModelNotFound
-
-    from .replay import replay
-
-    if not args.path.exists():
-        raise UserError(f"nothing to replay at {args.path}")
-    body = None
-    if args.osc and args.osc.lower() != "none":
-        try:
-            body = BodyModel(args.body_models)
-        except BodyModelNotFound as exc:
-            raise UserError(f"{exc} (VMC output needs the body model for bone offsets; or pass --osc none)") from exc
-    sinks = _make_sinks(args, body)
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        stats = replay(args.path, sinks, speed=args.speed, loop=args.loop, stop_event=stop, fps=args.fps)
-    except (ValueError, OSError) as exc:
-        raise UserError(str(exc)) from exc
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        for s in sinks:
-            s.close()
-    print(f"mocap replay: {stats.frames_sent} frame(s) sent from {args.path}")
-    return 0

@@ -18,12 +18,15 @@ from typing import Callable, Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
-from engines.inference import Prediction, Predictor
+from .inference import Prediction, Predictor
+from .media import VideoWriter, read_image
+
+#: Draws a frame's people over it: ``overlay(image_bgr, persons) -> image_bgr`` (the offline
+#: commands pass :class:`viewers.mesh_overlay.PersonOverlay`; None skips the overlay).
+OverlayFn = Callable[[np.ndarray, Sequence], np.ndarray]
+
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
 
 @dataclass
 class RunStats:
@@ -87,40 +90,6 @@ class ResultWriter:
             save_obj(self.out_dir / "mesh" / f"{name}.obj", p.vertices, self.faces)
 
 
-class Overlay:
-    """Renders the SMPL-X meshes of a frame over it (Open3D offscreen, one renderer reused)."""
-
-    def __init__(self, faces: np.ndarray):
-        self.faces = faces
-        self._renderer = None
-
-    def __call__(self, image_bgr: np.ndarray, preds: Sequence[Prediction]) -> np.ndarray:
-        from viewers.render import MeshRenderer
-
-        h, w = image_bgr.shape[:2]
-        if self._renderer is None:
-            self._renderer = MeshRenderer(w, h)
-        persons = [p.person for p in preds if p.person.vertices is not None]
-        if not persons:
-            return image_bgr.copy()
-        return self._renderer.overlay(
-            image_bgr, [p.vertices for p in persons], self.faces,
-            [(tuple(p.focal), tuple(p.princpt)) for p in persons])
-
-    def close(self) -> None:
-        if self._renderer is not None and hasattr(self._renderer, "close"):
-            self._renderer.close()
-        self._renderer = None
-
-
-def read_image(path: Path) -> np.ndarray:
-    """BGR uint8 as the official ``load_img`` reads it (EXIF orientation ignored)."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None:
-        raise IOError(f"cannot read image {path} (missing, unreadable or not an image)")
-    return img
-
-
 def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[Sequence[float]]]) -> List[np.ndarray]:
     if manual_boxes:
         return [np.asarray(b, np.float64) for b in manual_boxes]
@@ -128,94 +97,46 @@ def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[
 
 
 def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detector=None,
-               manual_boxes=None, save_mesh: bool = False, overlay: bool = True,
+               manual_boxes=None, save_mesh: bool = False, overlay: Optional[OverlayFn] = None,
                progress: bool = True) -> RunStats:
     """``mocap image``: every image, every person; bad files are reported, not fatal."""
     from tqdm import tqdm
 
     writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
-    render = Overlay(predictor.body_model.faces) if overlay else None
+    render = overlay
     stats = RunStats()
-    try:
-        for path in tqdm(list(paths), desc="images", unit="img", disable=not progress):
-            path = Path(path)
-            try:
-                image = read_image(path)
-            except IOError as exc:
-                log.error("%s", exc)
-                stats.failed.append(path.name)
-                continue
-            stats.frames += 1
-            t0 = time.perf_counter()
-            boxes = find_boxes(image, detector, manual_boxes)
-            t1 = time.perf_counter()
-            preds = predictor.predict(image, boxes) if boxes else []
-            t2 = time.perf_counter()
-            stats.add("detect", t1 - t0)
-            stats.add("model", t2 - t1)
-            if not preds:
-                stats.empty_frames += 1
-                log.warning("%s: no person found; no parameters written", path.name)
-            for k, pred in enumerate(preds):
-                writer.write_person(f"{path.stem}_{k}", pred, str(path))
-            stats.persons += len(preds)
-            t3 = time.perf_counter()
-            stats.add("write", t3 - t2)
-            if render is not None:
-                cv2.imwrite(str(out_dir / "overlay" / f"{path.stem}.jpg"), render(image, preds))
-                stats.add("render", time.perf_counter() - t3)
-    finally:
+    for path in tqdm(list(paths), desc="images", unit="img", disable=not progress):
+        path = Path(path)
+        try:
+            image = read_image(path)
+        except IOError as exc:
+            log.error("%s", exc)
+            stats.failed.append(path.name)
+            continue
+        stats.frames += 1
+        t0 = time.perf_counter()
+        boxes = find_boxes(image, detector, manual_boxes)
+        t1 = time.perf_counter()
+        preds = predictor.predict(image, boxes) if boxes else []
+        t2 = time.perf_counter()
+        stats.add("detect", t1 - t0)
+        stats.add("model", t2 - t1)
+        if not preds:
+            stats.empty_frames += 1
+            log.warning("%s: no person found; no parameters written", path.name)
+        for k, pred in enumerate(preds):
+            writer.write_person(f"{path.stem}_{k}", pred, str(path))
+        stats.persons += len(preds)
+        t3 = time.perf_counter()
+        stats.add("write", t3 - t2)
         if render is not None:
-            render.close()
+            cv2.imwrite(str(out_dir / "overlay" / f"{path.stem}.jpg"), render(image, [p.person for p in preds]))
+            stats.add("render", time.perf_counter() - t3)
     return stats
 
 
-class VideoWriter:
-    """H.264 through PyAV when available (plays everywhere), else OpenCV mp4v."""
-
-    def __init__(self, path: Path, fps: float, size):
-        self.path = Path(path)
-        self.size = size
-        self._av = None
-        self._cv = None
-        try:
-            import av
-
-            self._av = av.open(str(path), mode="w")
-            self._stream = self._av.add_stream("libx264", rate=int(round(fps)) or 30)
-            self._stream.width, self._stream.height = size[0] - size[0] % 2, size[1] - size[1] % 2
-            self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": "20", "preset": "veryfast"}
-        except Exception as exc:  # PyAV missing or no libx264: fall back to OpenCV
-            log.info("PyAV/libx264 unavailable (%s); writing mp4v with OpenCV", exc)
-            if self._av is not None:
-                self._av.close()
-            self._av = None
-            self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-
-    def write(self, frame_bgr: np.ndarray) -> None:
-        if self._av is not None:
-            import av
-
-            f = frame_bgr[: self._stream.height, : self._stream.width]
-            for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="bgr24")):
-                self._av.mux(packet)
-        else:
-            self._cv.write(frame_bgr)
-
-    def close(self) -> None:
-        if self._av is not None:
-            for packet in self._stream.encode():
-                self._av.mux(packet)
-            self._av.close()
-            self._av = None
-        if self._cv is not None:
-            self._cv.release()
-            self._cv = None
-
-
 def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, manual_boxes=None,
-              save_mesh: bool = False, overlay: bool = True, progress: bool = True,
+              save_mesh: bool = False, overlay: Optional[OverlayFn] = None, progress: bool = True,
               max_frames: Optional[int] = None, on_frame: Optional[Callable[[int, List[Prediction]], None]] = None
               ) -> RunStats:
     """``mocap video``: every frame (numbered from 1 like the official demo), overlay.mp4."""
@@ -232,7 +153,7 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
     if max_frames:
         total = min(total or max_frames, max_frames)
     writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
-    render = Overlay(predictor.body_model.faces) if overlay else None
+    render = overlay
     video = None
     stats = RunStats()
     bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress)
@@ -264,7 +185,7 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
             stats.persons += len(preds)
             t4 = time.perf_counter()
             if render is not None:
-                frame = render(image, preds)
+                frame = render(image, [p.person for p in preds])
                 t5 = time.perf_counter()
                 cv2.imwrite(str(out_dir / "overlay" / f"{index:05d}.jpg"), frame)
                 if video is None:
@@ -285,6 +206,4 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
         cap.release()
         if video is not None:
             video.close()
-        if render is not None:
-            render.close()
     return stats

@@ -1,0 +1,57 @@
+"""``mocap image``: SMPL-X from images, in the official output format."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+from engines.errors import UserError
+
+from .common import add_offline_args, load_detector, load_predictor
+
+
+def register(sub) -> None:
+    p = sub.add_parser("image", help="SMPL-X from images (official output format)")
+    p.add_argument("images", nargs="+", type=Path, help="image files or directories of images")
+    add_offline_args(p)
+    p.set_defaults(func=cmd_image)
+
+
+def _expand_images(items: List[Path]) -> List[Path]:
+    from engines.media import list_images
+
+    out = []
+    for item in items:
+        out += list_images(item) if item.is_dir() else [item]
+    if not out:
+        raise UserError("no images given (directories were empty)")
+    return out
+
+
+def _overlay(args, predictor):
+    if args.no_overlay:
+        return None
+    from viewers.mesh_overlay import PersonOverlay
+
+    return PersonOverlay(predictor.body_model.faces)
+
+
+def cmd_image(args) -> int:
+    from engines.offline import run_images
+
+    images = _expand_images(args.images)
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing and len(missing) == len(images):
+        raise UserError(f"image(s) not found: {', '.join(missing)}")
+    predictor = load_predictor(args)
+    detector = load_detector(args)
+    overlay = _overlay(args, predictor)
+    try:
+        stats = run_images(images, predictor, args.out, detector=detector, manual_boxes=args.bbox,
+                           save_mesh=args.save_mesh, overlay=overlay)
+    finally:
+        if detector is not None:
+            detector.close()
+        if overlay is not None:
+            overlay.close()
+    print(f"mocap image: {stats.summary()}; results in {args.out}")
+    return 0 if stats.frames else 1

@@ -1,0 +1,49 @@
+"""``mocap replay``: send a recording or a ``mocap video`` result folder to the streams."""
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+from engines.errors import UserError
+
+from .common import add_stream_args, make_sinks
+
+
+def register(sub) -> None:
+    r = sub.add_parser("replay", help="send a recorded session or a `mocap video` result folder to the streams")
+    r.add_argument("path", type=Path, help="recording directory, or a directory with smplx/ and meta/")
+    add_stream_args(r)
+    r.add_argument("--body-models", default=None, metavar="DIR", help="SMPL-X model directory (for VMC rest offsets)")
+    r.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
+    r.add_argument("--fps", type=float, default=30.0, help="frame rate of official result folders")
+    r.add_argument("--loop", action="store_true")
+    r.set_defaults(func=cmd_replay)
+
+
+def cmd_replay(args) -> int:
+    from engines.body_model import BodyModel, BodyModelNotFound
+
+    from realtime.replay import replay
+
+    if not args.path.exists():
+        raise UserError(f"nothing to replay at {args.path}")
+    body = None
+    if args.osc and args.osc.lower() != "none":
+        try:
+            body = BodyModel(args.body_models)
+        except BodyModelNotFound as exc:
+            raise UserError(f"{exc} (VMC output needs the body model for bone offsets; or pass --osc none)") from exc
+    sinks = make_sinks(args, body)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        stats = replay(args.path, sinks, speed=args.speed, loop=args.loop, stop_event=stop, fps=args.fps)
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for s in sinks:
+            s.close()
+    print(f"mocap replay: {stats.frames_sent} frame(s) sent from {args.path}")
+    return 0
