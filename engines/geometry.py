@@ -107,6 +107,41 @@ def to_input_batch(patches) -> np.ndarray:
     return batch / np.float32(255)
 
 
+_PIXEL_GRIDS: dict = {}
+
+
+def crop_batch_torch(frame_bgr: torch.Tensor, inv_transforms: torch.Tensor,
+                     out_shape=INPUT_IMG_SHAPE) -> torch.Tensor:
+    """:func:`crop_image` + :func:`to_input_batch` for all boxes of one frame, on the frame's device.
+
+    ``frame_bgr`` (H, W, 3) uint8 BGR; ``inv_transforms`` (B, 2, 3) crop->frame affines
+    (``crop_transform(box, inverse=True)``). Returns (B, 3, h, w) float32 RGB in [0, 1].
+    Bilinear sampling with zeros outside the frame, like ``cv2.warpAffine(INTER_LINEAR,
+    BORDER_CONSTANT)``, with sample positions rounded to 1/32 pixel as OpenCV does; the
+    fixed-point details differ, so values are close but not bit-equal (bounded in the tests).
+    The CPU path keeps OpenCV for bit-equality with the official code; this one is for the GPU.
+    """
+    import torch.nn.functional as F
+
+    h_out, w_out = int(out_shape[0]), int(out_shape[1])
+    height, width = int(frame_bgr.shape[0]), int(frame_bgr.shape[1])
+    key = (h_out, w_out, frame_bgr.device)
+    pix = _PIXEL_GRIDS.get(key)
+    if pix is None:
+        ys, xs = torch.meshgrid(torch.arange(h_out, dtype=torch.float32, device=frame_bgr.device),
+                                torch.arange(w_out, dtype=torch.float32, device=frame_bgr.device), indexing="ij")
+        pix = _PIXEL_GRIDS[key] = torch.stack((xs.reshape(-1), ys.reshape(-1), torch.ones_like(xs).reshape(-1)))
+    inv = inv_transforms.to(device=frame_bgr.device, dtype=torch.float32)
+    src = inv @ pix                                                        # (B, 2, h*w) frame pixels
+    src = torch.floor(src * 32.0 + 0.5) / 32.0  # OpenCV's 1/32-pixel sample positions (INTER_BITS = 5)
+    scale = constant((2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)), src)
+    grid = (src * scale[None, :, None] - 1.0).transpose(1, 2).reshape(-1, h_out, w_out, 2)
+    rgb = frame_bgr.permute(2, 0, 1).flip(0).unsqueeze(0).float()          # (1, 3, H, W) RGB, 0..255
+    batch = rgb.expand(grid.shape[0], -1, -1, -1)
+    out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out / 255.0
+
+
 def to_input_tensor(patch: np.ndarray) -> torch.Tensor:
     """One crop as a 1x3xHxW tensor (see :func:`to_input_batch`)."""
     return torch.from_numpy(to_input_batch([patch]))
@@ -150,11 +185,26 @@ def full_frame_camera(bbox) -> FullFrameCamera:
 CAMERA_K = math.sqrt(FOCAL[0] * FOCAL[1] * CAMERA_3D_SIZE * CAMERA_3D_SIZE / (INPUT_BODY_SHAPE[0] * INPUT_BODY_SHAPE[1]))
 
 
+_CONSTANTS: dict = {}
+
+
+def constant(values, like: torch.Tensor, dtype=None) -> torch.Tensor:
+    """A small constant tensor on ``like``'s device, made once and then reused: no host-to-device
+    copy per call, so the forward can be captured in a CUDA graph (the first, eager warm-up run
+    creates it)."""
+    dtype = like.dtype if dtype is None else dtype
+    key = (tuple(values), dtype, like.device)
+    t = _CONSTANTS.get(key)
+    if t is None:
+        t = _CONSTANTS[key] = torch.tensor(list(values), dtype=dtype, device=like.device)
+    return t
+
+
 def camera_translation(cam_param: torch.Tensor) -> torch.Tensor:
     """(B, 3) network camera output -> translation (t_x, t_y, k * sigmoid(t_z))."""
     t_xy = cam_param[:, :2]
     gamma = torch.sigmoid(cam_param[:, 2])
-    k = torch.tensor([CAMERA_K], dtype=torch.float32, device=cam_param.device)
+    k = constant((CAMERA_K,), cam_param, torch.float32)
     return torch.cat((t_xy, (k * gamma)[:, None]), 1)
 
 
@@ -267,8 +317,8 @@ def restore_bbox(center: torch.Tensor, size: torch.Tensor, aspect_ratio: float, 
     c = center.reshape(-1, 1, 2)
     s = size.reshape(-1, 1, 2)
     box = c + torch.cat((-s / 2.0, s / 2.0), 1)
-    scale = torch.tensor([INPUT_BODY_SHAPE[1] / 1.0, INPUT_BODY_SHAPE[0] / 1.0], dtype=box.dtype, device=box.device)
-    grid = torch.tensor([float(OUTPUT_HM_SHAPE[2]), float(OUTPUT_HM_SHAPE[1])], dtype=box.dtype, device=box.device)
+    scale = constant((INPUT_BODY_SHAPE[1] / 1.0, INPUT_BODY_SHAPE[0] / 1.0), box)
+    grid = constant((float(OUTPUT_HM_SHAPE[2]), float(OUTPUT_HM_SHAPE[1])), box)
     box = box / grid * scale
     box = box.reshape(-1, 4)
     x1, y1 = box[:, 0], box[:, 1]

@@ -47,13 +47,39 @@ def _crop_box_to_frame(box_xyxy_crop: np.ndarray, inv_trans: np.ndarray) -> np.n
     return np.array([p[0, 0], p[0, 1], p[1, 0], p[1, 1]], np.float32)
 
 
+class PendingPrediction:
+    """A prediction started with :meth:`Predictor.launch`; :meth:`result` waits for it."""
+
+    def __init__(self, finish):
+        self._finish = finish
+        self._result: Optional[List[Prediction]] = None
+
+    def result(self) -> List[Prediction]:
+        if self._finish is not None:
+            self._result, self._finish = self._finish(), None
+        return self._result
+
+
 class Predictor:
-    """Runs SMPLer-X on person boxes of a frame."""
+    """Runs SMPLer-X on person boxes of a frame.
+
+    On the CPU (or with a non-PyTorch engine) every step runs as the official demo does (OpenCV
+    crop, bit-equal outputs). With a PyTorch engine on CUDA the frame is uploaded once and the
+    crops, the network and the SMPL-X layer all run on the GPU (network and SMPL-X layer as CUDA
+    graphs when the engine uses them), and :meth:`launch` returns before the GPU is done, so the
+    caller can do other work (e.g. send the previous frame) while it runs.
+    """
 
     def __init__(self, engine: Engine, body_model: BodyModel, with_mesh: bool = True):
         self.engine = engine
         self.body_model = body_model.to("cpu").eval()
         self.with_mesh = with_mesh
+        self._cuda = _DevicePath(engine, self.body_model) if _uses_cuda_torch(engine) else None
+
+    @property
+    def is_async(self) -> bool:
+        """True when :meth:`launch` returns before the prediction is done (GPU path)."""
+        return self._cuda is not None
 
     @classmethod
     def from_files(cls, checkpoint: Union[str, Path], body_models: Optional[Union[str, Path]] = None,
@@ -79,46 +105,156 @@ class Predictor:
             invs.append(inv)
         return kept, patches, boxes, invs
 
-    @torch.inference_mode()
     def predict(self, image_bgr: np.ndarray, bboxes: Sequence[Sequence[float]],
                 image_is_rgb_float: bool = False) -> List[Prediction]:
         """Predict every box (raw detector boxes, xywh) of a BGR uint8 frame."""
+        return self.launch(image_bgr, bboxes, image_is_rgb_float).result()
+
+    @torch.inference_mode()
+    def launch(self, image_bgr: np.ndarray, bboxes: Sequence[Sequence[float]],
+               image_is_rgb_float: bool = False) -> PendingPrediction:
+        """Start predicting every box of a frame; ``.result()`` gives the predictions."""
+        if self._cuda is not None and not image_is_rgb_float:
+            return self._cuda.launch(self, image_bgr, bboxes)
         rgb = image_bgr if image_is_rgb_float else G.bgr_to_rgb_float(image_bgr)
         kept, patches, boxes, invs = self.preprocess(rgb, bboxes)
         if not kept:
-            return []
+            return PendingPrediction(lambda: [])
         out = self.engine.run({"img": G.to_input_batch(patches)})
         tt = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
-        verts, joints = self.body_model(tt["smplx_root_pose"], tt["smplx_body_pose"], tt["smplx_lhand_pose"],
-                                        tt["smplx_rhand_pose"], tt["smplx_jaw_pose"], tt["smplx_shape"],
-                                        tt["smplx_expr"])
+        verts, joints = self.body_model(*smplx_inputs(tt))
         trans = tt["cam_trans"]
-        verts = (verts + trans[:, None]).numpy()
+        verts = (verts + trans[:, None]).numpy() if self.with_mesh else None
         joints = (joints + trans[:, None]).numpy()
-        results = []
-        for b, i in enumerate(kept):
-            cam = G.full_frame_camera(boxes[b])
-            params = SMPLXParams(
-                global_orient=out["smplx_root_pose"][b].reshape(1, 3),
-                body_pose=out["smplx_body_pose"][b].reshape(21, 3),
-                left_hand_pose=out["smplx_lhand_pose"][b].reshape(15, 3),
-                right_hand_pose=out["smplx_rhand_pose"][b].reshape(15, 3),
-                jaw_pose=out["smplx_jaw_pose"][b].reshape(1, 3),
-                betas=out["smplx_shape"][b].reshape(1, 10),
-                expression=out["smplx_expr"][b].reshape(1, 10),
-                transl=out["cam_trans"][b].reshape(1, 3),
-            )
-            person = Person(
-                track_id=i, params=params, bbox=boxes[b],
-                bbox_detector=np.asarray(bboxes[i], np.float64),
-                focal=np.array(cam.focal, np.float64), princpt=np.array(cam.princpt, np.float64),
-                vertices=verts[b] if self.with_mesh else None, joints=joints[b],
-                joints_2d=cam.project(joints[b]).astype(np.float32),
-            )
-            results.append(Prediction(
-                person,
-                lhand_bbox=_crop_box_to_frame(out["lhand_bbox"][b], invs[b]),
-                rhand_bbox=_crop_box_to_frame(out["rhand_bbox"][b], invs[b]),
-                face_bbox=_crop_box_to_frame(out["face_bbox"][b], invs[b]),
-            ))
-        return results
+        preds = assemble_predictions(out, verts, joints, kept, boxes, invs, bboxes)
+        return PendingPrediction(lambda: preds)
+
+
+#: Network outputs in the order the SMPL-X layer takes them (:meth:`BodyModel.forward`).
+SMPLX_INPUTS = ("smplx_root_pose", "smplx_body_pose", "smplx_lhand_pose", "smplx_rhand_pose", "smplx_jaw_pose",
+                "smplx_shape", "smplx_expr")
+#: Network output name -> SMPL-X parameter name (official npz keys).
+PARAM_OF_OUTPUT = {"smplx_root_pose": "global_orient", "smplx_body_pose": "body_pose",
+                   "smplx_lhand_pose": "left_hand_pose", "smplx_rhand_pose": "right_hand_pose",
+                   "smplx_jaw_pose": "jaw_pose", "smplx_shape": "betas", "smplx_expr": "expression",
+                   "cam_trans": "transl"}
+
+
+def smplx_inputs(out: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+    """The network's outputs as the SMPL-X layer's positional inputs."""
+    return [out[k] for k in SMPLX_INPUTS]
+
+
+def params_from_outputs(out: Dict[str, np.ndarray], b: int) -> SMPLXParams:
+    """Person ``b``'s SMPL-X parameters (official shapes) from the network's batched outputs."""
+    return SMPLXParams.from_dict({PARAM_OF_OUTPUT[k]: np.asarray(out[k][b]) for k in PARAM_OF_OUTPUT})
+
+
+def assemble_predictions(out: Dict[str, np.ndarray], verts: Optional[np.ndarray], joints: np.ndarray,
+                         kept: List[int], boxes, invs, bboxes) -> List[Prediction]:
+    """Per-person records from batched outputs: parameters, full-frame camera, projected joints,
+    hand/face boxes in frame pixels (``kept[b]`` = index of batch item ``b`` in ``bboxes``)."""
+    results = []
+    for b, i in enumerate(kept):
+        cam = G.full_frame_camera(boxes[b])
+        person = Person(
+            track_id=i, params=params_from_outputs(out, b), bbox=boxes[b],
+            bbox_detector=np.asarray(bboxes[i], np.float64),
+            focal=np.array(cam.focal, np.float64), princpt=np.array(cam.princpt, np.float64),
+            vertices=verts[b] if verts is not None else None, joints=joints[b],
+            joints_2d=cam.project(joints[b]).astype(np.float32),
+        )
+        results.append(Prediction(
+            person,
+            lhand_bbox=_crop_box_to_frame(out["lhand_bbox"][b], invs[b]),
+            rhand_bbox=_crop_box_to_frame(out["rhand_bbox"][b], invs[b]),
+            face_bbox=_crop_box_to_frame(out["face_bbox"][b], invs[b]),
+        ))
+    return results
+
+
+def _uses_cuda_torch(engine: Engine) -> bool:
+    return getattr(engine, "device", "cpu") == "cuda" and hasattr(engine, "launch")
+
+
+class _DevicePath:
+    """Frame upload, crops, network and SMPL-X layer on the engine's device (a GPU), one copy back.
+
+    Written for CUDA (pinned buffers, asynchronous copies, an event to wait on, CUDA graphs);
+    it also runs on the CPU, which the tests use to check it against the official CPU path.
+    """
+
+    def __init__(self, engine, body_model: BodyModel):
+        import copy
+
+        from .backends.cuda_graph import CudaGraphed
+
+        self.engine = engine
+        self.device = engine.device
+        self.cuda = self.device == "cuda"
+        self.body = copy.deepcopy(body_model).to(self.device).eval()
+        use_graph = self.cuda and bool(getattr(engine, "cuda_graph", False))
+        self._body_call = CudaGraphed(self.body, "SMPL-X layer") if use_graph else self.body
+        self._host: Optional[torch.Tensor] = None   # pinned frame buffer
+        self._frame: Optional[torch.Tensor] = None  # device frame buffer
+
+    def _upload(self, image_bgr: np.ndarray) -> torch.Tensor:
+        from .media import to_bgr
+
+        img = to_bgr(image_bgr) if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 else image_bgr
+        if img.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 BGR frame, got {img.dtype}")
+        if self._host is None or tuple(self._host.shape) != img.shape:
+            self._host = torch.empty(img.shape, dtype=torch.uint8, pin_memory=self.cuda)
+            self._frame = torch.empty(img.shape, dtype=torch.uint8, device=self.device)
+        np.copyto(self._host.numpy(), img)
+        self._frame.copy_(self._host, non_blocking=True)
+        return self._frame
+
+    def launch(self, predictor: Predictor, image_bgr: np.ndarray, bboxes) -> PendingPrediction:
+        h, w = image_bgr.shape[:2]
+        kept, boxes, invs = [], [], []
+        for i, raw in enumerate(bboxes):
+            box = G.process_bbox(raw, w, h)
+            if box is None:
+                log.warning("box %s is degenerate after clipping to the %dx%d frame; skipped", list(raw), w, h)
+                continue
+            kept.append(i)
+            boxes.append(box)
+            invs.append(G.crop_transform(box, inverse=True))
+        if not kept:
+            return PendingPrediction(lambda: [])
+        frame = self._upload(image_bgr)
+        inv = torch.from_numpy(np.stack(invs))
+        inv = inv.pin_memory().to(self.device, non_blocking=True) if self.cuda else inv
+        batch = G.crop_batch_torch(frame, inv)
+        out, overflow = self.engine.launch(batch)
+        verts, joints = self._body_call(*smplx_inputs(out))
+        trans = out["cam_trans"][:, None]
+        names = list(out)
+        host = {k: out[k].to("cpu", non_blocking=True) for k in names}
+        host_joints = (joints + trans).to("cpu", non_blocking=True)
+        host_verts = (verts + trans).to("cpu", non_blocking=True) if predictor.with_mesh else None
+        host_overflow = overflow.to("cpu", non_blocking=True) if overflow is not None else None
+        done = torch.cuda.Event() if self.cuda else None
+        if done is not None:
+            done.record()
+
+        def finish() -> List[Prediction]:
+            if done is not None:
+                done.synchronize()
+            if host_overflow is not None and bool(host_overflow):  # rare: recompute this frame eagerly
+                return assemble_predictions(*self._eager(predictor, batch), kept, boxes, invs, bboxes)
+            numpy_out = {k: v.numpy() for k, v in host.items()}
+            v = host_verts.numpy() if host_verts is not None else None
+            return assemble_predictions(numpy_out, v, host_joints.numpy(), kept, boxes, invs, bboxes)
+
+        return PendingPrediction(finish)
+
+    @torch.inference_mode()
+    def _eager(self, predictor: Predictor, batch: torch.Tensor):
+        out = self.engine.forward_tensor(batch)
+        verts, joints = self.body(*smplx_inputs(out))
+        trans = out["cam_trans"][:, None]
+        v = (verts + trans).cpu().numpy() if predictor.with_mesh else None
+        return {k: t.cpu().numpy() for k, t in out.items()}, v, (joints + trans).cpu().numpy()

@@ -341,8 +341,8 @@ class SMPLerX(nn.Module):
         joint_img = torch.cat((body_joint_img,
                                _hand_to_body_grid(lhand_joint_img, lhand_bbox),
                                _hand_to_body_grid(rhand_joint_img, rhand_bbox)), 1)
-        crop_scale = torch.tensor([G.INPUT_IMG_SHAPE[1] / G.INPUT_BODY_SHAPE[1], G.INPUT_IMG_SHAPE[0] / G.INPUT_BODY_SHAPE[0]] * 2,
-                                  dtype=img.dtype, device=img.device)
+        crop_scale = G.constant([G.INPUT_IMG_SHAPE[1] / G.INPUT_BODY_SHAPE[1],
+                                 G.INPUT_IMG_SHAPE[0] / G.INPUT_BODY_SHAPE[0]] * 2, img)
         return {
             "smplx_root_pose": root_pose,
             "smplx_body_pose": body_pose,

@@ -62,8 +62,8 @@ def smoothing_alpha(cutoff: Union[float, np.ndarray], dt: float) -> Union[float,
     return r / (1.0 + r)
 
 
-def _check_params(min_cutoff: float, beta: float, d_cutoff: float) -> None:
-    if not min_cutoff > 0 or not d_cutoff > 0 or not beta >= 0:
+def _check_params(min_cutoff, beta, d_cutoff) -> None:
+    if not (np.all(np.asarray(min_cutoff) > 0) and np.all(np.asarray(d_cutoff) > 0) and np.all(np.asarray(beta) >= 0)):
         raise ValueError(
             f"One-Euro parameters need min_cutoff > 0, d_cutoff > 0, beta >= 0; "
             f"got {min_cutoff}, {beta}, {d_cutoff}"
@@ -139,13 +139,16 @@ class OneEuroQuatFilter:
     magnitude drives ``fc = min_cutoff + beta * speed``; the output is
     ``slerp(q_prev_hat, q, alpha(fc))``. Outputs stay on a continuous
     hemisphere path (their sign is not canonicalised).
+
+    The parameters are numbers, or arrays of shape (N, 1) that give each of N rotations its own
+    settings (one filter for all joints of a body: one set of numpy calls per frame).
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff=1.0, beta=0.0, d_cutoff=1.0) -> None:
         _check_params(min_cutoff, beta, d_cutoff)
-        self.min_cutoff = float(min_cutoff)
-        self.beta = float(beta)
-        self.d_cutoff = float(d_cutoff)
+        self.min_cutoff = np.asarray(min_cutoff, np.float64) if np.ndim(min_cutoff) else float(min_cutoff)
+        self.beta = np.asarray(beta, np.float64) if np.ndim(beta) else float(beta)
+        self.d_cutoff = np.asarray(d_cutoff, np.float64) if np.ndim(d_cutoff) else float(d_cutoff)
         self.reset()
 
     def reset(self) -> None:
@@ -409,26 +412,9 @@ _TOP_TYPES: Dict[str, type] = {"enabled": bool}
 
 
 # ------------------------------------------------------------------ SMPL-X filter
-class _RotationGroup:
-    """Axis-angle rotations (N, 3) filtered as quaternions on SO(3)."""
-
-    def __init__(self, params: OneEuroParams, offset: Optional[np.ndarray] = None) -> None:
-        self.filter = OneEuroQuatFilter(params.min_cutoff, params.beta, params.d_cutoff)
-        # hand poses are predicted relative to the hand mean (flat_hand_mean=False):
-        # the joint rotation is aa(pose + mean), so filter that and subtract again
-        self.offset = None if offset is None else np.asarray(offset, dtype=np.float64)
-
-    def __call__(self, aa: np.ndarray, t: float) -> np.ndarray:
-        aa64 = np.asarray(aa, dtype=np.float64)
-        if self.offset is not None:
-            aa64 = aa64 + self.offset.reshape(aa64.shape)
-        out = quat_to_axis_angle(self.filter(axis_angle_to_quat(aa64), t))
-        if self.offset is not None:
-            out = out - self.offset.reshape(out.shape)
-        return out
-
-    def reset(self) -> None:
-        self.filter.reset()
+#: The rotations of a body, in the order the joint filter stacks them: (parameter, rows).
+_ROTATION_LAYOUT = (("global_orient", 1), ("body_pose", 21), ("left_hand_pose", 15), ("right_hand_pose", 15),
+                    ("jaw_pose", 1))
 
 
 class SMPLXFilter:
@@ -448,13 +434,16 @@ class SMPLXFilter:
         self.settings = settings if settings is not None else FilterSettings()
         s = self.settings
         left_mean, right_mean = (None, None) if hand_mean is None else hand_mean
-        self._rotations = {
-            "global_orient": _RotationGroup(s.root),
-            "body_pose": _RotationGroup(s.body),
-            "left_hand_pose": _RotationGroup(s.hands, left_mean),
-            "right_hand_pose": _RotationGroup(s.hands, right_mean),
-            "jaw_pose": _RotationGroup(s.jaw),
-        }
+        # all 53 rotations in one quaternion filter, each row with its group's settings;
+        # hand poses are predicted relative to the hand mean (flat_hand_mean=False): the joint
+        # rotation is aa(pose + mean), so that is what is filtered (and the mean taken off again)
+        groups = {"global_orient": (s.root, None), "body_pose": (s.body, None), "left_hand_pose": (s.hands, left_mean),
+                  "right_hand_pose": (s.hands, right_mean), "jaw_pose": (s.jaw, None)}
+        rows = [(groups[key][0], groups[key][1], n) for key, n in _ROTATION_LAYOUT]
+        column = lambda attr: np.concatenate([np.full(n, getattr(prm, attr)) for prm, _, n in rows])[:, None]  # noqa: E731
+        self._rotations = OneEuroQuatFilter(column("min_cutoff"), column("beta"), column("d_cutoff"))
+        self._offset = np.concatenate([np.zeros((n, 3)) if mean is None else np.asarray(mean, np.float64).reshape(n, 3)
+                                       for _, mean, n in rows])
         self._xy = OneEuroFilter(s.translation.min_cutoff, s.translation.beta, s.translation.d_cutoff)
         self._z = OneEuroFilter(s.depth.min_cutoff, s.depth.beta, s.depth.d_cutoff)
         self._expression = OneEuroFilter(s.expression.min_cutoff, s.expression.beta,
@@ -465,8 +454,7 @@ class SMPLXFilter:
     def reset(self) -> None:
         """Forget all state: the next call returns its input unchanged."""
         self._primed = False
-        for group in self._rotations.values():
-            group.reset()
+        self._rotations.reset()
         self._xy.reset()
         self._z.reset()
         self._expression.reset()
@@ -477,9 +465,13 @@ class SMPLXFilter:
         if not self.settings.enabled:
             return params.copy()
         out: Dict[str, np.ndarray] = {}
-        for key, group in self._rotations.items():
-            value = np.asarray(getattr(params, key))
-            out[key] = _like(group(value.reshape(-1, 3), t), value)
+        values = [np.asarray(getattr(params, key)) for key, _ in _ROTATION_LAYOUT]
+        aa = np.concatenate([v.reshape(-1, 3) for v in values]).astype(np.float64) + self._offset
+        filtered = quat_to_axis_angle(self._rotations(axis_angle_to_quat(aa), t)) - self._offset
+        start = 0
+        for (key, n), value in zip(_ROTATION_LAYOUT, values):
+            out[key] = _like(filtered[start:start + n], value)
+            start += n
         transl = np.asarray(params.transl)
         flat = transl.astype(np.float64).reshape(-1, 3)
         filtered = np.concatenate([self._xy(flat[:, :2], t), self._z(flat[:, 2:], t)], axis=-1)

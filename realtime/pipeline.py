@@ -6,6 +6,11 @@ the sinks on the newest frame (older frames are dropped and counted, never
 queued); the caller's thread (the main thread) runs the viewer and the status
 line. Sinks must not block (each one drops rather than waits); the viewer only
 ever reads the latest result from a :class:`LatestSlot`.
+
+When the predictor works asynchronously (PyTorch on CUDA: ``Predictor.launch`` returns
+before the GPU is done), the worker overlaps frames: it starts frame *t* on the GPU, then
+filters and sends frame *t-1* on the CPU while the GPU runs, then waits for *t*. When no
+newer frame is waiting it sends at once, so overlapping never delays a frame at camera rates.
 """
 from __future__ import annotations
 
@@ -25,8 +30,11 @@ from engines.types import FrameResult, Person
 log = logging.getLogger(__name__)
 
 #: Stage timestamps, in order; each stage's time is measured from the previous one (the first
-#: from the capture): "wait" = in the newest-frame slot until the engine thread is free.
-STAGES = ("wait", "track", "infer", "filter", "send")
+#: from the capture): "wait" = in the newest-frame slot until the engine thread is free;
+#: "track" = detector/tracker; "infer" = crops, network and SMPL-X layer until the result is on
+#: the host; "hold" = result waiting while the worker started the next frame (overlap, GPU only);
+#: "filter" = One-Euro (and mesh, when a viewer needs it); "send" = handing the result to the sinks.
+STAGES = ("wait", "track", "infer", "hold", "filter", "send")
 
 
 @dataclass
@@ -40,6 +48,7 @@ class PipelineStats:
     _latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     _stage_ms: Dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=2000) for s in STAGES})
     _out_times: deque = field(default_factory=lambda: deque(maxlen=120))
+    _sink_ms: Dict[str, deque] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     all_latency_ms: List[float] = field(default_factory=list)
 
@@ -57,6 +66,15 @@ class PipelineStats:
                     self._stage_ms[stage].append((t[stage] - prev) / 1e6)
                     prev = t[stage]
             self._out_times.append(t_done_ns)
+
+    def record_sink(self, name: str, ms: float) -> None:
+        with self._lock:
+            self._sink_ms.setdefault(name, deque(maxlen=2000)).append(ms)
+
+    def sink_ms(self) -> Dict[str, float]:
+        """Median time per frame spent in each sink's ``send`` (packing and handing off)."""
+        with self._lock:
+            return {name: float(np.median(v)) for name, v in self._sink_ms.items() if v}
 
     def snapshot(self) -> Dict[str, float]:
         with self._lock:
@@ -78,6 +96,18 @@ def _filter_time(frame) -> float:
     return frame.t_capture_ns / 1e9
 
 
+@dataclass
+class _InFlight:
+    """One frame between the stages of the worker."""
+
+    frame: object
+    t: Dict[str, int]
+    detection: object
+    pending: object
+    track_id: int
+    persons: List[Person] = field(default_factory=list)
+
+
 class Pipeline:
     """Wires a frame source, a tracker, a predictor, a filter and sinks.
 
@@ -89,14 +119,13 @@ class Pipeline:
     """
 
     def __init__(self, source, predictor, tracker, filt=None, sinks: Sequence = (),
-                 mesh_after_filter: bool = False, keep_image: bool = True):
+                 mesh_after_filter: bool = False):
         self.source = source
         self.predictor = predictor
         self.tracker = tracker
         self.filter = filt
         self.sinks = list(sinks)
         self.mesh_after_filter = mesh_after_filter
-        self.keep_image = keep_image
         self.stats = PipelineStats()
         self.latest: LatestSlot[FrameResult] = LatestSlot()
         self.stop_event = threading.Event()
@@ -147,40 +176,62 @@ class Pipeline:
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
+        overlap = bool(getattr(self.predictor, "is_async", False))
+        held: Optional[_InFlight] = None  # inferred, not yet filtered and sent (overlap only)
         try:
             while not self.stop_event.is_set():
-                if self._max_frames is not None and self.stats.frames_out >= self._max_frames:
+                if self._max_frames is not None and self.stats.frames_out + (held is not None) >= self._max_frames:
                     break
-                frame = self.source.read(timeout=0.2)
+                frame = self.source.read(timeout=0.0 if held is not None else 0.2)
                 if frame is None:
+                    if held is not None:  # nothing newer is waiting: send now, do not hold the result
+                        self._post(held)
+                        held = None
+                        continue
                     if self.source.finished.is_set():
                         break
                     continue
-                self._process(frame)
+                current = self._launch(frame)
+                if held is not None:  # the CPU sends the previous frame while the GPU runs this one
+                    self._post(held)
+                    held = None
+                self._complete(current)
+                if overlap:
+                    held = current
+                else:
+                    self._post(current)
+            if held is not None:
+                self._post(held)
         except BaseException as exc:  # surfaced to the caller by live(); the thread must not die silently
             self.error = exc
             log.exception("engine stage failed")
         finally:
             self.stop_event.set()
 
-    def _process(self, frame) -> None:
+    def _launch(self, frame) -> "_InFlight":
+        """Track, then start the prediction (asynchronous on a GPU)."""
         t = {"wait": time.perf_counter_ns()}
-        image = frame.image
-        detection = self.tracker.update(image, self._prev_joints)
+        detection = self.tracker.update(frame.image, self._prev_joints)
         t["track"] = time.perf_counter_ns()
-        persons: List[Person] = []
-        if detection is not None:
-            preds = self.predictor.predict(image, [detection.bbox_xywh])
-            persons = [p.person for p in preds]
-        t["infer"] = time.perf_counter_ns()
-        track_id = self.tracker.track_id
-        if persons:
-            persons[0].track_id = track_id
-            self._prev_joints = persons[0].joints_2d
+        pending = self.predictor.launch(frame.image, [detection.bbox_xywh]) if detection is not None else None
+        return _InFlight(frame, t, detection, pending, self.tracker.track_id)
+
+    def _complete(self, job: "_InFlight") -> None:
+        """Wait for the prediction; the tracker learns where the person is for the next frame."""
+        job.persons = [p.person for p in job.pending.result()] if job.pending is not None else []
+        job.t["infer"] = time.perf_counter_ns()
+        if job.persons:
+            job.persons[0].track_id = job.track_id
+            self._prev_joints = job.persons[0].joints_2d
         else:
             self._prev_joints = None
-            if detection is not None:
+            if job.detection is not None:
                 self.tracker.mark_lost("prediction failed")
+
+    def _post(self, job: "_InFlight") -> None:
+        """Filter, then hand the result to the sinks and the viewer."""
+        t, persons, track_id, frame = job.t, job.persons, job.track_id, job.frame
+        t["hold"] = time.perf_counter_ns()
         if self.filter is not None:
             if not persons or track_id != self._track_id:
                 self.filter.reset()
@@ -194,16 +245,18 @@ class Pipeline:
                     persons[0] = dataclasses.replace(p, params=filtered)
         self._track_id = track_id if persons else None
         t["filter"] = time.perf_counter_ns()
-        h, w = image.shape[:2]
+        h, w = frame.image.shape[:2]
         result = FrameResult(frame_id=frame.id, t_capture_ns=frame.t_capture_ns, image_size=(w, h),
-                             persons=persons, t_stages=t, image=image if self.keep_image else None)
+                             persons=persons, t_stages=t, image=frame.image)
         t["send"] = time.perf_counter_ns()  # stamped before sending: sinks put it on the wire
         for sink in self.sinks:
+            t0 = time.perf_counter_ns()
             try:
                 sink.send(result)
             except Exception as exc:  # one broken sink must not stop capture or the other sinks
                 self.stats.sink_errors += 1
                 log.error("sink %s failed: %s", type(sink).__name__, exc)
+            self.stats.record_sink(type(sink).__name__, (time.perf_counter_ns() - t0) / 1e6)
         done = time.perf_counter_ns()
         self.stats.record(result, done)
         self.latest.put(result)

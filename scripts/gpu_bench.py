@@ -105,6 +105,39 @@ def smplx_layer_times(batches, work: Path, iters: int = 30, devices=("cpu", "cud
     return rows
 
 
+def predictor_times(ckpt: Path, work: Path, people=(1, 2, 4), iters: int = 50) -> list:
+    """Frame in, people out: ``Predictor.predict`` on the skier photo with 1/2/4 boxes (upload, GPU
+    crops, fp16 network and SMPL-X layer as CUDA graphs, one copy back, host assembly), median ms."""
+    import cv2
+
+    from engines.backends.torch_backend import TorchEngine
+    from engines.benchmark import BENCH_BOX, BENCH_IMAGE, media_dir
+    from engines.body_model import BodyModel
+    from engines.checkpoints import load_network
+    from engines.inference import Predictor
+    from engines.synthetic import write_synthetic_smplx
+
+    if not (work / "bm").is_dir():
+        write_synthetic_smplx(work / "bm")
+    img = cv2.imread(str(media_dir() / BENCH_IMAGE))
+    rows = []
+    for mesh in (False, True):
+        pred = Predictor(TorchEngine(load_network(ckpt), device="cuda", precision="fp16", cuda_graph=True),
+                         BodyModel(work / "bm"), with_mesh=mesh)
+        for n in people:
+            boxes = [tuple(np.add(BENCH_BOX, (12 * k, 0, 0, 0))) for k in range(n)]
+            for _ in range(5):
+                pred.predict(img, boxes)
+            ts = []
+            for _ in range(iters):
+                t = time.perf_counter()
+                pred.predict(img, boxes)
+                ts.append((time.perf_counter() - t) * 1000)
+            rows.append({"people": n, "with_mesh": mesh, "median_ms": float(np.median(ts)),
+                         "p90_ms": float(np.percentile(ts, 90)), "per_person_ms": float(np.median(ts)) / n})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=["s32", "b32"])
@@ -118,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", nargs="*", default=[], help="engines to skip")
     ap.add_argument("--engines", nargs="*", default=None, help="only these engines (torch_fp32 always runs: it is the reference)")
     ap.add_argument("--no-smplx", action="store_true", help="skip the SMPL-X layer timing")
+    ap.add_argument("--predictor", action="store_true",
+                    help="also time the whole GPU predictor (frame in, people out) for 1, 2 and 4 people (S32)")
     ap.add_argument("--out", type=Path, default=Path("gpu_bench"), help="output stem (.json and .md)")
     args = ap.parse_args(argv)
 
@@ -219,6 +254,14 @@ def main(argv=None) -> int:
         report["smplx_layer_error"] = f"{type(exc).__name__}: {exc}"
     print("smplx_layer", json.dumps(report["smplx_layer"]), flush=True)
 
+    if args.predictor:
+        try:
+            report["predictor"] = predictor_times(work / "smpler_x_s32.pth.tar", work)
+        except Exception as exc:  # report it; the rows above are kept
+            report["predictor"] = []
+            report["predictor_error"] = f"{type(exc).__name__}: {exc}"
+        print("predictor", json.dumps(report["predictor"]), report.get("predictor_error", ""), flush=True)
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
     lines = [f"GPU: {report['gpu']}; torch {report['machine']['torch']}; weights: {report['weights']}", "",
@@ -236,6 +279,15 @@ def main(argv=None) -> int:
               "| batch | CPU median ms | CUDA median ms |", "| --- | --- | --- |"]
     for r in report["smplx_layer"]:
         lines.append(f"| {r['batch']} | {r['cpu_median_ms']:.2f} | {r['cuda_median_ms']:.3f} |")
+    if report.get("predictor"):
+        lines += ["", "Whole GPU predictor, S32 fp16 + CUDA graphs (frame in, people out: upload, crops, network, "
+                  "SMPL-X layer, copy back, host assembly):", "",
+                  "| people | mesh | median ms | p90 ms | per person ms |", "| --- | --- | --- | --- | --- |"]
+        for r in report["predictor"]:
+            lines.append(f"| {r['people']} | {'yes' if r['with_mesh'] else 'no'} | {r['median_ms']:.2f} "
+                         f"| {r['p90_ms']:.2f} | {r['per_person_ms']:.2f} |")
+    if report.get("predictor_error"):
+        lines += ["", f"predictor timing failed: {report['predictor_error']}"]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement of the project in one run (about 6 minutes on an H100).
+# Every GPU measurement of the project in one run (about 5 minutes on an H100).
 #
 #   bash scripts/gpu_check.sh OUTDIR
 #
@@ -9,9 +9,11 @@
 # and the test media in .media/ (or MOCAP_MEDIA_DIR). Writes into OUTDIR:
 #   env.txt        GPU, driver, Python and package versions
 #   gpu_tests.txt  the gpu-marked tests
-#   engines.json/.md  S32/B32 at batch 1/4/8: fp32, fp16, CUDA graphs; fp16 error; SMPL-X layer
-#   compile.json/.md  torch.compile of the fp16 network at batch 1
+#   engines.json/.md  S32/B32 at batch 1/4/8: fp32, fp16, CUDA graphs (torch.compile at the batches in
+#                     $COMPILE_BATCHES, none by default: each compile takes a minute); fp16 error;
+#                     the SMPL-X layer; the whole GPU predictor for 1, 2 and 4 people
 #   live.json      `mocap live` on a real clip with the CUDA engine (paced and no-pace)
+#   overhead.json  the live pipeline around a 2 ms stand-in network, on this machine's CPU
 #   summary.md     all tables together
 set -uo pipefail
 OUT=${1:-${OUT:-gpu_check_out}}
@@ -55,17 +57,17 @@ EOF
 step "gpu-marked tests"
 timeout 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_engines.py 2>&1 | tail -25 | tee "$OUT/gpu_tests.txt"
 
-step "engines"
-timeout 180 "$PY" scripts/gpu_bench.py --variants s32 b32 --batches 1 4 8 --compile-batches \
-  --iters 50 --warmup 10 --budget-s 150 --out "$OUT/engines" 2>&1 | grep -v "^{" | tail -40
-
-step "torch.compile (batch 1)"
-timeout 150 "$PY" scripts/gpu_bench.py --variants s32 b32 --batches 1 --compile-batches 1 \
-  --engines torch_compile_fp16 --no-smplx --iters 50 --warmup 10 --budget-s 120 --out "$OUT/compile" 2>&1 \
-  | grep -v "^{" | tail -20
+step "engines and the whole GPU predictor"
+timeout 200 "$PY" scripts/gpu_bench.py --variants s32 b32 --batches 1 4 8 --compile-batches ${COMPILE_BATCHES:-} \
+  --iters 50 --warmup 10 --budget-s 150 --predictor --out "$OUT/engines" 2>&1 | grep -v "^{" | tail -60
 
 step "mocap live on CUDA"
-timeout 80 "$PY" scripts/bench_live.py --device cuda --engine auto --seconds 12 --out "$OUT/live" 2>&1 | tail -30
+timeout 80 "$PY" scripts/bench_live.py --device cuda --engine auto --seconds 12 --out "$OUT/live" 2>&1 \
+  | grep -v "^W0000\|^I0000" | tail -12
+
+step "pipeline around a 2 ms stand-in network (this machine's CPU)"
+timeout 60 "$PY" scripts/bench_pipeline_overhead.py --seconds 5 --threads 4 --json "$OUT/overhead.json" 2>&1 \
+  | grep -v "^W0000\|^I0000" | tail -6
 
 step "summary"
 "$PY" scripts/gpu_summary.py "$OUT" > "$OUT/summary.md" 2>&1

@@ -28,6 +28,22 @@ def live_table(report: dict) -> list:
     return lines
 
 
+def overhead_table(report: dict) -> list:
+    lines = [f"Live pipeline around a stand-in network ({report.get('clip')}, lossless reading, tracker, One-Euro, "
+             "VMC + ZMQ + recorder when sinks are on):", "",
+             "| stand-in | sinks | out fps | wall per frame ms | track | infer | hold | filter | send | VMC | ZMQ | recorder |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in report.get("runs", []):
+        sk = r.get("sink_ms", {})
+        cell = lambda v: f"{v:.2f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+        lines.append(f"| {r['cost_ms']:.0f} ms {'async' if r['asynchronous'] else 'sync'} | {'on' if r['sinks'] else 'off'} "
+                     f"| {r['out_fps_mean']:.1f} | {r['wall_per_frame_ms']:.2f} | {cell(r.get('track_ms'))} "
+                     f"| {cell(r.get('infer_ms'))} | {cell(r.get('hold_ms'))} | {cell(r.get('filter_ms'))} "
+                     f"| {cell(r.get('send_ms'))} | {cell(sk.get('VMCSink'))} | {cell(sk.get('ZMQSink'))} "
+                     f"| {cell(sk.get('Recorder'))} |")
+    return lines
+
+
 def main(folder: str) -> int:
     out = Path(folder)
     parts = ["# GPU check", ""]
@@ -41,6 +57,9 @@ def main(folder: str) -> int:
         eng = out / name
         if eng.is_file():
             parts += [eng.read_text().strip(), ""]
+    over = out / "overhead.json"
+    if over.is_file():
+        parts += overhead_table(json.loads(over.read_text())) + [""]
     live = out / "live.json"
     if live.is_file():
         parts += live_table(json.loads(live.read_text())) + [""]

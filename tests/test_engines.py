@@ -384,17 +384,44 @@ def test_body_model_on_cuda_equals_cpu(body_model):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
-def test_predictor_on_cuda_matches_cpu(s32, body_model, media_dir):
-    """The whole frame -> parameters path on the GPU (fp32) gives the CPU's answer."""
+@pytest.mark.parametrize("graph", [False, True])
+def test_predictor_on_cuda_matches_cpu(s32, body_model, media_dir, graph):
+    """Frame in, people out on the GPU (upload, GPU crops, network and SMPL-X layer on the device,
+    CUDA graphs or not, asynchronous launch) gives the official CPU path's people (fp32)."""
     import cv2
 
     from engines.backends.torch_backend import TorchEngine
     from engines.inference import Predictor
 
     img = cv2.imread(str(media_dir / "coco_000785_skier.jpg"))
-    box = [(280.0, 44.0, 220.0, 348.0)]
-    cpu = Predictor(TorchEngine(copy.deepcopy(s32)), body_model).predict(img, box)[0].person
-    gpu = Predictor(TorchEngine(copy.deepcopy(s32), device="cuda"), body_model).predict(img, box)[0].person
-    for k, v in cpu.params.to_dict().items():
-        np.testing.assert_allclose(gpu.params.to_dict()[k], v, atol=1e-3, rtol=1e-3, err_msg=k)
-    np.testing.assert_allclose(gpu.joints_2d, cpu.joints_2d, atol=0.05)
+    boxes = [(280.0, 44.0, 220.0, 348.0), (10.0, 20.0, 200.0, 300.0)]
+    cpu = Predictor(TorchEngine(copy.deepcopy(s32)), body_model).predict(img, boxes)
+    gpu_pred = Predictor(TorchEngine(copy.deepcopy(s32), device="cuda", cuda_graph=graph), body_model)
+    assert gpu_pred.is_async
+    for _ in range(3):  # replays reuse the captured graphs and buffers
+        pending = gpu_pred.launch(img, boxes)
+        gpu = pending.result()
+        assert len(gpu) == 2
+        for g, c in zip(gpu, cpu):
+            for k, v in c.person.params.to_dict().items():
+                np.testing.assert_allclose(g.person.params.to_dict()[k], v, atol=2e-3, err_msg=k)
+            np.testing.assert_allclose(g.person.vertices, c.person.vertices, atol=2e-3)
+            np.testing.assert_allclose(g.person.joints_2d, c.person.joints_2d, atol=0.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+def test_graphed_body_model_equals_eager(body_model):
+    from engines.backends.cuda_graph import CudaGraphed
+
+    gpu = copy.deepcopy(body_model).to("cuda")
+    graphed = CudaGraphed(gpu, "SMPL-X layer")
+    g = torch.Generator().manual_seed(7)
+    for _ in range(3):
+        args = [(torch.rand(2, n, generator=g) * 0.6 - 0.3).cuda() for n in (3, 63, 45, 45, 3, 10, 10)]
+        with torch.inference_mode():
+            ref_v, ref_j = gpu(*args)
+            v, j = graphed(*args)
+            assert not graphed.disabled
+            torch.testing.assert_close(v, ref_v, atol=1e-5, rtol=0)
+            torch.testing.assert_close(j, ref_j, atol=1e-5, rtol=0)

@@ -160,3 +160,20 @@ def test_bgr_to_rgb_float_grey_and_bgra_like_imread_color():
         np.testing.assert_array_equal(out, np.repeat(grey[:, :, None], 3, 2).astype(np.float32))
     with pytest.raises(ValueError):
         G.bgr_to_rgb_float(np.zeros((4, 4, 2), np.uint8))
+
+
+@pytest.mark.parametrize("raw", [(280, 44, 220, 348), (-50, -30, 300, 500), (500, 300, 200, 200)])
+def test_torch_crop_matches_opencv_crop(media_dir, raw):
+    """The GPU path's crop (grid_sample, run here on the CPU) gives OpenCV's crop within 0.05 of a
+    grey level, boxes reaching outside the frame included (zeros there, as BORDER_CONSTANT)."""
+    import cv2
+
+    img = cv2.imread(str(media_dir / "coco_000785_skier.jpg"))
+    box = G.process_bbox(raw, img.shape[1], img.shape[0])
+    patch, _, inv = G.crop_image(G.bgr_to_rgb_float(img), box)
+    ref = G.to_input_batch([patch])[0]
+    got = G.crop_batch_torch(torch.from_numpy(img), torch.from_numpy(inv[None]))[0].numpy()
+    assert got.shape == ref.shape == (3, 512, 384)
+    diff = np.abs(got - ref) * 255
+    assert diff.max() < 0.05, diff.max()
+    assert diff.mean() < 1e-3

@@ -105,3 +105,31 @@ def test_predictor_matches_manual_pipeline(s32_net, body_model, media_dir):
         "global_orient": (1, 3), "body_pose": (21, 3), "left_hand_pose": (15, 3), "right_hand_pose": (15, 3),
         "jaw_pose": (1, 3), "leye_pose": (1, 3), "reye_pose": (1, 3), "betas": (1, 10), "expression": (1, 10),
         "transl": (1, 3)}
+
+
+def test_device_path_on_cpu_matches_the_official_cpu_path(s32_net, body_model, media_dir):
+    """The GPU path (frame uploaded once, crops by grid_sample, network and SMPL-X layer on the
+    engine's device, one copy back), run here on the CPU, gives the official path's people."""
+    import cv2
+
+    from engines.backends.torch_backend import TorchEngine
+    from engines.inference import Predictor, _DevicePath
+
+    img = cv2.imread(str(media_dir / "coco_000785_skier.jpg"))
+    boxes = [(280.0, 44.0, 220.0, 348.0), (10.0, 20.0, 200.0, 300.0)]
+    official = Predictor(TorchEngine(s32_net), body_model)
+    assert not official.is_async
+    device = Predictor(TorchEngine(s32_net), body_model)
+    device._cuda = _DevicePath(device.engine, device.body_model)
+    assert device.is_async
+    ref = official.predict(img, boxes)
+    pending = device.launch(img, boxes)
+    got = pending.result()
+    assert len(got) == len(ref) == 2
+    for g, r in zip(got, ref):
+        for k, v in r.person.params.to_dict().items():
+            np.testing.assert_allclose(g.person.params.to_dict()[k], v, atol=2e-3, err_msg=k)
+        np.testing.assert_allclose(g.person.vertices, r.person.vertices, atol=2e-3)
+        np.testing.assert_allclose(g.person.joints_2d, r.person.joints_2d, atol=0.5)
+        np.testing.assert_allclose(g.lhand_bbox, r.lhand_bbox, atol=0.5)
+        np.testing.assert_array_equal(g.person.bbox, r.person.bbox)

@@ -7,12 +7,12 @@ CUDA graphs or ``torch.compile`` on GPU.
   graph with static input/output buffers; the RoIAlign runs with a fixed sample-grid bound
   (:func:`engines.roi_align.static_grid`) and a frame whose hand boxes exceed it is recomputed
   eagerly, so results never depend on the bound.
-* ``compile=True`` wraps the network in ``torch.compile`` (GPU; gave nothing on CPU).
+* ``compile=True`` wraps the network in ``torch.compile`` (figures in docs/benchmarks.md).
 """
 from __future__ import annotations
 
 import logging
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -85,21 +85,43 @@ class TorchEngine(Engine):
         return entry
 
     @torch.inference_mode()
-    def forward_tensor(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def launch(self, img: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
+        """Start the forward without waiting for the device: (outputs, overflow).
+
+        ``overflow`` is None, or (CUDA graphs) a 0-dim bool device tensor that is True when a hand
+        box exceeded the captured RoIAlign grid bound; check it after synchronising and, if True,
+        run :meth:`forward_tensor` eagerly for this input. With CUDA graphs the outputs of an fp32
+        engine are static buffers that the next call overwrites.
+        """
         img = img.to(self.device, non_blocking=True).float()
+        out, overflow = None, None
         if self.cuda_graph:
-            graph, static_in, static_out, flags = self._graph_for(img.shape[0])
-            static_in.copy_(img)
-            graph.replay()
-            if flags and bool(torch.stack(flags).any()):
-                out = self._eager(img)  # a hand box beyond the captured RoIAlign grid bound
+            try:
+                graph, static_in, static_out, flags = self._graph_for(img.shape[0])
+            except RuntimeError as exc:  # an op that cannot be captured: correct results first
+                log.warning("CUDA graph capture failed (%s); running eagerly", exc)
+                self.cuda_graph = False
+                torch.cuda.synchronize()
             else:
+                static_in.copy_(img)
+                graph.replay()
                 out = static_out
-        else:
+                overflow = torch.stack(flags).any() if flags else None
+        if out is None:
             out = self._eager(img)
-        if self._dtype is torch.float32:
-            return out
-        return {k: v.float() for k, v in out.items()}
+        if self._dtype is not torch.float32:
+            out = {k: v.float() for k, v in out.items()}
+        return out, overflow
+
+    @torch.inference_mode()
+    def forward_tensor(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The forward on the engine's device (outputs stay there, float32)."""
+        out, overflow = self.launch(img)
+        if overflow is not None and bool(overflow):
+            out = self._eager(img.to(self.device).float())  # a hand box beyond the captured RoIAlign grid bound
+            if self._dtype is not torch.float32:
+                out = {k: v.float() for k, v in out.items()}
+        return out
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         img = inputs[INPUT_NAME]

@@ -84,6 +84,8 @@ def cmd_live(args) -> int:
         predictor = Predictor.from_files(args.checkpoint, args.body_models, device=args.device, engine=args.engine)
     except (CheckpointError, BodyModelNotFound, RuntimeError) as exc:
         raise UserError(str(exc)) from exc
+    # full meshes only for a consumer that draws them (the Open3D viewer); streams need parameters
+    predictor.with_mesh = viewer_kind == "open3d"
     print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
     body = predictor.body_model
     filt = _filter(args, body)  # before the sinks: a bad setting must not leave a recording behind

@@ -1,0 +1,93 @@
+"""A stand-in for the network and the SMPL-X layer: a fixed cost and well-formed outputs.
+
+It measures and tests everything around the model (capture hand-off, tracking, crop geometry,
+filter, streams, recording) without the model's cost: ``StandInPredictor`` has the interface
+of :class:`engines.inference.Predictor` (``launch`` / ``predict`` / ``is_async`` /
+``with_mesh`` / ``body_model``), does the same host-side work around the model (box
+processing, crop geometry, assembling :class:`~engines.types.Person` records, projecting the
+joints), and in place of the model waits ``cost_ms``, as a GPU would: asynchronously
+(``launch`` returns at once and ``result()`` waits until the cost has passed) or synchronously.
+Its joints fill the person's box, so the tracker follows the person as it does with real
+weights. Its outputs are not predictions and are never presented as such.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import List, Sequence
+
+import numpy as np
+import torch
+
+from . import geometry as G
+from .inference import PARAM_OF_OUTPUT, PendingPrediction, Prediction, assemble_predictions
+from .types import PARAM_SHAPES
+
+
+class StandInPredictor:
+    def __init__(self, body_model, cost_ms: float = 2.0, asynchronous: bool = True, with_mesh: bool = False,
+                 seed: int = 0, miss_calls: Sequence[int] = ()):
+        self.body_model = body_model
+        self.cost_s = float(cost_ms) / 1000.0
+        self.is_async = bool(asynchronous)
+        self.with_mesh = with_mesh
+        self._rng = np.random.default_rng(seed)
+        #: Calls (0-based) that find nobody, as a network failing on a frame would.
+        self.miss_calls = set(miss_calls)
+        self.calls = 0
+        with torch.inference_mode():
+            zeros = [torch.zeros(1, n) for n in (63, 45, 45, 3, 10, 10)]
+            verts, joints = body_model(torch.tensor([[math.pi, 0.0, 0.0]]), *zeros)
+        self._joints = _normalise(joints[0].numpy())
+        self._verts = _normalise(verts[0].numpy())
+
+    def predict(self, image_bgr: np.ndarray, bboxes: Sequence[Sequence[float]]) -> List[Prediction]:
+        return self.launch(image_bgr, bboxes).result()
+
+    def launch(self, image_bgr: np.ndarray, bboxes: Sequence[Sequence[float]]) -> PendingPrediction:
+        start = time.perf_counter()
+        call, self.calls = self.calls, self.calls + 1
+        if call in self.miss_calls:
+            bboxes = []
+        h, w = image_bgr.shape[:2]
+        kept, boxes, invs = [], [], []
+        for i, raw in enumerate(bboxes):
+            box = G.process_bbox(raw, w, h)
+            if box is not None:
+                kept.append(i)
+                boxes.append(box)
+                invs.append(G.crop_transform(box, inverse=True))
+        n = len(kept)
+        out = {k: (self._rng.standard_normal((n,) + PARAM_SHAPES[v]) * 0.05).astype(np.float32)
+               for k, v in PARAM_OF_OUTPUT.items()}
+        for name in ("lhand_bbox", "rhand_bbox", "face_bbox"):
+            out[name] = np.tile(np.array([100.0, 100.0, 150.0, 150.0], np.float32), (n, 1))
+        joints = np.stack([_fill_box(self._joints, b) for b in boxes]) if n else np.zeros((0, 144, 3), np.float32)
+        verts = np.stack([_fill_box(self._verts, b) for b in boxes]) if (n and self.with_mesh) else None
+
+        def finish():
+            remaining = self.cost_s - (time.perf_counter() - start)
+            if remaining > 0:
+                time.sleep(remaining)
+            return assemble_predictions(out, verts, joints, kept, boxes, invs, bboxes) if n else []
+
+        if self.is_async:
+            return PendingPrediction(finish)
+        preds = finish()
+        return PendingPrediction(lambda: preds)
+
+
+def _normalise(points: np.ndarray) -> np.ndarray:
+    """Points scaled into the unit square by their x/y extent (z dropped)."""
+    lo, hi = points[:, :2].min(0), points[:, :2].max(0)
+    return ((points[:, :2] - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
+
+
+def _fill_box(unit: np.ndarray, box: np.ndarray, depth: float = 5.0) -> np.ndarray:
+    """Camera-space points 5 m away whose projection through the box's camera fills its middle."""
+    cam = G.full_frame_camera(box)
+    u = box[0] + (0.2 + 0.6 * unit[:, 0]) * box[2]
+    v = box[1] + (0.1 + 0.8 * unit[:, 1]) * box[3]
+    x = (u - cam.princpt[0]) / cam.focal[0] * depth
+    y = (v - cam.princpt[1]) / cam.focal[1] * depth
+    return np.stack([x, y, np.full_like(x, depth)], 1).astype(np.float32)
