@@ -58,8 +58,8 @@ step "gpu-marked tests"
 timeout 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_engines.py 2>&1 | tail -25 | tee "$OUT/gpu_tests.txt"
 
 step "engines and the whole GPU predictor"
-timeout 200 "$PY" scripts/gpu_bench.py --variants s32 b32 --batches 1 4 8 --compile-batches ${COMPILE_BATCHES:-} \
-  --iters 50 --warmup 10 --budget-s 150 --predictor --out "$OUT/engines" 2>&1 | grep -v "^{" | tail -60
+timeout 170 "$PY" scripts/gpu_bench.py --variants s32 b32 --batches 1 4 8 --compile-batches ${COMPILE_BATCHES:-} \
+  --iters 50 --warmup 10 --budget-s 120 --predictor --out "$OUT/engines" 2>&1 | grep -v "^{" | tail -60
 
 step "mocap live on CUDA"
 timeout 80 "$PY" scripts/bench_live.py --device cuda --engine auto --seconds 12 --out "$OUT/live" 2>&1 \
