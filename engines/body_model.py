@@ -51,6 +51,52 @@ REGISTRATION_HELP = (
 )
 
 
+_PARENT_LISTS: Dict[tuple, list] = {}
+
+
+def _parent_list(parents: torch.Tensor) -> list:
+    """The kinematic tree as Python ints, read from the device once per tree (outside any capture)."""
+    key = (parents.data_ptr(), str(parents.device), parents.numel())
+    tree = _PARENT_LISTS.get(key)
+    if tree is None:
+        tree = _PARENT_LISTS[key] = [int(p) for p in parents.tolist()]
+    return tree
+
+
+def rigid_transform_chain(rot_mats: torch.Tensor, joints: torch.Tensor, parents: torch.Tensor,
+                          dtype=torch.float32):
+    """Posed joints (B, J, 3) and joint transforms relative to the rest pose (B, J, 4, 4).
+
+    The same maths, operation for operation, as ``smplx.lbs.batch_rigid_transform``, which
+    walks the tree by indexing a Python list with 0-dim tensors (one device-to-host sync per
+    joint on a GPU, which a CUDA graph cannot capture); here the tree is walked over Python
+    ints. :class:`BodyModel` installs it in ``smplx.lbs`` (results are bit-equal, see tests).
+    """
+    import torch.nn.functional as F
+    from smplx.lbs import transform_mat
+
+    tree = _parent_list(parents)
+    rest = joints.unsqueeze(-1)
+    offsets = rest.clone()
+    offsets[:, 1:] -= rest[:, parents[1:]]
+    local = transform_mat(rot_mats.reshape(-1, 3, 3), offsets.reshape(-1, 3, 1)).reshape(-1, rest.shape[1], 4, 4)
+    chain = [local[:, 0]]
+    for i in range(1, len(tree)):
+        chain.append(torch.matmul(chain[tree[i]], local[:, i]))
+    world = torch.stack(chain, dim=1)
+    posed = world[:, :, :3, 3]
+    rest_homogeneous = F.pad(rest, [0, 0, 0, 1])
+    relative = world - F.pad(torch.matmul(world, rest_homogeneous), [3, 0, 0, 0, 0, 0, 0, 0])
+    return posed, relative
+
+
+def _install_rigid_transform() -> None:
+    import smplx.lbs
+
+    if smplx.lbs.batch_rigid_transform is not rigid_transform_chain:
+        smplx.lbs.batch_rigid_transform = rigid_transform_chain
+
+
 class BodyModelNotFound(FileNotFoundError):
     pass
 
@@ -81,6 +127,7 @@ class BodyModel(torch.nn.Module):
         super().__init__()
         import smplx  # imported lazily: it is slow to import
 
+        _install_rigid_transform()
         self.path = find_smplx_file(body_models)
         try:
             self.layer = smplx.SMPLX(

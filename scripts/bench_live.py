@@ -2,7 +2,7 @@
 """`mocap live` on a real video file, end to end, on the CPU or a CUDA GPU.
 
 Runs the real command (capture thread, tracker, engine, One-Euro, VMC to 127.0.0.1 and ZMQ
-sinks, no viewer) on a clip from the shared media, looped for ``--seconds``, twice:
+sinks, no viewer) on a 30 fps clip made from a real photo (or ``--clip``), looped for ``--seconds``, twice:
 
 * ``paced``: frames arrive at the file's own rate, as from a camera (latency as a user sees it);
 * ``no-pace``: every frame is read as soon as the engine is free (the pipeline's throughput).
@@ -30,6 +30,26 @@ sys.path.insert(0, str(REPO))
 def media_dir() -> Path:
     env = os.environ.get("MOCAP_MEDIA_DIR")
     return Path(env) if env else REPO.parent / "shared" / "media"
+
+
+def make_pan_clip(path: Path, photo: Path, seconds: float = 12.0, fps: float = 30.0) -> Path:
+    """A 960x540 clip at ``fps`` from a real photo, slowly panned and zoomed (a person in every frame)."""
+    import cv2
+    import numpy as np
+
+    img = cv2.imread(str(photo))
+    if img is None:
+        raise FileNotFoundError(f"cannot read {photo}")
+    h, w = 540, 960
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    n = int(seconds * fps)
+    for i in range(n):
+        s = 1.0 + 0.1 * np.sin(2 * np.pi * i / n)
+        dx = 40 * np.sin(2 * np.pi * i / (n / 2))
+        m = np.array([[s * w / img.shape[1], 0, dx], [0, s * h / img.shape[0], 0]], np.float32)
+        vw.write(cv2.warpAffine(img, m, (w, h)))
+    vw.release()
+    return path
 
 
 def centred_checkpoint(path: Path, variant: str = "s32") -> Path:
@@ -68,7 +88,8 @@ def main_() -> int:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--variant", default="s32")
-    ap.add_argument("--clip", type=Path, default=None, help="video file (default: street_walk_960x540.mp4)")
+    ap.add_argument("--clip", type=Path, default=None,
+                    help="video file (default: a 30 fps 960x540 clip made from mpii_004645041.jpg, panned and zoomed)")
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--modes", default="paced,no-pace")
     ap.add_argument("--out", type=Path, default=Path("bench_live"), help="output stem (.json)")
@@ -76,14 +97,15 @@ def main_() -> int:
 
     from engines.synthetic import write_synthetic_smplx
 
-    clip = args.clip or media_dir() / "street_walk_960x540.mp4"
-    if not clip.is_file():
-        print(f"bench_live: clip not found: {clip} (set MOCAP_MEDIA_DIR or --clip)", file=sys.stderr)
+    if args.clip is not None and not args.clip.is_file():
+        print(f"bench_live: clip not found: {args.clip}", file=sys.stderr)
         return 2
-    report = {"device": args.device, "engine": args.engine, "variant": args.variant, "clip": clip.name,
+    report = {"device": args.device, "engine": args.engine, "variant": args.variant,
               "seconds": args.seconds, "weights": "random, centred camera head", "runs": {}}
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
+        clip = args.clip or make_pan_clip(tmp / "pan.mp4", media_dir() / "mpii_004645041.jpg", seconds=args.seconds)
+        report["clip"] = clip.name if args.clip else "mpii_004645041.jpg panned, 30 fps 960x540"
         write_synthetic_smplx(tmp / "bm")
         ckpt = centred_checkpoint(tmp / f"smpler_x_{args.variant}.pth.tar", args.variant)
         for mode in args.modes.split(","):

@@ -28,6 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 MEDIA = Path(os.environ.get("MOCAP_MEDIA_DIR", REPO.parent / "shared" / "media"))
 
 
@@ -115,42 +116,14 @@ def bench_video(ckpt: Path, body_dir: Path, tmp: Path):
             "per_frame_ms": {k: 1000 * v / max(1, stats.frames) for k, v in stats.stage_seconds.items()}}
 
 
-def make_long_clip(path: Path, seconds: float = 12.0, fps: float = 30.0):
-    """A real-photo clip: the MPII photo slowly panned and zoomed (a person in every frame)."""
-    import cv2
-
-    img = cv2.imread(str(MEDIA / "mpii_004645041.jpg"))
-    h, w = 540, 960
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    n = int(seconds * fps)
-    for i in range(n):
-        s = 1.0 + 0.1 * np.sin(2 * np.pi * i / n)
-        dx = 40 * np.sin(2 * np.pi * i / (n / 2))
-        m = np.array([[s * w / img.shape[1], 0, dx], [0, s * h / img.shape[0], 0]], np.float32)
-        vw.write(cv2.warpAffine(img, m, (w, h)))
-    vw.release()
-    return path
-
-
-def centred_checkpoint(tmp: Path) -> Path:
-    """Random S32 weights except a camera head that centres the body in its box, so that the
-    projected joints follow the person and the tracker can skip the detector (random weights
-    otherwise project the joints anywhere and the tracker re-detects every frame)."""
-    import torch
-
-    from engines.checkpoints import write_random_checkpoint
-
-    extra = {"body_regressor.cam_out.0.weight": torch.zeros(3, 384),
-             "body_regressor.cam_out.0.bias": torch.tensor([0.0, 0.0, 1.0])}
-    return write_random_checkpoint(tmp / "centred.pth.tar", "s32", seed=2, extra=extra)
-
-
 def bench_live(ckpt: Path, body_dir: Path, tmp: Path, engine: str, seconds: float, tag: str = ""):
     from realtime.cli import main
 
+    from bench_live import make_pan_clip
+
     clip = tmp / "pan.mp4"
     if not clip.exists():
-        make_long_clip(clip, seconds=seconds)
+        make_pan_clip(clip, MEDIA / "mpii_004645041.jpg", seconds=seconds)
     out = tmp / f"live_{engine}{tag}.json"
     rc = main(["live", "--source", str(clip), "--checkpoint", str(ckpt), "--body-models", str(body_dir),
                "--engine", engine, "--viewer", "none", "--osc", "127.0.0.1:39539", "--zmq", "tcp://127.0.0.1:5599",
@@ -192,7 +165,9 @@ def main_() -> int:
             print("detector", json.dumps(results["detector_ms"]), flush=True)
             results["mocap_video"] = bench_video(ck, tmp / "bm", tmp)
             print("video", json.dumps(results["mocap_video"]), flush=True)
-        centred = centred_checkpoint(tmp)
+        from bench_live import centred_checkpoint
+
+        centred = centred_checkpoint(tmp / "centred.pth.tar")
         for eng in args.live_engines.split(","):
             for tag, c in (("", ck), ("_centred", centred)):
                 results[f"live_{eng}{tag}"] = bench_live(c, tmp / "bm", tmp, eng, args.live_seconds, tag)

@@ -9,6 +9,7 @@ network latency (median / p90 ms, CUDA-synchronised) and throughput (items/s) fo
 * ``torch_fp32_graph``  PyTorch fp32 captured in a CUDA graph,
 * ``torch_fp16_graph``  PyTorch fp16 autocast captured in a CUDA graph (the CUDA ``auto`` engine),
 * ``torch_compile_fp16`` ``torch.compile`` (default mode) of the fp16 network, at ``--compile-batches`` only,
+* ``torch_compile_fp16_graph`` the same, compiled kernels captured in a CUDA graph,
 * ``ort_cuda_fp32``     ONNX Runtime CUDA execution provider (if onnxruntime-gpu is installed),
 * ``tensorrt_fp16``     a TensorRT fp16 engine (if the ``tensorrt`` package is installed),
 
@@ -206,6 +207,9 @@ def main(argv=None) -> int:
             if batch in args.compile_batches:
                 makers["torch_compile_fp16"] = lambda: TorchEngine(load_network(ckpt), device="cuda",
                                                                    precision="fp16", compile=True)
+                makers["torch_compile_fp16_graph"] = lambda: TorchEngine(load_network(ckpt), device="cuda",
+                                                                         precision="fp16", compile=True,
+                                                                         cuda_graph=True)
             if has_ort_cuda:
                 def make_ort():
                     if not onnx_path.is_file():

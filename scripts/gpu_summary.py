@@ -53,7 +53,7 @@ def main(folder: str) -> int:
     tests = out / "gpu_tests.txt"
     if tests.is_file():
         parts += ["gpu-marked tests: `" + (tests.read_text().strip().splitlines() or ["(no output)"])[-1] + "`", ""]
-    for name in ("engines.md", "compile.md"):
+    for name in ("engines.md", "compile.md", "predictor.md"):
         eng = out / name
         if eng.is_file():
             parts += [eng.read_text().strip(), ""]

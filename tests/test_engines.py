@@ -326,16 +326,27 @@ def test_cuda_request_without_cuda_is_a_user_error(s32_ckpt):
 # --------------------------------------------------------------------------- GPU
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
-def test_cuda_graph_fp16_close_to_fp32(s32, img2):
+def test_cuda_graph_fp16_close_to_fp32(s32):
+    """fp16 + CUDA graph: replays repeat exactly, match eager fp16, and stay near fp32 on a real crop."""
     from engines.backends.torch_backend import TorchEngine
+    from engines.benchmark import bench_input
+    from scipy.spatial.transform import Rotation
 
-    ref = TorchEngine(copy.deepcopy(s32), device="cuda").run({"img": img2.numpy()})
+    img, _ = bench_input(2)
+    ref = TorchEngine(copy.deepcopy(s32), device="cuda").run({"img": img})
+    eager16 = TorchEngine(copy.deepcopy(s32), device="cuda", precision="fp16").run({"img": img})
     eng = TorchEngine(copy.deepcopy(s32), device="cuda", precision="fp16", cuda_graph=True)
-    got = eng.run({"img": img2.numpy()})
-    got2 = eng.run({"img": img2.numpy()})  # replay
+    got = eng.run({"img": img})
+    got2 = eng.run({"img": img})  # replay
+    assert eng.cuda_graph  # captured, not fallen back to eager
     for k in OUTPUT_NAMES:
         np.testing.assert_array_equal(got[k], got2[k])
-        assert _rel(got[k], ref[k]) < 5e-2, k
+        assert _rel(got[k], eager16[k]) < 1e-2, (k, _rel(got[k], eager16[k]))
+    for k in ("smplx_root_pose", "smplx_body_pose", "smplx_lhand_pose", "smplx_rhand_pose", "smplx_jaw_pose"):
+        a = Rotation.from_rotvec(got[k].reshape(-1, 3).astype(np.float64))
+        b = Rotation.from_rotvec(ref[k].reshape(-1, 3).astype(np.float64))
+        err = np.degrees((a.inv() * b).magnitude())
+        assert err.mean() < 1.0, (k, err.mean(), err.max())
 
 
 @pytest.mark.gpu
@@ -385,28 +396,38 @@ def test_body_model_on_cuda_equals_cpu(body_model):
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
 @pytest.mark.parametrize("graph", [False, True])
-def test_predictor_on_cuda_matches_cpu(s32, body_model, media_dir, graph):
+def test_predictor_on_cuda_matches_the_same_path_on_cpu(s32, body_model, media_dir, graph):
     """Frame in, people out on the GPU (upload, GPU crops, network and SMPL-X layer on the device,
-    CUDA graphs or not, asynchronous launch) gives the official CPU path's people (fp32)."""
+    CUDA graphs or not, asynchronous launch) equals the same device path run on the CPU (fp32, TF32
+    off). That CPU run equals the official OpenCV path within 2e-3 (test_model.py)."""
     import cv2
 
     from engines.backends.torch_backend import TorchEngine
-    from engines.inference import Predictor
+    from engines.inference import Predictor, _DevicePath
 
     img = cv2.imread(str(media_dir / "coco_000785_skier.jpg"))
     boxes = [(280.0, 44.0, 220.0, 348.0), (10.0, 20.0, 200.0, 300.0)]
-    cpu = Predictor(TorchEngine(copy.deepcopy(s32)), body_model).predict(img, boxes)
-    gpu_pred = Predictor(TorchEngine(copy.deepcopy(s32), device="cuda", cuda_graph=graph), body_model)
-    assert gpu_pred.is_async
-    for _ in range(3):  # replays reuse the captured graphs and buffers
-        pending = gpu_pred.launch(img, boxes)
-        gpu = pending.result()
-        assert len(gpu) == 2
-        for g, c in zip(gpu, cpu):
-            for k, v in c.person.params.to_dict().items():
-                np.testing.assert_allclose(g.person.params.to_dict()[k], v, atol=2e-3, err_msg=k)
-            np.testing.assert_allclose(g.person.vertices, c.person.vertices, atol=2e-3)
-            np.testing.assert_allclose(g.person.joints_2d, c.person.joints_2d, atol=0.5)
+    cpu_pred = Predictor(TorchEngine(copy.deepcopy(s32)), body_model)
+    cpu_pred._cuda = _DevicePath(cpu_pred.engine, cpu_pred.body_model)
+    cpu = cpu_pred.predict(img, boxes)
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        gpu_pred = Predictor(TorchEngine(copy.deepcopy(s32), device="cuda", cuda_graph=graph), body_model)
+        assert gpu_pred.is_async
+        for _ in range(3):  # replays reuse the captured graphs and buffers
+            gpu = gpu_pred.launch(img, boxes).result()
+            assert len(gpu) == 2
+            for g, c in zip(gpu, cpu):
+                for k, v in c.person.params.to_dict().items():
+                    got = g.person.params.to_dict()[k]
+                    np.testing.assert_allclose(got, v, atol=1e-3, err_msg=f"{k}: max {np.abs(got - v).max()}")
+                np.testing.assert_allclose(g.person.vertices, c.person.vertices, atol=1e-3)
+                np.testing.assert_allclose(g.person.joints_2d, c.person.joints_2d, atol=0.2)
+        if graph:
+            assert not gpu_pred._cuda._body_call.disabled  # the SMPL-X layer ran as a CUDA graph
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 @pytest.mark.gpu

@@ -133,3 +133,27 @@ def test_device_path_on_cpu_matches_the_official_cpu_path(s32_net, body_model, m
         np.testing.assert_allclose(g.person.joints_2d, r.person.joints_2d, atol=0.5)
         np.testing.assert_allclose(g.lhand_bbox, r.lhand_bbox, atol=0.5)
         np.testing.assert_array_equal(g.person.bbox, r.person.bbox)
+
+
+def test_rigid_transform_chain_is_bit_equal_to_smplx(body_model):
+    """Our sync-free kinematic chain (installed in smplx.lbs for CUDA graphs) gives exactly what
+    smplx's own batch_rigid_transform gives."""
+    import smplx.lbs
+    from smplx.lbs import batch_rodrigues
+
+    from engines.body_model import rigid_transform_chain
+
+    import importlib.util
+
+    spec = importlib.util.find_spec("smplx.lbs")
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)  # a fresh copy of smplx's own module, not the patched one
+    assert smplx.lbs.batch_rigid_transform is rigid_transform_chain
+    assert fresh.batch_rigid_transform is not rigid_transform_chain
+    g = torch.Generator().manual_seed(3)
+    rot = batch_rodrigues((torch.rand(4 * 55, 3, generator=g) - 0.5) * 2).reshape(4, 55, 3, 3)
+    joints = torch.rand(4, 55, 3, generator=g)
+    parents = body_model.layer.parents
+    want = fresh.batch_rigid_transform(rot, joints, parents)
+    got = rigid_transform_chain(rot, joints, parents)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
