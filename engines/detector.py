@@ -1,4 +1,4 @@
-"""Person detection for the live pipeline: one full-body box per frame.
+"""Person detection: full-body boxes of every person in a frame (or of one).
 
 The official SMPLer-X demo feeds the model a full-body person box from a Faster
 R-CNN (xyxy converted to xywh) and pads it by 1.25 later in ``process_bbox``.
@@ -16,8 +16,18 @@ How the box is built (:func:`landmarks_box`):
 * the bounds are padded on every side (:func:`pad_and_clip_box`) and clipped to
   the image.
 
-The same head and padding rules are used by :mod:`realtime.tracking` for boxes
-built from the projected SMPL-X joints, so both give the model similar crops.
+The same head and padding rules are used by the tracker for boxes built from the
+projected SMPL-X joints, so both give the model similar crops.
+
+Several people (``max_people > 1``): mediapipe's Pose solution returns one person per
+call, so the detector calls it repeatedly on the same frame, each time covering the boxes of
+the people already found with grey (:func:`cover_person`), until nobody more is found
+or ``max_people`` are found; a box that is a person found before, or a false person stitched
+from that person's limbs and someone else, is dropped (:func:`_same_or_merged`), and each
+person after the first must be found again by Pose on a crop of the untouched frame
+(:meth:`PersonDetector._confirmed`), which removes people seen in the leftovers. People facing
+away from the camera are often missed: Pose's detector looks for a face. ``max_people == 1``
+keeps the one-call path (and mediapipe's own frame-to-frame tracking when ``static=False``).
 """
 from __future__ import annotations
 
@@ -272,6 +282,38 @@ def landmarks_box(
     return pad_and_clip_box(x1, y1, x2, y2, image_size, pad=pad)
 
 
+def containment_xywh(inner: Sequence[float], outer: Sequence[float]) -> float:
+    """Share of ``inner``'s area that lies inside ``outer``."""
+    ix, iy, iw, ih = (float(v) for v in inner)
+    ox, oy, ow, oh = (float(v) for v in outer)
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    w = min(ix + iw, ox + ow) - max(ix, ox)
+    h = min(iy + ih, oy + oh) - max(iy, oy)
+    return max(w, 0.0) * max(h, 0.0) / (iw * ih)
+
+
+def _same_or_merged(new: Sequence[float], old: Sequence[float]) -> bool:
+    """True when a box found after covering ``old`` is that person again (overlap), or a false
+    person stitched from ``old``'s leftovers and someone else (it contains most of ``old``)."""
+    return (iou_xywh(new, old) > 0.5 or containment_xywh(new, old) > 0.85
+            or containment_xywh(old, new) > 0.7)
+
+
+def largest_first(detections: Iterable[Detection], limit: Optional[int] = None) -> List[Detection]:
+    """Detections by decreasing box area (the official demo keeps the largest), at most ``limit``."""
+    ordered = sorted(detections, key=lambda d: -d.area)
+    return ordered if limit is None else ordered[:limit]
+
+
+def cover_person(image: np.ndarray, box_xywh: Sequence[float]) -> None:
+    """Paint a found person's box grey (in place) so that the next Pose call looks for somebody
+    else (covering only the landmarks' outline lets Pose find the same person again from the
+    parts left visible)."""
+    x, y, w, h = (int(float(v)) for v in box_xywh)
+    image[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)] = 127
+
+
 def largest(detections: Iterable[Detection]) -> Optional[Detection]:
     """The detection with the largest box area (the official demo's single-person rule)."""
     best = None
@@ -344,51 +386,104 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
 
 
 class PersonDetector:
-    """mediapipe Pose (``model_complexity=1``) as a single-person box detector.
+    """mediapipe Pose (``model_complexity=1``) as a person box detector.
 
-    ``static=True`` treats every image independently (photos); ``static=False``
-    lets mediapipe track the person from frame to frame (video, faster).
-    ``min_score`` is both mediapipe's detection/tracking confidence and the lowest
-    accepted :attr:`Detection.score` (mean visibility of face, shoulders and hips).
-    Boxes smaller than ``min_box_size`` pixels on either side are rejected.
+    ``max_people``: 1 (one Pose call; ``static=False`` lets mediapipe follow the person from
+    frame to frame, faster for video) or more (repeated calls on the frame with the people
+    found so far covered, always in static mode; see the module docstring). ``min_score`` is
+    mediapipe's detection confidence and the lowest accepted :attr:`Detection.score` (mean
+    visibility of face, shoulders and hips). Boxes smaller than ``min_box_size`` pixels on
+    either side are rejected. :meth:`detect` returns people by decreasing box area.
     """
 
     def __init__(self, min_score: float = 0.5, static: bool = False,
                  visibility_threshold: float = 0.5, pad: float = DEFAULT_PAD,
-                 min_box_size: float = 16.0):
+                 min_box_size: float = 16.0, max_people: int = 1):
         if not 0.0 <= min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {min_score}")
+        if int(max_people) < 1:
+            raise ValueError(f"max_people must be >= 1, got {max_people}")
         pose = _import_pose_solution()
         self.min_score = float(min_score)
-        self.static = bool(static)
+        self.max_people = int(max_people)
+        self.static = bool(static) or self.max_people > 1
         self.visibility_threshold = float(visibility_threshold)
         self.pad = float(pad)
         self.min_box_size = float(min_box_size)
+        #: Pose calls made (several per frame when looking for several people).
+        self.pose_calls = 0
         self._pose = pose.Pose(
             static_image_mode=self.static,
             model_complexity=1,
             smooth_landmarks=True,
             enable_segmentation=False,
-            min_detection_confidence=self.min_score,
+            # several people: let Pose propose less certain people too; the landmark score
+            # (min_score) still decides (partly hidden people come out of Pose less sure)
+            min_detection_confidence=self.min_score if self.max_people == 1 else min(self.min_score, 0.3),
             min_tracking_confidence=self.min_score,
         )
-        log.debug("mediapipe Pose ready (static=%s, min_score=%.2f)", self.static, self.min_score)
+        log.debug("mediapipe Pose ready (static=%s, min_score=%.2f, max_people=%d)",
+                  self.static, self.min_score, self.max_people)
 
-    def detect(self, image: Optional[np.ndarray]) -> List[Detection]:
-        """Person boxes in a BGR uint8 frame: at most one with this model, [] when nobody is found."""
+    def detect(self, image: Optional[np.ndarray], max_people: Optional[int] = None) -> List[Detection]:
+        """Person boxes in a BGR uint8 frame, largest first; [] when nobody is found."""
         if self._pose is None:
             raise RuntimeError("PersonDetector is closed")
         if image is None or np.asarray(image).size == 0:
             return []
         import cv2
 
-        bgr = _as_bgr(image)
-        height, width = bgr.shape[:2]
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        limit = self.max_people if max_people is None else max(1, min(int(max_people), self.max_people))
+        rgb = cv2.cvtColor(_as_bgr(image), cv2.COLOR_BGR2RGB)
+        if limit == 1:
+            det = self._one(rgb)
+            return [det] if det is not None else []
+        original = rgb.copy()
+        found: List[Detection] = []
+        misses = 0
+        for _ in range(2 * limit):  # bounded: a covered person found again counts as a miss
+            det = self._one(rgb)
+            if det is None:
+                break
+            cover_person(rgb, det.bbox_xywh)
+            if any(_same_or_merged(det.bbox_xywh, k.bbox_xywh) for k in found) or (
+                    found and not self._confirmed(original, det)):
+                misses += 1
+                if misses >= 2:
+                    break
+                continue
+            found.append(det)
+            if len(found) >= limit:
+                break
+        return largest_first(found, limit)
+
+    def _confirmed(self, rgb: np.ndarray, det: Detection) -> bool:
+        """A person found on a partly covered frame is kept only if Pose, run again on a crop of
+        the untouched frame around them, finds the same person (IoU >= 0.3): covering can make
+        Pose see a body in the leftovers (an engine bay beside a man, say)."""
+        x, y, w, h = (float(v) for v in det.bbox_xywh)
+        height, width = rgb.shape[:2]
+        x0, y0 = int(max(0.0, x - 0.25 * w)), int(max(0.0, y - 0.15 * h))
+        x1, y1 = int(min(width, x + 1.25 * w)), int(min(height, y + 1.15 * h))
+        if x1 - x0 < self.min_box_size or y1 - y0 < self.min_box_size:
+            return False
+        again = self._one(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+        if again is None:
+            return False
+        box = again.bbox_xywh + np.array([x0, y0, 0.0, 0.0], np.float32)
+        return iou_xywh(box, det.bbox_xywh) >= 0.3
+
+    def _one(self, rgb: np.ndarray) -> Optional[Detection]:
+        """One Pose call on an RGB frame: the most prominent person, or None."""
+        height, width = rgb.shape[:2]
         rgb.flags.writeable = False
-        result = self._pose.process(rgb)
+        try:
+            result = self._pose.process(rgb)
+        finally:
+            rgb.flags.writeable = True
+        self.pose_calls += 1
         if result.pose_landmarks is None:
-            return []
+            return None
         landmarks = np.array(
             [[p.x * width, p.y * height, p.visibility] for p in result.pose_landmarks.landmark],
             dtype=np.float32,
@@ -396,12 +491,12 @@ class PersonDetector:
         score = float(np.mean(landmarks[list(SCORE_LANDMARKS), 2]))
         if score < self.min_score:
             log.debug("pose rejected: score %.2f < %.2f", score, self.min_score)
-            return []
+            return None
         box = landmarks_box(landmarks, (width, height), self.visibility_threshold, self.pad)
         if box is None or box[2] < self.min_box_size or box[3] < self.min_box_size:
             log.debug("pose rejected: box %s too small or no visible landmarks", box)
-            return []
-        return [Detection(bbox_xywh=box, score=score, landmarks=landmarks, source="mediapipe")]
+            return None
+        return Detection(bbox_xywh=box, score=score, landmarks=landmarks, source="mediapipe")
 
     def close(self) -> None:
         """Release the mediapipe graph (safe to call twice)."""

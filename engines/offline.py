@@ -1,10 +1,16 @@
 """Offline inference on images and videos with the official output format.
 
-Per frame and person (``<stem>_<person>``):
-``smplx/*.npz`` (official keys and shapes), ``meta/*.json`` (focal, princpt,
-bbox (processed, xywh), bbox_detector (raw, xywh)), optional ``mesh/*.obj``;
-per frame ``overlay/<stem>.jpg`` with the mesh rendered through the full-frame
-camera; for videos also ``overlay.mp4``.
+Per frame and person (``<stem>_<person>``): ``smplx/*.npz`` (official keys and shapes),
+``meta/*.json`` (focal, princpt, bbox (processed, xywh), bbox_detector (raw, xywh), the
+person's ``track_id`` and the detector ``score``), optional ``mesh/*.obj``; per frame
+``overlay/<stem>.jpg`` with the meshes rendered through the full-frame camera; for videos
+also ``overlay.mp4``.
+
+Every person found is processed, in one batched network call per frame. In images, people
+are numbered by decreasing box size (``<stem>_0`` is the largest: the official single-person
+choice). In videos, ``<frame:05d>_<id>`` carries a track id that stays with the person across
+frames (:class:`engines.tracking.PersonTracker`, the detector run on every frame as the
+official demo does, the model's joints bridging frames where the detector misses someone).
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -35,12 +41,16 @@ class RunStats:
     empty_frames: int = 0
     failed: List[str] = field(default_factory=list)
     stage_seconds: Dict[str, float] = field(default_factory=dict)
+    #: Track ids that appeared (videos).
+    track_ids: List[int] = field(default_factory=list)
 
     def add(self, stage: str, seconds: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
     def summary(self) -> str:
         parts = [f"{self.frames} frame(s), {self.persons} person(s)"]
+        if self.track_ids:
+            parts.append(f"{len(self.track_ids)} track(s): ids {', '.join(map(str, self.track_ids[:10]))}")
         if self.empty_frames:
             parts.append(f"{self.empty_frames} frame(s) without a person")
         if self.failed:
@@ -68,7 +78,8 @@ class ResultWriter:
         for sub in ("smplx", "meta", "overlay") + (("mesh",) if save_mesh else ()):
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
 
-    def write_person(self, name: str, pred: Prediction, source: str, frame_index: Optional[int] = None) -> None:
+    def write_person(self, name: str, pred: Prediction, source: str, frame_index: Optional[int] = None,
+                     score: Optional[float] = None) -> None:
         p = pred.person
         np.savez(self.out_dir / "smplx" / f"{name}.npz", **pred.npz_dict())
         meta = {
@@ -77,6 +88,8 @@ class ResultWriter:
             "bbox": [float(v) for v in p.bbox],
             "bbox_detector": [float(v) for v in p.bbox_detector],
             "bbox_id": int(p.track_id),
+            "track_id": int(p.track_id),
+            "score": None if score is None else float(score),
             "img_path": source,
             "lhand_bbox": [float(v) for v in pred.lhand_bbox],
             "rhand_bbox": [float(v) for v in pred.rhand_bbox],
@@ -90,10 +103,13 @@ class ResultWriter:
             save_obj(self.out_dir / "mesh" / f"{name}.obj", p.vertices, self.faces)
 
 
-def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[Sequence[float]]]) -> List[np.ndarray]:
+def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[Sequence[float]]]
+               ) -> Tuple[List[np.ndarray], List[float]]:
+    """The people's boxes (largest first) and detector scores; ``--bbox`` boxes score 1."""
     if manual_boxes:
-        return [np.asarray(b, np.float64) for b in manual_boxes]
-    return [d.bbox_xywh.astype(np.float64) for d in detector.detect(image_bgr)]
+        return [np.asarray(b, np.float64) for b in manual_boxes], [1.0] * len(manual_boxes)
+    found = detector.detect(image_bgr)
+    return [d.bbox_xywh.astype(np.float64) for d in found], [d.score for d in found]
 
 
 def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detector=None,
@@ -115,7 +131,7 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
             continue
         stats.frames += 1
         t0 = time.perf_counter()
-        boxes = find_boxes(image, detector, manual_boxes)
+        boxes, scores = find_boxes(image, detector, manual_boxes)
         t1 = time.perf_counter()
         preds = predictor.predict(image, boxes) if boxes else []
         t2 = time.perf_counter()
@@ -124,8 +140,9 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
         if not preds:
             stats.empty_frames += 1
             log.warning("%s: no person found; no parameters written", path.name)
-        for k, pred in enumerate(preds):
-            writer.write_person(f"{path.stem}_{k}", pred, str(path))
+        for pred in preds:
+            k = pred.person.track_id  # the box's index: people are numbered largest first
+            writer.write_person(f"{path.stem}_{k}", pred, str(path), score=scores[k])
         stats.persons += len(preds)
         t3 = time.perf_counter()
         stats.add("write", t3 - t2)
@@ -137,9 +154,15 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
 
 def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, manual_boxes=None,
               save_mesh: bool = False, overlay: Optional[OverlayFn] = None, progress: bool = True,
-              max_frames: Optional[int] = None, on_frame: Optional[Callable[[int, List[Prediction]], None]] = None
-              ) -> RunStats:
-    """``mocap video``: every frame (numbered from 1 like the official demo), overlay.mp4."""
+              max_frames: Optional[int] = None, on_frame: Optional[Callable[[int, List[Prediction]], None]] = None,
+              grace_s: float = 1.0) -> RunStats:
+    """``mocap video``: every frame (numbered from 1 like the official demo), overlay.mp4.
+
+    People get track ids (``<frame>_<id>``) from a tracker around ``detector`` (its
+    ``max_people`` bounds the people per frame); ``--bbox`` boxes keep their index as id.
+    ``grace_s``: how long someone may be unseen and come back with their id.
+    """
+    from .tracking import PersonTracker
     from tqdm import tqdm
 
     path = Path(path)
@@ -156,6 +179,11 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
     render = overlay
     video = None
     stats = RunStats()
+    tracker = None
+    if not manual_boxes:
+        tracker = PersonTracker(detector, max_people=getattr(detector, "max_people", 1), redetect_every=1,
+                                grace_s=grace_s, confirm_passes=max(2, int(round(fps * 0.5))))
+    ids_seen = set()
     bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress)
     failures = 0
     try:
@@ -174,15 +202,32 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
             index += 1
             stats.frames += 1
             t1 = time.perf_counter()
-            boxes = find_boxes(image, detector, manual_boxes)
+            now = (index - 1) / fps
+            if tracker is None:
+                boxes, scores = find_boxes(image, detector, manual_boxes)
+                targets = None
+            else:
+                targets = tracker.update(image, now)
+                boxes, scores = [t.bbox_xywh for t in targets], [t.score for t in targets]
             t2 = time.perf_counter()
             preds = predictor.predict(image, boxes) if boxes else []
             t3 = time.perf_counter()
+            if targets is not None:
+                by_box = {p.person.track_id: p for p in preds}
+                results = [None if by_box.get(i) is None else (by_box[i].person.joints_2d, by_box[i].person.joints[0])
+                           for i in range(len(targets))]
+                ids = tracker.observe(targets, results, now, (image.shape[1], image.shape[0]))
             if not preds:
                 stats.empty_frames += 1
-            for k, pred in enumerate(preds):
-                writer.write_person(f"{index:05d}_{k}", pred, f"{path}#{index}", frame_index=index)
+            for pred in preds:
+                k = pred.person.track_id  # index of the box
+                if targets is not None:
+                    pred.person.track_id = ids.get(targets[k].track_id, targets[k].track_id)
+                ids_seen.add(pred.person.track_id)
+                writer.write_person(f"{index:05d}_{pred.person.track_id}", pred, f"{path}#{index}",
+                                    frame_index=index, score=scores[k])
             stats.persons += len(preds)
+            stats.track_ids = sorted(ids_seen)
             t4 = time.perf_counter()
             if render is not None:
                 frame = render(image, [p.person for p in preds])

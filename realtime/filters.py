@@ -495,7 +495,12 @@ def _like(value: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 class MultiPersonFilter:
-    """One :class:`SMPLXFilter` per track id; ids missing from a frame lose their state."""
+    """One :class:`SMPLXFilter` per track id: each person is smoothed on their own.
+
+    A track id missing from a frame keeps its state when it is in ``keep`` (the tracker may
+    bring the person back within its grace period: same betas, no restart), and loses it
+    otherwise.
+    """
 
     def __init__(self, settings: Optional[FilterSettings] = None,
                  hand_mean: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> None:
@@ -510,7 +515,7 @@ class MultiPersonFilter:
     def reset(self) -> None:
         self._filters.clear()
 
-    def __call__(self, persons: Sequence[Person], t: float) -> List[Person]:
+    def __call__(self, persons: Sequence[Person], t: float, keep: Iterable[int] = ()) -> List[Person]:
         """Filtered copies of ``persons`` (one frame, captured at ``t`` seconds)."""
         seen = set()
         out = []
@@ -520,6 +525,7 @@ class MultiPersonFilter:
             if filt is None:
                 filt = self._filters[person.track_id] = SMPLXFilter(self.settings, self.hand_mean)
             out.append(dataclasses.replace(person, params=filt(person.params, t)))
-        for track_id in [i for i in self._filters if i not in seen]:
+        kept = seen | set(keep)
+        for track_id in [i for i in self._filters if i not in kept]:
             del self._filters[track_id]
         return out

@@ -102,9 +102,8 @@ class _InFlight:
 
     frame: object
     t: Dict[str, int]
-    detection: object
+    targets: list
     pending: object
-    track_id: int
     persons: List[Person] = field(default_factory=list)
 
 
@@ -112,10 +111,11 @@ class Pipeline:
     """Wires a frame source, a tracker, a predictor, a filter and sinks.
 
     ``predictor``: :class:`engines.inference.Predictor`; ``tracker``:
-    :class:`realtime.tracking.PersonTracker`; ``filt``:
-    :class:`realtime.filters.SMPLXFilter` or None; ``sinks``: objects with
-    ``send(FrameResult)`` / ``close()``. ``mesh_after_filter``: recompute the mesh
-    from the filtered parameters (for viewers and recordings of vertices).
+    :class:`engines.tracking.PersonTracker`; ``filt``:
+    :class:`realtime.filters.MultiPersonFilter` or None (one One-Euro state per track id,
+    kept while the tracker may still bring the person back); ``sinks``: objects with
+    ``send(FrameResult)`` / ``close()``. ``mesh_after_filter``: recompute the meshes
+    from the filtered parameters (for the 3-D viewer).
     """
 
     def __init__(self, source, predictor, tracker, filt=None, sinks: Sequence = (),
@@ -131,8 +131,6 @@ class Pipeline:
         self.stop_event = threading.Event()
         self.error: Optional[BaseException] = None
         self._thread: Optional[threading.Thread] = None
-        self._prev_joints: Optional[np.ndarray] = None
-        self._track_id: Optional[int] = None
         self._max_frames: Optional[int] = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -209,41 +207,44 @@ class Pipeline:
             self.stop_event.set()
 
     def _launch(self, frame) -> "_InFlight":
-        """Track, then start the prediction (asynchronous on a GPU)."""
+        """Track, then start the prediction of every tracked person (asynchronous on a GPU)."""
         t = {"wait": time.perf_counter_ns()}
-        detection = self.tracker.update(frame.image, self._prev_joints)
+        targets = self.tracker.update(frame.image, _filter_time(frame))
         t["track"] = time.perf_counter_ns()
-        pending = self.predictor.launch(frame.image, [detection.bbox_xywh]) if detection is not None else None
-        return _InFlight(frame, t, detection, pending, self.tracker.track_id)
+        boxes = [target.bbox_xywh for target in targets]
+        pending = self.predictor.launch(frame.image, boxes) if boxes else None
+        return _InFlight(frame, t, targets, pending)
 
     def _complete(self, job: "_InFlight") -> None:
-        """Wait for the prediction; the tracker learns where the person is for the next frame."""
-        job.persons = [p.person for p in job.pending.result()] if job.pending is not None else []
+        """Wait for the predictions; the tracker learns where everyone is for the next frame."""
+        preds = job.pending.result() if job.pending is not None else []
         job.t["infer"] = time.perf_counter_ns()
-        if job.persons:
-            job.persons[0].track_id = job.track_id
-            self._prev_joints = job.persons[0].joints_2d
-        else:
-            self._prev_joints = None
-            if job.detection is not None:
-                self.tracker.mark_lost("prediction failed")
+        by_target = {p.person.track_id: p.person for p in preds}  # the predictor numbers people by box index
+        results = []
+        for i in range(len(job.targets)):
+            person = by_target.get(i)
+            results.append(None if person is None else (person.joints_2d, person.joints[0]))
+        h, w = job.frame.image.shape[:2]
+        ids = self.tracker.observe(job.targets, results, _filter_time(job.frame), (w, h))
+        persons = []
+        for i, target in enumerate(job.targets):
+            person = by_target.get(i)
+            if person is not None:
+                person.track_id = ids.get(target.track_id, target.track_id)
+                persons.append(person)
+        job.persons = sorted(persons, key=lambda p: p.track_id)
 
     def _post(self, job: "_InFlight") -> None:
         """Filter, then hand the result to the sinks and the viewer."""
-        t, persons, track_id, frame = job.t, job.persons, job.track_id, job.frame
+        t, persons, frame = job.t, job.persons, job.frame
         t["hold"] = time.perf_counter_ns()
         if self.filter is not None:
-            if not persons or track_id != self._track_id:
-                self.filter.reset()
-            if persons:
-                p = persons[0]
-                filtered = self.filter(p.params, _filter_time(frame))
-                if self.mesh_after_filter:
-                    verts, joints = self.predictor.body_model.from_params(filtered.to_dict())
-                    persons[0] = dataclasses.replace(p, params=filtered, vertices=verts, joints=joints)
-                else:
-                    persons[0] = dataclasses.replace(p, params=filtered)
-        self._track_id = track_id if persons else None
+            filtered = self.filter(persons, _filter_time(frame), keep=self.tracker.alive_ids)
+            if self.mesh_after_filter:
+                for k, person in enumerate(filtered):
+                    verts, joints = self.predictor.body_model.from_params(person.params.to_dict())
+                    filtered[k] = dataclasses.replace(person, vertices=verts, joints=joints)
+            persons = filtered
         t["filter"] = time.perf_counter_ns()
         h, w = frame.image.shape[:2]
         result = FrameResult(frame_id=frame.id, t_capture_ns=frame.t_capture_ns, image_size=(w, h),

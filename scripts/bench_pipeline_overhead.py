@@ -33,18 +33,18 @@ def run(clip: Path, body, cost_ms: float, asynchronous: bool, seconds: float, tm
     from engines.detector import PersonDetector
     from engines.stand_in import StandInPredictor
     from realtime.capture import open_source
-    from realtime.filters import FilterSettings, SMPLXFilter
+    from realtime.filters import FilterSettings, MultiPersonFilter
     from realtime.pipeline import Pipeline
     from realtime.sinks.osc_vmc import VMCSink
     from realtime.sinks.recorder import Recorder
     from realtime.sinks.zmq_pub import ZMQSink
-    from realtime.tracking import PersonTracker
+    from engines.tracking import PersonTracker
 
     predictor = StandInPredictor(body, cost_ms=cost_ms, asynchronous=asynchronous)
     source = open_source(str(clip), pace=False, loop=True)
-    detector = PersonDetector(static=False)
-    tracker = PersonTracker(detector)
-    filt = SMPLXFilter(FilterSettings(), hand_mean=(body.hand_mean_left, body.hand_mean_right))
+    detector = PersonDetector(static=False, max_people=people)
+    tracker = PersonTracker(detector, max_people=people, redetect_every=0 if people == 1 else 15)
+    filt = MultiPersonFilter(FilterSettings(), hand_mean=(body.hand_mean_left, body.hand_mean_right))
     sinks = []
     if sinks_on:
         rec_dir = tmp / f"rec-{time.perf_counter_ns()}"
@@ -64,7 +64,28 @@ def run(clip: Path, body, cost_ms: float, asynchronous: bool, seconds: float, tm
     s["cost_ms"] = cost_ms
     s["asynchronous"] = asynchronous
     s["people"] = people
+    s["detector_pose_calls"] = detector.pose_calls
     return s
+
+
+def people_clip(path: Path, photo: Path, people: int, seconds: float = 4.0, fps: float = 30.0) -> Path:
+    """A clip of ``people`` copies of a one-person photo side by side (960x540), gently panned."""
+    import cv2
+    import numpy as np
+
+    img = cv2.imread(str(photo))
+    tile = np.concatenate([img] * people, axis=1)
+    h, w = 540, 960
+    scale = min(w / tile.shape[1], h / tile.shape[0])
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    n = int(seconds * fps)
+    for i in range(n):
+        dx = 20 * np.sin(2 * np.pi * i / n)
+        m = np.array([[scale, 0, dx + (w - scale * tile.shape[1]) / 2], [0, scale, (h - scale * tile.shape[0]) / 2]],
+                     np.float32)
+        vw.write(cv2.warpAffine(tile, m, (w, h), borderValue=(255, 255, 255)))
+    vw.release()
+    return path
 
 
 def main() -> int:
@@ -73,6 +94,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--cost-ms", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--people", default="1", help="comma-separated people counts; N > 1 uses a clip of N copies "
+                    "of coco_000785_skier.jpg side by side")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -91,14 +114,18 @@ def main() -> int:
         tmp = Path(td)
         write_synthetic_smplx(tmp / "bm")
         body = BodyModel(tmp / "bm")
-        for asynchronous in (False, True):
+        for people in (int(v) for v in args.people.split(",")):
+          for asynchronous in (False, True):
             for sinks_on in (True, False):
-                r = run(clip, body, args.cost_ms, asynchronous, args.seconds, tmp, sinks_on)
+                video = clip if people == 1 else people_clip(tmp / f"people{people}.mp4",
+                                                             media_dir() / "coco_000785_skier.jpg", people)
+                r = run(video, body, args.cost_ms, asynchronous, args.seconds, tmp, sinks_on, people)
                 r["sinks"] = sinks_on
+                r["clip"] = video.name
                 report["runs"].append(r)
                 keys = ("out_fps_mean", "wall_per_frame_ms", "wait_ms", "track_ms", "infer_ms", "hold_ms",
                         "filter_ms", "send_ms", "latency_ms_median", "detector_calls_per_100")
-                print(("async" if asynchronous else "sync "), ("sinks" if sinks_on else "none "),
+                print(f"people={people}", ("async" if asynchronous else "sync "), ("sinks" if sinks_on else "none "),
                       " ".join(f"{k}={r[k]:.2f}" for k in keys), "sinks:",
                       {k: round(v, 3) for k, v in r["sink_ms"].items()}, flush=True)
     report["machine"]["load_avg_end"] = os.getloadavg()

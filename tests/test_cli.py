@@ -81,7 +81,7 @@ def test_video_end_to_end_overlay_shows_mesh(tmp_path, media_dir, centred_ckpt, 
     clip = media_dir / "street_walk_960x540.mp4"
     out = tmp_path / "vid"
     assert main(["video", str(clip), "--out", str(out), "--checkpoint", str(centred_ckpt),
-                 "--body-models", str(smplx_dir)]) == 0
+                 "--body-models", str(smplx_dir), "--max-people", "1", "--no-boxes"]) == 0
     n_frames = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
     npzs = sorted((out / "smplx").glob("*.npz"))
     assert [p.stem for p in npzs] == [f"{i:05d}_0" for i in range(1, n_frames + 1)]  # a person in every frame
@@ -106,6 +106,37 @@ def test_video_end_to_end_overlay_shows_mesh(tmp_path, media_dir, centred_ckpt, 
     # ... and that is inside the detector's box around the walking person
     bx, by, bw, bh = meta["bbox"]
     assert bx - 5 <= np.median(uv[inside, 0]) <= bx + bw + 5
+
+
+def test_video_several_people_keep_their_track_ids(tmp_path, media_dir, centred_ckpt, smplx_dir):
+    """The PoseTrack clip (three football players): every person found gets a track id that
+    names their files in every frame, the meta json carries it and the detector score, and the
+    overlay draws each person's box in their colour."""
+    clip = media_dir / "posetrack_1280x720.mp4"
+    out = tmp_path / "multi"
+    assert main(["video", str(clip), "--out", str(out), "--checkpoint", str(centred_ckpt),
+                 "--body-models", str(smplx_dir), "--max-people", "4"]) == 0
+    names = sorted(p.stem for p in (out / "smplx").glob("*.npz"))
+    frames = {}
+    for name in names:
+        frame, tid = name.split("_")
+        frames.setdefault(int(tid), []).append(int(frame))
+        meta = json.loads((out / "meta" / f"{name}.json").read_text())
+        assert meta["track_id"] == int(tid) and meta["frame"] == int(frame)
+        assert 0.0 < meta["score"] <= 1.0
+    steady = [tid for tid, fr in frames.items() if len(fr) >= 4]
+    assert len(steady) >= 2, frames  # at least two players followed through (nearly) every frame
+    for k in range(1, 6):
+        in_frame = [n for n in names if n.startswith(f"{k:05d}_")]
+        assert len(in_frame) == len(set(in_frame)) <= 4
+    overlay = cv2.imread(str(out / "overlay" / "00003.jpg"))
+    src = cv2.VideoCapture(str(clip))
+    for _ in range(3):
+        ok, frame = src.read()
+    meta = json.loads((out / "meta" / f"00003_{steady[0]}.json").read_text())
+    x, y, w, h = (int(round(v)) for v in meta["bbox_detector"])
+    edge = overlay[max(y, 0):y + h, max(x, 0):max(x, 0) + 2].astype(int) - frame[max(y, 0):y + h, max(x, 0):max(x, 0) + 2]
+    assert (np.abs(edge).max(-1) > 60).mean() > 0.5  # the box's left edge is drawn
 
 
 def test_user_errors_are_clear(tmp_path, ckpt_args, smplx_dir, capsys, media_dir):

@@ -1,4 +1,5 @@
-"""Single-person tracker: detector on acquisition and loss, projected joints in between."""
+"""The tracker: detector on acquisition, loss and every N frames, projected joints in between,
+identities that last through misses, crossings and short absences."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from engines.detector import Detection, iou_xywh
-from realtime.tracking import PersonTracker, box_from_joints, fraction_inside
+from engines.tracking import PersonTracker, box_from_joints, fraction_inside, match_by_iou
 
 W, H = 640, 480
 IMAGE = np.zeros((H, W, 3), np.uint8)
@@ -40,16 +41,50 @@ def standing_joints(cx: float = 320.0, top: float = 60.0, height: float = 360.0)
 
 
 class FakeDetector:
-    """Returns the boxes it is given (one list per call, the last one repeats) and counts calls."""
+    """Returns the boxes it is given (one entry per call, the last one repeats) and counts calls.
+    An entry is None (nobody), a box, or a list of boxes."""
 
     def __init__(self, boxes: List[Optional[list]]):
         self.boxes = boxes
         self.calls = 0
 
     def detect(self, image):
-        box = self.boxes[min(self.calls, len(self.boxes) - 1)]
+        entry = self.boxes[min(self.calls, len(self.boxes) - 1)]
         self.calls += 1
-        return [] if box is None else [Detection(np.array(box, np.float32), 0.9)]
+        if entry is None:
+            return []
+        boxes = entry if isinstance(entry[0], (list, tuple)) else [entry]
+        return sorted((Detection(np.array(b, np.float32), 0.9) for b in boxes), key=lambda d: -d.area)
+
+
+def box_joints(box) -> np.ndarray:
+    """Standing joints that fill ``box`` (xywh)."""
+    x, y, w, h = box
+    return standing_joints(cx=x + w / 2.0, top=y + 0.05 * h, height=0.9 * h)
+
+
+class Clock:
+    """Drives a tracker frame by frame at ``fps``: ``step(joints_by_id)`` observes the previous
+    frame's predictions (None: the model gave nobody for that id) and returns this frame's targets."""
+
+    def __init__(self, tracker, fps: float = 30.0):
+        self.tracker, self.fps, self.frame, self.targets = tracker, fps, 0, []
+
+    def step(self, predictions=None, root_by_id=None):
+        t = self.frame / self.fps
+        if self.targets:
+            predictions = predictions or {}
+            results = []
+            for target in self.targets:
+                joints = predictions.get(target.track_id, "same")
+                if isinstance(joints, str):  # default: the joints where the target's box is
+                    joints = box_joints(target.bbox_xywh)
+                root = (root_by_id or {}).get(target.track_id, np.array([target.bbox_xywh[0] / 100.0, 0.0, 5.0]))
+                results.append(None if joints is None else (joints, root))
+            self.ids = self.tracker.observe(self.targets, results, t, (W, H))
+        self.frame += 1
+        self.targets = self.tracker.update(IMAGE, self.frame / self.fps)
+        return self.targets
 
 
 PERSON_BOX = [265.0, 20.0, 110.0, 400.0]  # around standing_joints()
@@ -105,167 +140,165 @@ def test_fraction_inside():
 
 def test_detector_runs_once_while_joints_keep_coming():
     det = FakeDetector([PERSON_BOX])
-    tracker = PersonTracker(det)
-    first = tracker.update(IMAGE)
-    assert first is not None and first.source == "mediapipe"
-    assert det.calls == 1 and tracker.detector_calls == 1 and tracker.track_id == 0
-    for k in range(20):  # the person walks slowly to the right
-        out = tracker.update(IMAGE, standing_joints(cx=320.0 + 3 * k))
-        assert out is not None and out.source == "tracker"
-        assert out.landmarks is None and out.score == pytest.approx(0.9)
-        assert out.bbox_xywh[0] <= 320.0 + 3 * k - 0.17 * 360 <= out.bbox_xywh[0] + out.bbox_xywh[2]
-    assert det.calls == 1 and tracker.detector_calls == 1
-    assert tracker.frames == 21 and tracker.losses == 0 and tracker.track_id == 0 and tracker.tracking
+    clock = Clock(PersonTracker(det))
+    first = clock.step()
+    assert [t.track_id for t in first] == [0] and first[0].source == "detector"
+    for k in range(1, 8):
+        targets = clock.step({0: standing_joints(cx=320.0 + 3 * k)})
+        assert [t.track_id for t in targets] == [0] and targets[0].source == "joints"
+        assert abs(targets[0].bbox_xywh[0] + targets[0].bbox_xywh[2] / 2 - (320.0 + 3 * k)) < 4
+    assert det.calls == 1 and clock.tracker.losses == 0
 
 
-def test_mark_lost_redetects_with_a_new_track_id():
+def test_a_missed_prediction_keeps_the_id_when_the_detector_finds_the_person_again():
     det = FakeDetector([PERSON_BOX])
-    tracker = PersonTracker(det)
-    tracker.update(IMAGE)
-    tracker.update(IMAGE, standing_joints())
-    tracker.mark_lost()
-    assert not tracker.tracking and tracker.losses == 1
-    tracker.mark_lost()  # already lost: not counted twice
-    assert tracker.losses == 1
-    out = tracker.update(IMAGE, standing_joints())  # joints of the lost track are ignored
-    assert out.source == "mediapipe" and det.calls == 2
-    assert tracker.track_id == 1
-    out = tracker.update(IMAGE, standing_joints())
-    assert out.source == "tracker" and det.calls == 2 and tracker.track_id == 1
+    clock = Clock(PersonTracker(det, grace_s=1.0))
+    clock.step()
+    clock.step()
+    targets = clock.step({0: None})  # the model gave nobody: lost, the detector runs
+    assert [t.track_id for t in targets] == [0] and det.calls == 2
+    assert clock.tracker.losses == 1
 
 
-def test_person_walking_out_of_the_picture_is_lost_and_reacquired():
-    det = FakeDetector([PERSON_BOX, None, None, [20.0, 40.0, 100.0, 380.0]])
-    tracker = PersonTracker(det)
-    tracker.update(IMAGE)
-    lost_at = None
-    for k in range(1, 40):
-        cx = 320.0 + 15 * k
-        out = tracker.update(IMAGE, standing_joints(cx=cx))
-        if det.calls > 1:
-            lost_at = cx
-            break
-        assert out.source == "tracker" and tracker.track_id == 0
-    assert lost_at is not None, "walking out of the image never lost the track"
-    assert lost_at > W - 60, "lost while still well inside the picture"
-    assert tracker.losses == 1 and "outside" in tracker.last_loss_reason
-    assert out is None and not tracker.tracking
-    assert tracker.update(IMAGE) is None  # nobody there: the detector runs every frame
-    assert det.calls == 3
-    out = tracker.update(IMAGE)  # someone enters on the left
-    assert out is not None and tracker.track_id == 1 and det.calls == 4
+def test_gone_longer_than_the_grace_period_is_someone_new():
+    det = FakeDetector([PERSON_BOX, None, None, None, None, None, PERSON_BOX])
+    clock = Clock(PersonTracker(det, grace_s=0.1), fps=30.0)  # 3 frames of grace
+    clock.step()
+    assert clock.step({0: None}) == []  # lost; nobody detected
+    for _ in range(4):
+        assert clock.step() == []
+    targets = clock.step()
+    assert [t.track_id for t in targets] == [1]  # ids are never reused
+
+
+def test_person_walking_out_of_the_picture_is_lost_and_someone_entering_is_new():
+    det = FakeDetector([PERSON_BOX, None, [20.0, 40.0, 100.0, 380.0]])
+    clock = Clock(PersonTracker(det, grace_s=0.0))
+    clock.step()
+    for cx in range(340, 660, 20):
+        targets = clock.step({0: standing_joints(cx=float(cx))})
+        assert [t.track_id for t in targets] == [0]
+    assert clock.step({0: standing_joints(cx=700.0)}) == []  # mostly outside: lost
+    assert "outside" in clock.tracker.last_loss_reason
+    targets = clock.step()  # someone enters on the left
+    assert [t.track_id for t in targets] == [1]
 
 
 def test_implausible_jump_is_a_loss():
-    det = FakeDetector([PERSON_BOX, [400.0, 30.0, 120.0, 400.0]])
-    tracker = PersonTracker(det, min_iou=0.3)
-    tracker.update(IMAGE)
-    tracker.update(IMAGE, standing_joints())
-    out = tracker.update(IMAGE, standing_joints(cx=480.0))  # 160 px in one frame
-    assert tracker.losses == 1 and "jump" in tracker.last_loss_reason
-    assert det.calls == 2 and out.source == "mediapipe" and tracker.track_id == 1
+    det = FakeDetector([PERSON_BOX, None])
+    clock = Clock(PersonTracker(det, min_iou=0.3))
+    clock.step()
+    clock.step({0: standing_joints()})
+    assert clock.step({0: standing_joints(cx=480.0)}) == []  # 160 px in one frame
+    assert "jumped" in clock.tracker.last_loss_reason
 
 
-@pytest.mark.parametrize("bad", ["degenerate", "nan", "tiny"])
+@pytest.mark.parametrize("bad", ["nan", "tiny"])
 def test_bad_joints_are_a_loss(bad):
-    det = FakeDetector([PERSON_BOX])
-    tracker = PersonTracker(det, min_box_size=24)
-    tracker.update(IMAGE)
+    det = FakeDetector([PERSON_BOX, None])
+    clock = Clock(PersonTracker(det, min_box_size=24))
+    clock.step()
     joints = standing_joints()
-    if bad == "degenerate":
-        joints[:] = (320.0, 200.0)
-    elif bad == "nan":
-        joints[3] = np.nan
+    if bad == "nan":
+        joints[5] = np.nan
     else:
         joints = standing_joints(height=10.0)
-    tracker.update(IMAGE, joints)
-    assert tracker.losses == 1 and det.calls == 2 and tracker.track_id == 1
-
-
-def test_nobody_found_keeps_searching():
-    det = FakeDetector([None, None, PERSON_BOX])
-    tracker = PersonTracker(det)
-    assert tracker.update(IMAGE) is None and tracker.track_id == -1
-    assert tracker.update(IMAGE, standing_joints()) is None  # joints without a track are ignored
-    out = tracker.update(IMAGE)
-    assert out is not None and tracker.track_id == 0 and det.calls == 3 and tracker.losses == 0
+    assert clock.step({0: joints}) == []
+    assert clock.tracker.losses == 1
 
 
 def test_small_detections_are_rejected():
     det = FakeDetector([[100.0, 100.0, 10.0, 30.0], PERSON_BOX])
-    tracker = PersonTracker(det, min_box_size=24)
-    assert tracker.update(IMAGE) is None
-    assert tracker.update(IMAGE) is not None and tracker.track_id == 0
+    clock = Clock(PersonTracker(det, min_box_size=24))
+    assert clock.step() == []
+    assert [t.track_id for t in clock.step()] == [0]
 
 
-def test_periodic_redetection_keeps_the_track_id():
+def test_periodic_redetection_keeps_the_id_and_refreshes_the_box():
     det = FakeDetector([PERSON_BOX])
-    tracker = PersonTracker(det, redetect_every=3)
-    sources = []
-    for k in range(10):
-        out = tracker.update(IMAGE, None if k == 0 else standing_joints())
-        sources.append(out.source)
-    # Detector on frames 1, 4, 7, 10; the joints in between.
-    assert det.calls == 4
-    assert [i for i, s in enumerate(sources) if s == "mediapipe"] == [0, 3, 6, 9]
-    assert tracker.track_id == 0 and tracker.losses == 0
+    clock = Clock(PersonTracker(det, redetect_every=3))
+    sources = [t.source for k in range(7) for t in clock.step({0: standing_joints()} if k else None)]
+    assert det.calls == 3 and sources.count("detector") == 3
+    assert {t.track_id for t in clock.targets} == {0} and clock.tracker.losses == 0
 
 
-def test_periodic_redetection_of_someone_else_keeps_following_the_joints():
-    det = FakeDetector([PERSON_BOX, [0.0, 0.0, 60.0, 200.0]])
-    tracker = PersonTracker(det, redetect_every=2)
-    tracker.update(IMAGE)
-    assert tracker.update(IMAGE, standing_joints()).source == "tracker"
-    out = tracker.update(IMAGE, standing_joints())  # due: the detector sees someone else
-    assert det.calls == 2 and out.source == "tracker" and tracker.track_id == 0 and tracker.losses == 0
-
-
-def test_missed_frames_keep_identity_until_lost_after():
-    det = FakeDetector([PERSON_BOX, None, None, [270.0, 25.0, 110.0, 395.0]])
-    tracker = PersonTracker(det, lost_after=3)
-    tracker.update(IMAGE)
-    assert tracker.update(IMAGE) is None  # no joints (the model gave nobody), detector misses
-    assert tracker.update(IMAGE) is None
-    assert tracker.tracking and tracker.losses == 0
-    out = tracker.update(IMAGE)  # seen again where it was: same person
-    assert out is not None and tracker.track_id == 0 and tracker.losses == 0
-
+def test_a_ghost_the_detector_never_confirms_is_dropped():
+    """Joints alone keep a track alive; two detector passes that do not see it end it."""
     det = FakeDetector([PERSON_BOX, None])
-    tracker = PersonTracker(det, lost_after=3)
-    tracker.update(IMAGE)
-    for _ in range(3):
-        assert tracker.update(IMAGE) is None
-    assert not tracker.tracking and tracker.losses == 1
+    clock = Clock(PersonTracker(det, redetect_every=2, confirm_passes=2))
+    clock.step()
+    alive = [len(clock.step({0: standing_joints()})) for _ in range(6)]
+    assert alive[:2] == [1, 1] and alive[-1] == 0
+    assert "detector passes" in clock.tracker.last_loss_reason
 
 
-def test_someone_else_appearing_without_joints_is_a_new_track():
-    det = FakeDetector([PERSON_BOX, [0.0, 0.0, 80.0, 300.0]])
-    tracker = PersonTracker(det)
-    tracker.update(IMAGE)
-    out = tracker.update(IMAGE)  # no joints; the detector finds someone far away
-    assert out is not None and tracker.track_id == 1 and tracker.losses == 1
+def test_two_people_get_two_ids_largest_first_and_max_people_bounds_the_work():
+    big, small = [300.0, 20.0, 120.0, 420.0], [40.0, 100.0, 80.0, 280.0]
+    det = FakeDetector([[small, big, [500.0, 50.0, 60.0, 200.0]]])
+    clock = Clock(PersonTracker(det, max_people=2, redetect_every=0))
+    targets = clock.step()
+    assert [t.track_id for t in targets] == [0, 1]
+    assert iou_xywh(targets[0].bbox_xywh, big) > 0.99 and iou_xywh(targets[1].bbox_xywh, small) > 0.99
+
+
+def test_crossing_people_keep_their_ids():
+    """Two people walk past each other; their joints carry the ids through the crossing."""
+    det = FakeDetector([[[100.0, 40.0, 110.0, 400.0], [430.0, 40.0, 110.0, 400.0]]])
+    clock = Clock(PersonTracker(det, max_people=2))
+    targets = clock.step()
+    left_id = [t.track_id for t in targets if t.bbox_xywh[0] < 300][0]
+    right_id = [t.track_id for t in targets if t.bbox_xywh[0] > 300][0]
+    roots = {left_id: np.array([-1.0, 0.0, 4.0]), right_id: np.array([1.0, 0.0, 6.0])}  # one walks in front
+    for k in range(1, 21):
+        a, b = 155.0 + 15 * k, 485.0 - 15 * k
+        roots = {left_id: roots[left_id] + [0.1, 0, 0], right_id: roots[right_id] - [0.1, 0, 0]}
+        targets = clock.step({left_id: standing_joints(cx=a), right_id: standing_joints(cx=b)}, roots)
+    final = {t.track_id: t.bbox_xywh[0] + t.bbox_xywh[2] / 2 for t in targets}
+    assert set(final) == {left_id, right_id}
+    assert final[left_id] > 400 and final[right_id] < 250  # each id stayed with its person
+
+
+def test_a_hidden_person_who_moved_is_relinked_by_root_distance():
+    """Lost, then found somewhere the box cannot be matched: the 3-D root gives the id back."""
+    det = FakeDetector([PERSON_BOX, None, None, [420.0, 20.0, 110.0, 400.0]])
+    clock = Clock(PersonTracker(det, grace_s=1.0, relink_m=0.5))
+    clock.step()
+    root = np.array([0.1, 0.2, 4.0])
+    clock.step({0: standing_joints()}, {0: root})
+    assert clock.step({0: None}) == []  # hidden
+    assert clock.step() == []
+    targets = clock.step()  # found 160 px away: a new track for now
+    assert [t.track_id for t in targets] == [1]
+    clock.step({1: standing_joints(cx=475.0)}, {1: root + np.array([0.3, 0.0, 0.0])})
+    assert clock.ids == {1: 0} and clock.tracker.relinks == 1
+    assert [t.track_id for t in clock.targets] == [0]
+
+
+def test_match_by_iou_is_one_to_one_and_best_first():
+    a = [np.array([0.0, 0, 10, 10]), np.array([5.0, 0, 10, 10])]
+    b = [np.array([5.0, 0, 10, 10]), np.array([0.0, 0, 10, 10]), np.array([100.0, 0, 10, 10])]
+    got = sorted((i, j) for i, j, _ in match_by_iou(a, b, 0.3))
+    assert got == [(0, 1), (1, 0)]
 
 
 def test_empty_frame_is_skipped_without_a_loss():
     det = FakeDetector([PERSON_BOX])
     tracker = PersonTracker(det)
-    tracker.update(IMAGE)
-    assert tracker.update(None) is None
-    assert tracker.update(np.zeros((0, 0, 3), np.uint8)) is None
-    assert tracker.tracking and tracker.losses == 0 and det.calls == 1
-    assert tracker.update(IMAGE, standing_joints()).source == "tracker"
+    tracker.update(IMAGE, 0.0)
+    assert tracker.update(None, 0.03) == []
+    assert tracker.update(np.zeros((0, 0, 3), np.uint8), 0.06) == []
+    assert tracker.track_ids == [0] and tracker.losses == 0 and det.calls == 1
 
 
 def test_reset_and_argument_checks():
     det = FakeDetector([PERSON_BOX])
     tracker = PersonTracker(det)
-    tracker.update(IMAGE)
+    tracker.update(IMAGE, 0.0)
     tracker.reset()
-    assert not tracker.tracking and tracker.losses == 0 and tracker.last_box is None
-    with pytest.raises(ValueError):
-        PersonTracker(det, lost_after=0)
-    with pytest.raises(ValueError):
-        PersonTracker(det, redetect_every=-1)
+    assert tracker.track_ids == [] and tracker.alive_ids == [] and tracker.losses == 0
+    for bad in ({"redetect_every": -1}, {"max_people": 0}, {"grace_s": -1.0}):
+        with pytest.raises(ValueError):
+            PersonTracker(det, **bad)
 
 
 # --------------------------------------------------------------------------- with the real detector
@@ -323,7 +356,7 @@ def test_joint_box_matches_detector_box_on_real_photos(name):
 
 
 def test_tracker_with_real_detector_keeps_one_identity_through_a_clip():
-    """Without joints the tracker re-detects every frame and keeps the id by overlap."""
+    """Without joints (no prediction) the tracker re-detects every frame and keeps the id by overlap."""
     cv2 = pytest.importorskip("cv2")
     from engines.detector import PersonDetector
 
@@ -338,6 +371,51 @@ def test_tracker_with_real_detector_keeps_one_identity_through_a_clip():
     assert len(frames) >= 5
     with PersonDetector(static=False) as det:
         tracker = PersonTracker(det)
-        boxes = [tracker.update(frame) for frame in frames]
-    assert all(b is not None for b in boxes)
-    assert tracker.detector_calls == len(frames) and tracker.track_id == 0 and tracker.losses == 0
+        ids = []
+        for k, frame in enumerate(frames):
+            targets = tracker.update(frame, k / 5.0)
+            ids.append([t.track_id for t in targets])
+            tracker.observe(targets, [None] * len(targets), k / 5.0, (frame.shape[1], frame.shape[0]))
+    assert ids == [[0]] * len(frames)
+    assert tracker.detector_calls == len(frames)
+
+
+@pytest.mark.parametrize("name,at_least,at_most", [
+    ("coco_197388.jpg", 3, 5),          # five skiers, overlapping
+    ("humanart_acrobatics.jpg", 2, 2),  # two acrobats, stacked
+    ("posetrack_1280x720.mp4", 2, 3),   # three players, first frame
+    ("coco_000785_skier.jpg", 1, 1),
+    ("astronaut.png", 1, 1),
+    ("mpii_004645041.jpg", 1, 1),       # one man beside a truck: no person in the engine bay
+])
+def test_real_detector_finds_several_people(name, at_least, at_most):
+    cv2 = pytest.importorskip("cv2")
+    from engines.detector import PersonDetector
+
+    if name.endswith(".mp4"):
+        cap = cv2.VideoCapture(str(_media(name)))
+        ok, image = cap.read()
+        cap.release()
+        assert ok
+    else:
+        image = cv2.imread(str(_media(name)))
+    with PersonDetector(max_people=8) as det:
+        found = det.detect(image)
+    assert at_least <= len(found) <= at_most, [d.bbox_xywh for d in found]
+    areas = [d.area for d in found]
+    assert areas == sorted(areas, reverse=True)  # largest first
+    for i, a in enumerate(found):  # distinct people
+        for b in found[i + 1:]:
+            assert iou_xywh(a.bbox_xywh, b.bbox_xywh) < 0.5
+
+
+def test_real_detector_with_max_people_one_is_the_largest_of_several():
+    cv2 = pytest.importorskip("cv2")
+    from engines.detector import PersonDetector
+
+    image = cv2.imread(str(_media("coco_197388.jpg")))
+    with PersonDetector(max_people=8) as many:
+        everyone = many.detect(image)
+    with PersonDetector(static=True, max_people=1) as one:
+        single = one.detect(image)
+    assert len(single) == 1 and iou_xywh(single[0].bbox_xywh, everyone[0].bbox_xywh) > 0.9

@@ -336,13 +336,45 @@ def overlay(image_bgr: np.ndarray, persons_vertices_list: Sequence[np.ndarray], 
         return r.overlay(image_bgr, persons_vertices_list, faces, cameras, alpha)
 
 
-class PersonOverlay:
-    """Draws the meshes of a frame's people over it (``overlay(image_bgr, persons)``), with one
-    renderer kept for the whole run; the offline commands pass it to ``engines.offline``.
-    Create, call and close it on one thread (see the thread note above)."""
+#: Distinct colours (BGR) for people, by track id.
+PERSON_COLORS = ((0, 200, 255), (255, 140, 0), (80, 220, 80), (220, 80, 220), (255, 255, 0), (60, 60, 255),
+                 (0, 160, 120), (180, 120, 255))
 
-    def __init__(self, faces: np.ndarray):
+
+def person_color(track_id: int) -> Tuple[int, int, int]:
+    return PERSON_COLORS[int(track_id) % len(PERSON_COLORS)]
+
+
+def draw_boxes(image_bgr: np.ndarray, persons: Sequence) -> np.ndarray:
+    """Each person's box (the detector/tracker box) and track id, in the person's colour (in place)."""
+    h, w = image_bgr.shape[:2]
+    thick = max(1, int(round(min(w, h) / 320)))
+    for p in persons:
+        box = np.asarray(p.bbox_detector, np.float64)
+        if box.shape != (4,) or not np.isfinite(box).all():
+            continue
+        x, y, bw, bh = (int(round(v)) for v in box)
+        color = person_color(p.track_id)
+        cv2.rectangle(image_bgr, (x, y), (x + bw, y + bh), color, thick)
+        label = f"id {p.track_id}"
+        scale = 0.5 * thick
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = max(y, th + base + 2)
+        cv2.rectangle(image_bgr, (x, ty - th - base - 2), (x + tw + 4, ty), color, -1)
+        cv2.putText(image_bgr, label, (x + 2, ty - base - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick,
+                    cv2.LINE_AA)
+    return image_bgr
+
+
+class PersonOverlay:
+    """Draws the meshes of a frame's people over it (``overlay(image_bgr, persons)``), and their
+    boxes and ids unless ``boxes=False``, with one renderer kept for the whole run; the offline
+    commands pass it to ``engines.offline``. Create, call and close it on one thread (see the
+    thread note above)."""
+
+    def __init__(self, faces: np.ndarray, boxes: bool = True):
         self.faces = faces
+        self.boxes = boxes
         self._renderer: Optional[MeshRenderer] = None
 
     def __call__(self, image_bgr: np.ndarray, persons: Sequence) -> np.ndarray:
@@ -350,10 +382,9 @@ class PersonOverlay:
         if self._renderer is None:
             self._renderer = MeshRenderer(w, h)
         shown = [p for p in persons if p.vertices is not None]
-        if not shown:
-            return image_bgr.copy()
-        return self._renderer.overlay(image_bgr, [p.vertices for p in shown], self.faces,
-                                      [(tuple(p.focal), tuple(p.princpt)) for p in shown])
+        out = image_bgr.copy() if not shown else self._renderer.overlay(
+            image_bgr, [p.vertices for p in shown], self.faces, [(tuple(p.focal), tuple(p.princpt)) for p in shown])
+        return draw_boxes(out, persons) if self.boxes else out
 
     def close(self) -> None:
         if self._renderer is not None:

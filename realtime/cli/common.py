@@ -26,6 +26,14 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
                    help="backend; torch (default) runs the network op for op like the official code")
     p.add_argument("--save-mesh", action="store_true", help="also write mesh/<name>.obj")
     p.add_argument("--no-overlay", action="store_true", help="skip rendering the overlay images")
+    p.add_argument("--no-boxes", action="store_true", help="overlay: draw the meshes without boxes and ids")
+    p.add_argument("--max-people", type=int, default=None, metavar="N",
+                   help=f"at most N people per frame (default: everyone found, up to {MAX_PEOPLE}; "
+                        "1 = the largest person, the official default)")
+
+
+#: People per frame when ``--max-people`` is not given (bounds the detector's passes).
+MAX_PEOPLE = 10
 
 
 def load_detector(args):
@@ -33,7 +41,10 @@ def load_detector(args):
         return None
     from engines.detector import PersonDetector
 
-    return PersonDetector(static=args.command == "image")
+    n = MAX_PEOPLE if args.max_people is None else args.max_people
+    if n < 1:
+        raise UserError("--max-people must be at least 1")
+    return PersonDetector(static=args.command == "image", max_people=n)
 
 
 def load_predictor(args):
@@ -62,9 +73,21 @@ def host_port(text: str, default_port: int):
         raise UserError(f"bad --osc value {text!r}: use HOST:PORT, e.g. 127.0.0.1:39539, or 'none'") from None
 
 
+def osc_targets(values: Optional[List[str]]) -> List[str]:
+    """The ``--osc`` targets: the default receiver when none is given, none for ``none``."""
+    if not values:
+        return ["127.0.0.1:39539"]
+    if any(v.lower() == "none" for v in values):
+        if len(values) > 1:
+            raise UserError("--osc none cannot be combined with other --osc targets")
+        return []
+    return list(values)
+
+
 def add_stream_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--osc", default="127.0.0.1:39539", metavar="HOST:PORT",
-                   help="VMC/OSC receiver (Marionette), or 'none'. Default 127.0.0.1:39539")
+    p.add_argument("--osc", action="append", default=None, metavar="HOST:PORT",
+                   help="VMC/OSC receiver (Marionette), or 'none'. Default 127.0.0.1:39539. Repeat for several "
+                        "avatars: each target drives one person (the first: the largest, or --performer)")
     p.add_argument("--osc-split", action="store_true",
                    help="split bone bundles under 1400 bytes (for Wi-Fi / LAN receivers)")
     p.add_argument("--osc-no-raw", action="store_true", help="do not send the raw /SMPLX address space")
@@ -76,11 +99,16 @@ def make_sinks(args, body_model, record_dir: Optional[Path] = None, record_video
                source_desc: str = "", fps: Optional[float] = None) -> List:
     sinks = []
     try:
-        if args.osc and args.osc.lower() != "none":
-            from realtime.sinks.osc_vmc import VMCSink
+        targets = osc_targets(args.osc)
+        if targets:
+            from realtime.sinks.osc_vmc import PerformerRouter, VMCSink
 
-            host, port = host_port(args.osc, 39539)
-            sinks.append(VMCSink(host, port, body_model, split_bundles=args.osc_split, send_raw=not args.osc_no_raw))
+            pinned = getattr(args, "performer", None)
+            router = PerformerRouter(len(targets), pinned=pinned) if (len(targets) > 1 or pinned is not None) else None
+            for slot, target in enumerate(targets):
+                host, port = host_port(target, 39539)
+                sinks.append(VMCSink(host, port, body_model, split_bundles=args.osc_split,
+                                     send_raw=not args.osc_no_raw, router=router, slot=slot))
         if args.zmq and args.zmq.lower() != "none":
             from realtime.sinks.zmq_pub import ZMQSink
 

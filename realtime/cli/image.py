@@ -32,7 +32,7 @@ def _overlay(args, predictor):
         return None
     from viewers.mesh_overlay import PersonOverlay
 
-    return PersonOverlay(predictor.body_model.faces)
+    return PersonOverlay(predictor.body_model.faces, boxes=not args.no_boxes)
 
 
 def cmd_image(args) -> int:

@@ -33,8 +33,17 @@ def register(sub) -> None:
     p.add_argument("--no-pace", action="store_true", help="read video files as fast as possible (lossless)")
     p.add_argument("--loop", action="store_true", help="loop video files / folders")
     p.add_argument("--fps", type=float, default=None, help="camera / folder frame rate")
-    p.add_argument("--redetect-every", type=int, default=0,
-                   help="run the detector every N frames even while tracking (0: only when lost)")
+    p.add_argument("--max-people", type=int, default=1, metavar="N",
+                   help="people tracked at once (default 1: the fastest path; more people cost a detector pass "
+                        "every --redetect-every frames and one batched network call per frame)")
+    p.add_argument("--redetect-every", type=int, default=None, metavar="N",
+                   help="run the detector every N frames even while tracking, to find newcomers "
+                        "and to drop a person the model follows on its own (default 30 with --max-people 1, 15 otherwise; "
+                        "0 = only when someone is lost)")
+    p.add_argument("--grace", type=float, default=1.0, metavar="S",
+                   help="seconds a hidden person keeps their id (and filter state) before being dropped (default 1)")
+    p.add_argument("--performer", type=int, default=None, metavar="ID",
+                   help="track id that drives the first --osc avatar (default: the largest person)")
     p.add_argument("--no-filter", action="store_true", help="disable One-Euro smoothing")
     p.add_argument("--filter-config", type=Path, default=None, help="TOML/JSON file with filter settings")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
@@ -46,7 +55,7 @@ def register(sub) -> None:
 def _filter(args, body_model):
     if args.no_filter:
         return None
-    from realtime.filters import FilterSettings, SMPLXFilter
+    from realtime.filters import FilterSettings, MultiPersonFilter
 
     try:
         settings = FilterSettings.from_file(args.filter_config) if args.filter_config else FilterSettings()
@@ -54,7 +63,7 @@ def _filter(args, body_model):
             settings = settings.with_overrides(args.filter)
     except (ValueError, OSError) as exc:
         raise UserError(f"filter settings: {exc}") from exc
-    return SMPLXFilter(settings, hand_mean=(body_model.hand_mean_left, body_model.hand_mean_right))
+    return MultiPersonFilter(settings, hand_mean=(body_model.hand_mean_left, body_model.hand_mean_right))
 
 
 def _viewer_choice(args) -> str:
@@ -73,7 +82,7 @@ def cmd_live(args) -> int:
 
     from realtime.capture import CaptureError, open_source
     from realtime.pipeline import Pipeline
-    from realtime.tracking import PersonTracker
+    from engines.tracking import PersonTracker
 
     viewer_kind = _viewer_choice(args)
     try:
@@ -89,8 +98,15 @@ def cmd_live(args) -> int:
     print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
     body = predictor.body_model
     filt = _filter(args, body)  # before the sinks: a bad setting must not leave a recording behind
-    detector = PersonDetector(static=False)
-    tracker = PersonTracker(detector, redetect_every=args.redetect_every)
+    if args.max_people < 1:
+        raise UserError("--max-people must be at least 1")
+    if args.grace < 0:
+        raise UserError("--grace must be >= 0 seconds")
+    redetect = args.redetect_every if args.redetect_every is not None else (30 if args.max_people == 1 else 15)
+    if redetect < 0:
+        raise UserError("--redetect-every must be >= 0")
+    detector = PersonDetector(static=False, max_people=args.max_people)
+    tracker = PersonTracker(detector, max_people=args.max_people, redetect_every=redetect, grace_s=args.grace)
     try:
         sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
     except BaseException:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engines.errors import UserError
 
-from .common import add_stream_args, make_sinks
+from .common import add_stream_args, make_sinks, osc_targets
 
 
 def register(sub) -> None:
@@ -29,7 +29,7 @@ def cmd_replay(args) -> int:
     if not args.path.exists():
         raise UserError(f"nothing to replay at {args.path}")
     body = None
-    if args.osc and args.osc.lower() != "none":
+    if osc_targets(args.osc):
         try:
             body = BodyModel(args.body_models)
         except BodyModelNotFound as exc:

@@ -1,6 +1,8 @@
 """VMC protocol (OSC over UDP) output: the avatar pose for VTuber tools.
 
-Per frame with at least one person (the first person of the result drives the avatar):
+One sink drives one avatar (one performer). Which person that is: the first person of the
+result, or, with several targets (one port per avatar, as Unity and Unreal receivers need),
+the person a shared :class:`PerformerRouter` gives this sink's slot. Per frame with a performer:
 
 1. bone bundle(s): ``/VMC/Ext/Root/Pos "root" px py pz qx qy qz qw`` followed by
    one ``/VMC/Ext/Bone/Pos <HumanBodyBones name> px py pz qx qy qz qw`` per bone
@@ -14,7 +16,7 @@ Per frame with at least one person (the first person of the result drives the av
    sends the 1-argument form).
 5. exactly one ``/VMC/Ext/T <seconds since the sink started>``.
 
-Frames with nobody: ``/VMC/Ext/OK 0`` (model "not loaded": no bones follow) and the
+Frames without this sink's performer: ``/VMC/Ext/OK 0`` (model "not loaded": no bones follow) and the
 frame's single ``/VMC/Ext/T``; receivers keep the last pose. ``on_empty="nothing"``
 sends nothing at all.
 
@@ -151,6 +153,57 @@ def smplx_raw_messages(person: Person, frame_id: int, index: int, count: int) ->
 
 # --------------------------------------------------------------------------- the sink
 
+class PerformerRouter:
+    """Shares a frame's people among ``slots`` VMC targets, one performer each, and keeps them.
+
+    Slot 0 gets the primary performer: the track ``pinned`` if given, else the person with the
+    largest box; the other slots get the remaining people, largest first. A slot keeps its
+    track id while that person is seen at least every ``release_s`` seconds (the tracker
+    brings briefly hidden people back with their id), so avatars never swap performers.
+    """
+
+    def __init__(self, slots: int, pinned: Optional[int] = None, release_s: float = 1.5):
+        if slots < 1:
+            raise ValueError("slots must be >= 1")
+        self.slots = int(slots)
+        self.pinned = pinned
+        self.release_ns = int(float(release_s) * 1e9)
+        self._owner: List[Optional[int]] = [None] * self.slots
+        self._last_seen: dict = {}
+        self._frame: Optional[Tuple[int, int]] = None
+        self._routed: List[Optional[Person]] = [None] * self.slots
+        self._lock = threading.Lock()
+
+    def person_for(self, slot: int, result: FrameResult) -> Optional[Person]:
+        """This frame's performer of ``slot`` (None: nobody for that avatar now)."""
+        with self._lock:
+            key = (int(result.frame_id), int(result.t_capture_ns))
+            if key != self._frame:
+                self._frame = key
+                self._routed = self._route(result)
+            return self._routed[slot]
+
+    def _route(self, result: FrameResult) -> List[Optional[Person]]:
+        now = int(result.t_capture_ns)
+        by_id = {p.track_id: p for p in result.persons}
+        for tid in by_id:
+            self._last_seen[tid] = now
+        for k, owner in enumerate(self._owner):  # free slots whose performer is gone for good
+            if owner is not None and now - self._last_seen.get(owner, now) > self.release_ns:
+                self._owner[k] = None
+        taken = {o for o in self._owner if o is not None}
+        free = sorted((p for p in result.persons if p.track_id not in taken),
+                      key=lambda p: -float(p.bbox[2] * p.bbox[3]))
+        if self.pinned is not None:
+            if self._owner[0] != self.pinned and self.pinned in by_id and self.pinned not in taken:
+                self._owner[0] = self.pinned
+                free = [p for p in free if p.track_id != self.pinned]
+        for k in range(self.slots):
+            if self._owner[k] is None and free and not (k == 0 and self.pinned is not None):
+                self._owner[k] = free.pop(0).track_id
+        return [by_id.get(owner) if owner is not None else None for owner in self._owner]
+
+
 class VMCSink:
     """Sends each result as VMC (and raw SMPL-X) OSC packets over UDP.
 
@@ -164,13 +217,16 @@ class VMCSink:
             :class:`realtime.retarget.Retargeter`.
         ok_v25: send ``/VMC/Ext/OK 1 3 0`` instead of ``/VMC/Ext/OK 1``.
         on_empty: ``"ok0"`` (default) or ``"nothing"`` for frames with nobody.
+        router, slot: a :class:`PerformerRouter` shared by several sinks and this sink's slot
+            in it; the raw ``/SMPLX`` bundle then carries this sink's performer only.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, body_model=None, *,
                  rest: Optional[RestModel] = None, split_bundles: bool = False,
                  max_bundle_bytes: int = 1400, send_raw: bool = True, root_motion: str = "root",
                  recenter: bool = False, zero_positions: bool = False, jaw_open_max: float = 0.5,
-                 shape: str = "first", ok_v25: bool = True, on_empty: str = "ok0"):
+                 shape: str = "first", ok_v25: bool = True, on_empty: str = "ok0",
+                 router: Optional[PerformerRouter] = None, slot: int = 0):
         if rest is None:
             if body_model is None:
                 raise ValueError("VMCSink needs body_model= (a BodyModel) or rest= (a RestModel)")
@@ -186,6 +242,8 @@ class VMCSink:
         self.send_raw = send_raw
         self.ok_v25 = ok_v25
         self.on_empty = on_empty
+        self.router = router
+        self.slot = int(slot)
         family, _, _, _, addr = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)[0]
         self._addr = addr
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -206,8 +264,12 @@ class VMCSink:
 
     def send(self, result: FrameResult) -> None:
         """Queue ``result`` for sending (latest only); never blocks on the network."""
+        chosen = result.persons
+        if self.router is not None:
+            performer = self.router.person_for(self.slot, result)
+            chosen = [] if performer is None else [performer]
         persons = [Person(p.track_id, p.params.copy(), np.array(p.bbox), np.array(p.bbox_detector),
-                          np.array(p.focal), np.array(p.princpt)) for p in result.persons]
+                          np.array(p.focal), np.array(p.princpt)) for p in chosen]
         snapshot = FrameResult(result.frame_id, result.t_capture_ns, tuple(result.image_size), persons)
         with self._cond:
             if self._closing:
