@@ -89,18 +89,18 @@ def test_live_streams_and_recording_replays(tmp_path, media_dir, s32_ckpt, smplx
 
     s = json.loads(summary.read_text())
     assert s["frames_out"] == 5 and s["dropped"] == 0  # lossless file reading with --no-pace
+    assert s["frames_with_person"] == 5  # a football player is found in every frame
     assert len(live_frames) == 5
     for msgs in live_frames:
         assert sum(m.address == "/VMC/Ext/T" for m in msgs) == 1
         bones = {m.params[0]: m.params[1:] for m in msgs if m.address == "/VMC/Ext/Bone/Pos"}
-        if bones:  # a frame with a person
-            assert UNITY_BONES <= set(bones)
-            for vals in bones.values():
-                assert len(vals) == 7 and all(isinstance(v, float) for v in vals)
-                assert np.linalg.norm(vals[3:]) == pytest.approx(1.0, abs=1e-5)
-            assert any(m.address == "/VMC/Ext/Root/Pos" for m in msgs)
-            blends = [m.address for m in msgs if m.address.startswith("/VMC/Ext/Blend")]
-            assert blends[-1] == "/VMC/Ext/Blend/Apply" and "/VMC/Ext/Blend/Val" in blends
+        assert UNITY_BONES <= set(bones)
+        for vals in bones.values():
+            assert len(vals) == 7 and all(isinstance(v, float) for v in vals)
+            assert np.linalg.norm(vals[3:]) == pytest.approx(1.0, abs=1e-5)
+        assert any(m.address == "/VMC/Ext/Root/Pos" for m in msgs)
+        blends = [m.address for m in msgs if m.address.startswith("/VMC/Ext/Blend")]
+        assert blends[-1] == "/VMC/Ext/Blend/Apply" and "/VMC/Ext/Blend/Val" in blends
         for m in msgs:
             assert set(type_tags(m.dgram)[1:]) <= set("fis")
     # ZMQ: at least the frames after the subscriber joined, every field decodes
@@ -142,6 +142,50 @@ def test_live_streams_and_recording_replays(tmp_path, media_dir, s32_ckpt, smplx
     for m in matched:
         for pa, pb in zip(m["persons"], live_by_id[m["frame_id"]]["persons"]):
             np.testing.assert_array_equal(np.asarray(pa["body_pose"]), np.asarray(pb["body_pose"]))
+
+
+@pytest.mark.slow
+def test_live_several_people_two_avatars_and_zmq_ids(tmp_path, media_dir, smplx_dir):
+    """`mocap live --max-people 3` on the PoseTrack clip (three players): ZMQ carries several people
+    per frame with distinct, lasting ids; each of two --osc targets drives one of them."""
+    import torch
+
+    from engines.checkpoints import write_random_checkpoint
+
+    extra = {"body_regressor.cam_out.0.weight": torch.zeros(3, 384),  # joints follow the players
+             "body_regressor.cam_out.0.bias": torch.tensor([0.0, 0.0, 1.0])}
+    ckpt = write_random_checkpoint(tmp_path / "centred.pth.tar", "s32", seed=2, extra=extra)
+    clip = media_dir / "posetrack_1280x720.mp4"
+    receivers = [Receiver(), Receiver()]
+    endpoint = _free_tcp_endpoint()
+    sub = ZmqCollector(endpoint)
+    sub.start()
+    try:
+        import time
+
+        time.sleep(0.3)  # let the subscriber connect before the first frame
+        assert main(["live", "--source", str(clip), "--no-pace", "--engine", "torch", "--viewer", "none",
+                     "--checkpoint", str(ckpt), "--body-models", str(smplx_dir), "--max-people", "3",
+                     "--osc", f"127.0.0.1:{receivers[0].port}", "--osc", f"127.0.0.1:{receivers[1].port}",
+                     "--zmq", endpoint]) == 0
+        vmc = [_vmc_frames(r) for r in receivers]
+        sub.stop.wait(0.5)
+        messages = list(sub.messages)
+    finally:
+        sub.close()
+        for r in receivers:
+            r.close()
+    assert len(messages) >= 3
+    ids_per_frame = [[p["track_id"] for p in m["persons"]] for m in messages]
+    assert all(len(ids) == len(set(ids)) for ids in ids_per_frame)
+    assert max(len(ids) for ids in ids_per_frame) >= 2, ids_per_frame
+    assert len({i for ids in ids_per_frame for i in ids}) <= 4  # ids last: no new id every frame
+
+    def performers(frames):
+        return {m.params[1] for f in frames for m in f if m.address == "/SMPLX/frame"}
+
+    first, second = performers(vmc[0]), performers(vmc[1])
+    assert len(first) == 1 and len(second) == 1 and first != second  # one person per avatar, never swapped
 
 
 def test_live_missing_source_is_a_clear_error(tmp_path, capsys, s32_ckpt, smplx_dir):

@@ -62,6 +62,28 @@ def test_headless_viewer_screenshot(body, tmp_path):
         assert changed(saved[:, :, ::-1], empty).sum() > changed(first, empty).sum()
 
 
+def test_every_person_has_their_own_colour(body):
+    """Two people side by side: the left mesh (id 0) and the right one (id 1) are drawn in
+    different hues; the same ids keep the same colours when the order changes."""
+    verts, faces = body
+    left, right = verts - np.array([0.5, 0.0, 0.0]), verts + np.array([0.5, 0.0, 0.0])
+    with Open3DViewer(faces, width=320, height=240, headless=True) as viewer:
+        empty = viewer.screenshot()
+        viewer.update([left, right], ids=[0, 1])
+        shot = viewer.screenshot()
+        mask = changed(shot, empty)
+        cols = np.nonzero(mask.any(0))[0]
+        mid = int(cols.mean())
+        left_mask, right_mask = mask.copy(), mask.copy()
+        left_mask[:, mid:] = False
+        right_mask[:, :mid] = False
+        mean_left, mean_right = shot[left_mask].mean(0), shot[right_mask].mean(0)
+        assert np.abs(mean_left - mean_right).max() > 20, (mean_left, mean_right)
+        viewer.update([right, left], ids=[1, 0])  # same people, other order: same picture
+        again = viewer.screenshot()
+        assert np.abs(again.astype(int) - shot.astype(int)).mean() < 1.0
+
+
 def test_viewer_polls_source(body):
     verts, faces = body
     person = Person(track_id=1, params=zero_params(), bbox=np.zeros(4), bbox_detector=np.zeros(4),

@@ -386,3 +386,68 @@ def test_new_track_takes_new_bone_lengths(rest):
     i, p = JOINT_NAMES.index("left_elbow"), JOINT_NAMES.index("left_shoulder")
     off = expected[i] - expected[p]
     np.testing.assert_allclose(new_track, [-off[0], off[1], off[2]], atol=1e-5)
+
+
+# --------------------------------------------------------------------------- several avatars
+
+def sized_person(track_id: int, height: float, t: float = 0.0) -> Person:
+    p = person(facing_params(transl=[t, 0.2, 3.0]), track_id)
+    p.bbox = np.array([10, 20, height / 2, height], np.float32)
+    return p
+
+
+def timed_frame(fid: int, seconds: float, *persons) -> FrameResult:
+    return FrameResult(frame_id=fid, t_capture_ns=int(seconds * 1e9), image_size=(640, 480), persons=list(persons))
+
+
+def _raw_track(frame_msgs) -> object:
+    """The track id in a frame's raw /SMPLX/frame message, or None (OK 0: nobody)."""
+    for m in frame_msgs:
+        if m.address == "/SMPLX/frame":
+            return m.params[1]
+    assert [m.address for m in frame_msgs] == ["/VMC/Ext/OK", "/VMC/Ext/T"] and frame_msgs[0].params == [0]
+    return None
+
+
+def test_each_target_gets_one_performer_and_keeps_it(rest):
+    """Two avatars on two real UDP ports: the larger person drives the first, the other the second;
+    when sizes swap nobody swaps avatars; a short absence leaves that avatar empty and then gives
+    the same person back; after release_s the slot takes whoever is left."""
+    from realtime.sinks.osc_vmc import PerformerRouter
+
+    receivers = [Receiver(), Receiver()]
+    router = PerformerRouter(2, release_s=1.0)
+    sinks = [VMCSink("127.0.0.1", r.port, rest=rest, router=router, slot=k) for k, r in enumerate(receivers)]
+    script = [
+        (0.0, [sized_person(3, 400), sized_person(7, 200)]),
+        (0.1, [sized_person(3, 150), sized_person(7, 420)]),   # sizes swap: assignment sticks
+        (0.2, [sized_person(7, 420)]),                          # 3 hidden for a moment
+        (0.5, [sized_person(7, 420), sized_person(3, 150)]),   # 3 is back in time: same avatar
+        (0.6, [sized_person(7, 420)]),
+        (2.0, [sized_person(7, 420), sized_person(9, 300)]),   # 3 gone for good: 9 takes avatar 0
+    ]
+    got = [[], []]
+    try:
+        for fid, (t, people) in enumerate(script):
+            result = timed_frame(fid, t, *people)
+            for sink in sinks:
+                sink.send(result)
+            for k, r in enumerate(receivers):
+                r.collect(1)  # this frame's datagrams (the sink sends one frame at a time here)
+                got[k].append(_raw_track(r.frames()[-1]))
+    finally:
+        for sink in sinks:
+            sink.close()
+        for r in receivers:
+            r.close()
+    assert got[0] == [3, 3, None, 3, None, 9]
+    assert got[1] == [7, 7, 7, 7, 7, 7]
+
+
+def test_pinned_performer_drives_the_first_avatar(rest):
+    from realtime.sinks.osc_vmc import PerformerRouter
+
+    router = PerformerRouter(1, pinned=7)
+    small, big = sized_person(7, 100), sized_person(3, 400)
+    assert router.person_for(0, timed_frame(0, 0.0, big)) is None  # waits for the pinned id
+    assert router.person_for(0, timed_frame(1, 0.1, big, small)).track_id == 7

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 FLIP = np.array([1.0, -1.0, -1.0])
 BACKGROUND = (0.12, 0.12, 0.14)
 MESH_COLOR = (0.75, 0.75, 0.68)
+#: One colour per person (RGB, 0..1), by track id; the first matches the single-person colour.
+PERSON_COLORS = ((0.75, 0.75, 0.68), (0.95, 0.55, 0.25), (0.35, 0.65, 0.95), (0.45, 0.8, 0.4),
+                 (0.85, 0.4, 0.85), (0.95, 0.85, 0.3))
 
 VerticesLike = Union[None, np.ndarray, Sequence[np.ndarray]]
 
@@ -97,6 +100,8 @@ class Open3DViewer:
         opt.mesh_shade_option = o3d.visualization.MeshShadeOption.Color
         self._mesh = None
         self._persons = 0
+        self._pending_ids: Optional[List[int]] = None
+        self._ids: Optional[tuple] = None
         self._view_set = False
         self._lock = threading.Lock()
         self._pending: Optional[List[np.ndarray]] = None
@@ -104,15 +109,17 @@ class Open3DViewer:
         self._closed = False
 
     # --------------------------------------------------------------- producers
-    def update(self, vertices: VerticesLike) -> None:
+    def update(self, vertices: VerticesLike, ids: Optional[Sequence[int]] = None) -> None:
         """Overwrite the newest mesh(es); safe from any thread, never blocks on rendering.
 
         ``vertices``: (N, 3) camera-space array, a list of them (several people), or an
-        empty list / None to show nobody.
+        empty list / None to show nobody. ``ids``: the people's track ids, which pick their
+        colours (default: their order).
         """
         verts = _vertices_of(vertices) or []
         with self._lock:
             self._pending = verts
+            self._pending_ids = list(ids) if ids is not None else None
 
     # ---------------------------------------------------------- viewer thread
     def _take(self) -> Optional[List[np.ndarray]]:
@@ -134,7 +141,9 @@ class Open3DViewer:
                 self._mesh, self._persons = None, 0
             return
         stacked = np.concatenate([np.asarray(v, np.float64).reshape(-1, 3) for v in verts], 0) * FLIP
-        if self._mesh is None or len(verts) != self._persons:
+        with self._lock:
+            ids = tuple(self._pending_ids) if self._pending_ids is not None else tuple(range(len(verts)))
+        if self._mesh is None or len(verts) != self._persons or ids != self._ids:
             n = len(verts[0]) if verts else 0
             faces = np.concatenate([self.faces + i * n for i in range(len(verts))], 0)
             if self._mesh is not None:
@@ -142,9 +151,11 @@ class Open3DViewer:
             mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(stacked),
                                              o3d.utility.Vector3iVector(faces))
             mesh.compute_vertex_normals()
-            mesh.paint_uniform_color(MESH_COLOR)
+            colors = np.concatenate([np.tile(PERSON_COLORS[int(i) % len(PERSON_COLORS)], (len(v), 1))
+                                     for i, v in zip(ids, verts)], 0)
+            mesh.vertex_colors = o3d.utility.Vector3dVector(colors)
             self._vis.add_geometry(mesh, reset_bounding_box=not self._view_set)
-            self._mesh, self._persons = mesh, len(verts)
+            self._mesh, self._persons, self._ids = mesh, len(verts), ids
             if not self._view_set:
                 self._set_default_view(stacked)
         else:

@@ -24,6 +24,8 @@ import numpy as np
 from engines.body_model import NUM_JOINTS, PARENTS
 from engines.types import FrameResult, Person
 
+from .mesh_overlay import person_color
+
 log = logging.getLogger(__name__)
 
 #: BGR colours (constants so tests and docs can refer to them).
@@ -155,7 +157,8 @@ def compose(result: FrameResult, stats: Optional[Mapping] = None) -> np.ndarray:
         w, h = result.image_size
         img = np.zeros((int(h), int(w), 3), np.uint8)
     for person in result.persons:
-        _draw_box(img, person.bbox_detector, DETECTOR_BOX_COLOR)
+        _draw_box(img, person.bbox_detector, person_color(person.track_id) if len(result.persons) > 1
+                  else DETECTOR_BOX_COLOR)
         _draw_box(img, person.bbox, MODEL_BOX_COLOR, 1)
         if person.joints_2d is not None:
             _draw_skeleton(img, person.joints_2d)
@@ -164,7 +167,8 @@ def compose(result: FrameResult, stats: Optional[Mapping] = None) -> np.ndarray:
         anchor = _label_anchor(person)
         if anchor is not None:
             cv2.putText(img, f"id {person.track_id}", (anchor[0], max(12, anchor[1])), _FONT, 0.5,
-                        DETECTOR_BOX_COLOR, 1, cv2.LINE_AA)
+                        person_color(person.track_id) if len(result.persons) > 1 else DETECTOR_BOX_COLOR, 1,
+                        cv2.LINE_AA)
     _draw_text_block(img, stats_lines(result, stats))
     return img
 

@@ -198,7 +198,8 @@ class _Open3DLoop:
     def __call__(self, pipe) -> bool:
         result = pipe.latest.get(timeout=0)
         if result is not None:  # a frame with nobody clears the mesh instead of freezing the last one
-            self.viewer.update([p.vertices for p in result.persons if p.vertices is not None])
+            shown = [p for p in result.persons if p.vertices is not None]
+            self.viewer.update([p.vertices for p in shown], ids=[p.track_id for p in shown])
         return self.viewer.step()
 
     def close(self):
