@@ -8,7 +8,7 @@ processing, crop geometry, assembling :class:`~engines.types.Person` records, pr
 joints), and in place of the model waits ``cost_ms``, as a GPU would: asynchronously
 (``launch`` returns at once and ``result()`` waits until the cost has passed) or synchronously.
 Its joints fill the person's box, so the tracker follows the person as it does with real
-weights. Its outputs are not predictions and are never presented as such.
+weights (but they cannot move with the person: between detector passes the box stays put). Its outputs are not predictions and are never presented as such.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ class StandInPredictor:
             verts, joints = body_model(torch.tensor([[math.pi, 0.0, 0.0]]), *zeros)
         self._joints = _normalise(joints[0].numpy())
         self._verts = _normalise(verts[0].numpy())
+        self._offset, self._scale = _calibrate(self._joints)
 
     def predict(self, image_bgr: np.ndarray, bboxes: Sequence[Sequence[float]]) -> List[Prediction]:
         return self.launch(image_bgr, bboxes).result()
@@ -62,8 +63,12 @@ class StandInPredictor:
                for k, v in PARAM_OF_OUTPUT.items()}
         for name in ("lhand_bbox", "rhand_bbox", "face_bbox"):
             out[name] = np.tile(np.array([100.0, 100.0, 150.0, 150.0], np.float32), (n, 1))
-        joints = np.stack([_fill_box(self._joints, b) for b in boxes]) if n else np.zeros((0, 144, 3), np.float32)
-        verts = np.stack([_fill_box(self._verts, b) for b in boxes]) if (n and self.with_mesh) else None
+        raw = [np.asarray(bboxes[i], np.float64) for i in kept]
+        fill = (self._offset, self._scale)
+        joints = (np.stack([_fill_box(self._joints, r, b, *fill) for r, b in zip(raw, boxes)]) if n
+                  else np.zeros((0, 144, 3), np.float32))
+        verts = (np.stack([_fill_box(self._verts, r, b, *fill) for r, b in zip(raw, boxes)])
+                 if (n and self.with_mesh) else None)
 
         def finish():
             remaining = self.cost_s - (time.perf_counter() - start)
@@ -83,11 +88,29 @@ def _normalise(points: np.ndarray) -> np.ndarray:
     return ((points[:, :2] - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
 
 
-def _fill_box(unit: np.ndarray, box: np.ndarray, depth: float = 5.0) -> np.ndarray:
-    """Camera-space points 5 m away whose projection through the box's camera fills its middle."""
+def _calibrate(unit: np.ndarray):
+    """Where in a person box the unit joints go (offset, scale per axis) so that the tracker's
+    box around them (``box_from_joints``: padding, headroom) is that box again."""
+    from .tracking import box_from_joints
+
+    ref = np.array([1000.0, 1000.0, 200.0, 400.0])
+    offset, scale = np.array([0.1, 0.1]), np.array([0.8, 0.8])
+    for _ in range(8):
+        got = box_from_joints(ref[:2] + (offset + scale * unit) * ref[2:], (4000, 4000))
+        scale = scale * ref[2:] / got[2:]
+        offset = offset + (ref[:2] - got[:2]) / ref[2:]
+    return offset, scale
+
+
+def _fill_box(unit: np.ndarray, raw: np.ndarray, box: np.ndarray, offset: np.ndarray,
+              scale: np.ndarray) -> np.ndarray:
+    """Camera-space points that project (through the processed ``box``'s camera) into the
+    ``raw`` person box as :func:`_calibrate` places them, at a depth that shrinks as the box
+    grows (400 pixels tall: 5 m), as for a real person."""
     cam = G.full_frame_camera(box)
-    u = box[0] + (0.2 + 0.6 * unit[:, 0]) * box[2]
-    v = box[1] + (0.1 + 0.8 * unit[:, 1]) * box[3]
+    depth = 5.0 * 400.0 / max(float(raw[3]), 1.0)
+    u = raw[0] + (offset[0] + scale[0] * unit[:, 0]) * raw[2]
+    v = raw[1] + (offset[1] + scale[1] * unit[:, 1]) * raw[3]
     x = (u - cam.princpt[0]) / cam.focal[0] * depth
     y = (v - cam.princpt[1]) / cam.focal[1] * depth
     return np.stack([x, y, np.full_like(x, depth)], 1).astype(np.float32)

@@ -20,7 +20,8 @@ track per person (``max_people`` at most), each with its own id:
 * **Lost tracks** are kept for ``grace_s`` seconds: a detection overlapping a lost track's
   expected box brings it back with its id, and after the prediction a brand-new track whose
   3-D root lies within ``relink_m`` metres of a recently lost track's last root takes that
-  id instead (:meth:`PersonTracker.observe`), so a person hidden for a moment comes back as
+  id instead (the allowance grows by ``WALK_SPEED`` per second hidden; :meth:`PersonTracker.observe`),
+  so a person hidden for a moment comes back as
   themselves. Ids are never given to anyone else; a new person gets a new id.
 """
 from __future__ import annotations
@@ -127,6 +128,10 @@ def fraction_inside(joints_2d: np.ndarray, image_size: Tuple[int, int],
     return float(points_in_image(pts[ids], image_size).mean())
 
 
+#: Metres per second a hidden person may have moved for a re-link by root distance (a brisk walk).
+WALK_SPEED = 1.5
+
+
 @dataclass
 class Target:
     """A person to predict in this frame: the track's id and box (xywh, full-frame pixels)."""
@@ -149,6 +154,7 @@ class _Track:
     joint_box: Optional[np.ndarray] = None
     root: Optional[np.ndarray] = None
     lost_at: Optional[float] = None
+    lost_frame: int = 0
     misses: int = 0
     #: Detector passes in a row that did not see this (joint-followed) track.
     unconfirmed: int = 0
@@ -305,7 +311,8 @@ class PersonTracker:
                 self._miss(track, t, f"not seen by {track.unconfirmed} detector passes in a row")
         rest = [d for j, d in enumerate(found) if j not in used]
         lost = list(self._lost.values())
-        for i, j, _ in match_by_iou([tr.box + tr.velocity for tr in lost], [d.bbox_xywh for d in rest], self.min_iou):
+        expected = [tr.box + tr.velocity * (self.frames - tr.lost_frame + 1) for tr in lost]  # where they went
+        for i, j, _ in match_by_iou(expected, [d.bbox_xywh for d in rest], self.min_iou):
             track = lost[i]
             del self._lost[track.track_id]
             self._active[track.track_id] = track
@@ -336,6 +343,7 @@ class PersonTracker:
         track.joint_box = None
         if self._active.pop(track.track_id, None) is not None:
             track.lost_at = t
+            track.lost_frame = self.frames
             self._lost[track.track_id] = track
             self.losses += 1
             self.last_loss_reason = reason
@@ -347,15 +355,16 @@ class PersonTracker:
             del self._lost[tid]
 
     def _relink(self, track: _Track, t: float) -> Optional[int]:
-        """A lost track whose last root is near this new track's root: give the new one its id."""
+        """A lost track whose last root is near this new track's root (``relink_m`` plus what a
+        person can walk in the time they were hidden): give the new one its id."""
         if track.root is None:
             return None
-        best, best_d = None, self.relink_m
+        best, best_d = None, float("inf")
         for old in self._lost.values():
             if old.root is None:
                 continue
             d = float(np.linalg.norm(old.root - track.root))
-            if d <= best_d:
+            if d <= self.relink_m + WALK_SPEED * max(0.0, t - old.lost_at) and d < best_d:
                 best, best_d = old, d
         if best is None:
             return None

@@ -138,3 +138,58 @@ def test_mesh_after_filter_is_the_mesh_of_the_filtered_parameters(media_dir, bod
     verts, joints = body_model.from_params(person.params.to_dict())
     np.testing.assert_allclose(person.vertices, verts, atol=1e-6)
     np.testing.assert_allclose(person.joints, joints, atol=1e-6)
+
+
+def _crossing_clip(path, media_dir, frames: int = 48):
+    """Two real people (the skier photo's person, and the same mirrored and smaller: further
+    away) walk past each other on a plain background at 15 fps; the near one hides the far one
+    for a few frames in the middle."""
+    import cv2
+
+    img = cv2.imread(str(media_dir / "coco_000785_skier.jpg"))
+    near = img[10:425, 255:520]
+    far = cv2.resize(near[:, ::-1], None, fx=0.8, fy=0.8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (960, 540))
+    for k in range(frames):
+        canvas = np.full((540, 960, 3), 235, np.uint8)
+        xf = int(700 - 11 * k)  # far person: right to left
+        xn = int(40 + 12 * k)   # near person: left to right, drawn last (in front)
+        for patch, x, y in ((far, xf, 60), (near, xn, 100)):
+            x0, x1 = max(x, 0), min(x + patch.shape[1], 960)
+            if x1 > x0:
+                canvas[y:y + patch.shape[0], x0:x1] = patch[:, x0 - x:x1 - x]
+        writer.write(canvas)
+    writer.release()
+    return path
+
+
+def test_two_people_crossing_keep_their_ids(tmp_path, media_dir, body_model):
+    """Real detector, real frames: after the crossing, the person who started on the left (near)
+    is on the right with the same id, and the far person keeps theirs after being hidden."""
+    from engines.detector import PersonDetector
+
+    clip = _crossing_clip(tmp_path / "cross.avi", media_dir)
+    sink = Collect()
+    pred = StandInPredictor(body_model, cost_ms=0.5, asynchronous=False)
+    with PersonDetector(max_people=2) as detector:
+        tracker = PersonTracker(detector, max_people=2, redetect_every=3, grace_s=1.5)
+        pipe = Pipeline(open_source(str(clip), pace=False), pred, tracker, None, [sink])
+        pipe.start()
+        pipe.wait(duration=120)
+        pipe.stop()
+    assert pipe.error is None
+    results = sink.results
+    assert len(results) == 48
+
+    def centre(p):
+        return p.bbox_detector[0] + p.bbox_detector[2] / 2
+
+    start = {p.track_id: centre(p) for p in results[1].persons}
+    end = {p.track_id: centre(p) for p in results[-1].persons}
+    assert len(start) == 2 and len(end) == 2, (start, end)
+    near_id = min(start, key=start.get)   # starts on the left
+    far_id = max(start, key=start.get)
+    assert set(end) == {near_id, far_id}  # the same two ids at the end: nobody became someone new
+    assert end[near_id] > end[far_id]     # and each id went where its person went
+    seen = {p.track_id for r in results for p in r.persons}
+    assert seen == {near_id, far_id}, seen
