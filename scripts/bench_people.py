@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""What several people cost on this CPU (issue: everyone in the shot).
+
+1. Detector time per frame against the number of people in it: the multi-person detector on
+   frames holding 1, 2 and 4 copies of a real one-person photo side by side, and on the real
+   group photos (skiers, acrobats).
+2. Network + SMPL-X layer for batch 1, 2 and 4 (one batched call for all people of a frame).
+3. `mocap live --max-people N` on a clip of N people (N copies of the photo, panned), read
+   losslessly: output FPS, latency, per-stage times.
+
+Random weights in the official layout (speed does not depend on their values), synthetic SMPL-X.
+
+    .venv/bin/python scripts/bench_people.py --json /tmp/people.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+
+def tiled(img: np.ndarray, n: int) -> np.ndarray:
+    """n copies side by side (2x2 for four), as one frame."""
+    if n == 4:
+        row = np.concatenate([img, img], axis=1)
+        return np.concatenate([row, row], axis=0)
+    return np.concatenate([img] * n, axis=1)
+
+
+def bench_detector(media: Path, iters: int) -> list:
+    import cv2
+
+    from engines.benchmark import time_calls
+    from engines.detector import PersonDetector
+
+    photo = cv2.imread(str(media / "coco_000785_skier.jpg"))
+    frames = [(f"{n} x skier photo", tiled(photo, n)) for n in (1, 2, 4)]
+    frames += [(name, cv2.imread(str(media / name))) for name in ("humanart_acrobatics.jpg", "coco_197388.jpg")]
+    rows = []
+    with PersonDetector(max_people=8) as det, PersonDetector(static=True, max_people=1) as single:
+        for name, img in frames:
+            found = len(det.detect(img))
+            calls0 = det.pose_calls
+            res = time_calls(lambda: det.detect(img), iters=iters, warmup=1)
+            calls = (det.pose_calls - calls0) / (iters + 1)
+            one = time_calls(lambda: single.detect(img), iters=iters, warmup=1)
+            rows.append({"frame": name, "size": f"{img.shape[1]}x{img.shape[0]}", "people_found": found,
+                         "multi_ms": res["median_ms"], "pose_calls": calls, "single_ms": one["median_ms"]})
+            print("detector", json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def bench_batches(media: Path, body_dir: Path, ckpt: Path, iters: int) -> list:
+    import cv2
+
+    from engines.backends import load_engine
+    from engines.benchmark import BENCH_BOX, time_calls
+    from engines.body_model import BodyModel
+    from engines.inference import Predictor
+
+    img = cv2.imread(str(media / "coco_000785_skier.jpg"))
+    rows = []
+    for kind in ("torch", "auto"):
+        pred = Predictor(load_engine(ckpt, kind, "cpu", threads=2) if kind == "auto" else load_engine(ckpt, kind, "cpu"),
+                         BodyModel(body_dir), with_mesh=False)
+        for n in (1, 2, 4):
+            boxes = [tuple(np.add(BENCH_BOX, (10 * k, 0, 0, 0))) for k in range(n)]
+            res = time_calls(lambda: pred.predict(img, boxes), iters=iters, warmup=2)
+            rows.append({"engine": pred.engine.describe(), "people": n, "median_ms": res["median_ms"],
+                         "per_person_ms": res["median_ms"] / n, "cpu_per_wall": res["cpu_per_wall"]})
+            print("batch", json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def bench_live(media: Path, body_dir: Path, tmp: Path, seconds: float) -> list:
+    from bench_live import centred_checkpoint
+    from bench_pipeline_overhead import people_clip
+
+    from realtime.cli import main
+
+    ckpt = centred_checkpoint(tmp / "centred.pth.tar")
+    rows = []
+    for n in (1, 2, 4):
+        clip = people_clip(tmp / f"p{n}.mp4", media / "coco_000785_skier.jpg", n, seconds=4.0)
+        out = tmp / f"live{n}.json"
+        rc = main(["live", "--source", str(clip), "--loop", "--no-pace", "--duration", str(seconds),
+                   "--checkpoint", str(ckpt), "--body-models", str(body_dir), "--viewer", "none",
+                   "--osc", "none", "--zmq", "tcp://127.0.0.1:5597", "--max-people", str(n),
+                   "--summary-json", str(out)])
+        r = json.loads(out.read_text()) if rc == 0 else {"error": f"exit {rc}"}
+        r["people"] = n
+        rows.append(r)
+        print("live", json.dumps({k: r.get(k) for k in ("people", "out_fps_mean", "latency_ms_median",
+                                                         "infer_ms", "track_ms", "detector_calls_per_100")}),
+              flush=True)
+    return rows
+
+
+def main_() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["detector", "batches", "live"])
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    from engines.benchmark import media_dir
+    from engines.checkpoints import write_random_checkpoint
+    from engines.synthetic import write_synthetic_smplx
+
+    torch.set_num_threads(2)
+    media = media_dir()
+    report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                          "torch": torch.__version__, "load_avg_start": os.getloadavg(),
+                          "date": time.strftime("%Y-%m-%d %H:%M")}}
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        write_synthetic_smplx(tmp / "bm")
+        ckpt = write_random_checkpoint(tmp / "smpler_x_s32.pth.tar", "s32")
+        if "detector" not in args.skip:
+            report["detector"] = bench_detector(media, args.iters)
+        if "batches" not in args.skip:
+            report["batches"] = bench_batches(media, tmp / "bm", ckpt, args.iters)
+        if "live" not in args.skip:
+            report["live"] = bench_live(media, tmp / "bm", tmp, args.seconds)
+    report["machine"]["load_avg_end"] = os.getloadavg()
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_())
