@@ -40,27 +40,48 @@ def test_body_image_is_stride_two_subsample():
     torch.testing.assert_close(F.interpolate(img, (256, 192)), img[:, :, ::2, ::2], rtol=0, atol=0)
 
 
-def test_left_hand_is_mirrored_right_hand_path(s32_net):
-    """Mirroring the input crop swaps the hands: the left hand's box path sees a flipped crop.
-    Checked structurally: the left-hand pose uses (x, -y, -z) of the flipped-hand rotation."""
-    from engines import geometry as G
-
+def test_left_hand_crop_is_the_flipped_right_hand_path(s32_net):
+    """With the same box for both hands, the left hand's RoI features are the right hand's,
+    flipped left-right, before the 1x1 conv (the network sees every hand as a right hand)."""
     torch.manual_seed(0)
     feat = torch.randn(1, 384, 16, 12)
     box = torch.tensor([[40.0, 60.0, 104.0, 124.0]])
     roi = s32_net.hand_roi_net
     with torch.no_grad():
-        both = roi(feat, box, box)  # same box for both hands
-    # identical boxes: the left crop is exactly the horizontally flipped right crop before the 1x1 conv
-    conv = roi.conv
-    with torch.no_grad():
-        d = roi.deconv(feat)
+        both = roi(feat, box, box)
         from engines.roi_align import roi_align
-        r = roi_align(d, torch.cat([torch.zeros(1, 1), box * 0.25], 1), 16)
-        torch.testing.assert_close(both[1:], conv(r))
-        torch.testing.assert_close(both[:1], conv(torch.flip(r, [3])))
-    aa = G.rot6d_to_axis_angle(torch.randn(4, 6))
-    assert aa.shape == (4, 3)
+
+        r = roi_align(roi.deconv(feat), torch.cat([torch.zeros(1, 1), box * 0.25], 1), 16)
+        torch.testing.assert_close(both[1:], roi.conv(r))
+        torch.testing.assert_close(both[:1], roi.conv(torch.flip(r, [3])))
+
+
+def test_left_hand_pose_is_the_mirror_image_of_the_predicted_right_hand_rotation(s32_net):
+    """The hand regressor predicts the (flipped) left hand as a right hand; mirroring an image
+    left-right (x -> -x) turns a rotation R into M R M with M = diag(-1, 1, 1). Derived here from
+    rotation matrices, not from the network's axis-angle shortcut (x, -y, -z)."""
+    from scipy.spatial.transform import Rotation
+
+    from engines import geometry as G
+
+    captured = {}
+    handle = s32_net.hand_regressor.register_forward_hook(lambda m, i, o: captured.__setitem__("hand6", o))
+    try:
+        with torch.no_grad():
+            out = s32_net(torch.rand(2, 3, 512, 384, generator=torch.Generator().manual_seed(4)))
+    finally:
+        handle.remove()
+    b = 2
+    hand6 = captured["hand6"].reshape(2 * b, -1, 6)
+    mirror = np.diag([-1.0, 1.0, 1.0])
+    for k in range(b):
+        predicted = G.rot6d_to_rotmat(hand6[k]).double().numpy()          # left hand, seen as a right hand
+        want = mirror @ predicted @ mirror
+        got = Rotation.from_rotvec(out["smplx_lhand_pose"][k].reshape(-1, 3).double().numpy()).as_matrix()
+        np.testing.assert_allclose(got, want, atol=2e-5)
+        right = G.rot6d_to_rotmat(hand6[b + k]).double().numpy()            # the right hand: as predicted
+        got_r = Rotation.from_rotvec(out["smplx_rhand_pose"][k].reshape(-1, 3).double().numpy()).as_matrix()
+        np.testing.assert_allclose(got_r, right, atol=2e-5)
 
 
 def test_full_forward_mesh_and_projection(s32_net, body_model):
