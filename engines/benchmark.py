@@ -118,6 +118,7 @@ def run_bench(checkpoint, engine: Optional[str] = None, device: str = "cpu", fp1
     import torch
 
     from .backends import auto_kind, load_engine
+    from .body_model import network_inputs
 
     torch.set_num_threads(threads)
     os.environ.setdefault("MOCAP_THREADS", str(threads))
@@ -134,11 +135,8 @@ def run_bench(checkpoint, engine: Optional[str] = None, device: str = "cpu", fp1
     def full():
         out = eng.run({"img": img})
         with torch.inference_mode():
-            t = {k: torch.from_numpy(out[k]) for k in ("smplx_root_pose", "smplx_body_pose", "smplx_lhand_pose",
-                                                      "smplx_rhand_pose", "smplx_jaw_pose", "smplx_shape",
-                                                      "smplx_expr", "cam_trans")}
-            verts, _ = body(t["smplx_root_pose"], t["smplx_body_pose"], t["smplx_lhand_pose"], t["smplx_rhand_pose"],
-                            t["smplx_jaw_pose"], t["smplx_shape"], t["smplx_expr"])
+            t = {k: torch.from_numpy(v) for k, v in out.items()}
+            verts, _ = body(*network_inputs(t))
             return verts + t["cam_trans"][:, None]
 
     res = time_calls(full, iters, warmup)

@@ -97,6 +97,16 @@ def _install_rigid_transform() -> None:
         smplx.lbs.batch_rigid_transform = rigid_transform_chain
 
 
+#: The network's outputs in the order the SMPL-X layer takes them (:meth:`BodyModel.forward`).
+NETWORK_INPUTS = ("smplx_root_pose", "smplx_body_pose", "smplx_lhand_pose", "smplx_rhand_pose", "smplx_jaw_pose",
+                  "smplx_shape", "smplx_expr")
+
+
+def network_inputs(out: Dict[str, torch.Tensor]) -> list:
+    """The network's outputs (a dict by output name) as the SMPL-X layer's positional inputs."""
+    return [out[k] for k in NETWORK_INPUTS]
+
+
 class BodyModelNotFound(FileNotFoundError):
     pass
 

@@ -18,7 +18,7 @@ from engines.types import Person, SMPLXParams
 
 from . import geometry as G
 from .backends.base import Engine
-from .body_model import BodyModel
+from .body_model import BodyModel, network_inputs
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Predictor:
             return PendingPrediction(lambda: [])
         out = self.engine.run({"img": G.to_input_batch(patches)})
         tt = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
-        verts, joints = self.body_model(*smplx_inputs(tt))
+        verts, joints = self.body_model(*network_inputs(tt))
         trans = tt["cam_trans"]
         verts = (verts + trans[:, None]).numpy() if self.with_mesh else None
         joints = (joints + trans[:, None]).numpy()
@@ -130,19 +130,11 @@ class Predictor:
         return PendingPrediction(lambda: preds)
 
 
-#: Network outputs in the order the SMPL-X layer takes them (:meth:`BodyModel.forward`).
-SMPLX_INPUTS = ("smplx_root_pose", "smplx_body_pose", "smplx_lhand_pose", "smplx_rhand_pose", "smplx_jaw_pose",
-                "smplx_shape", "smplx_expr")
 #: Network output name -> SMPL-X parameter name (official npz keys).
 PARAM_OF_OUTPUT = {"smplx_root_pose": "global_orient", "smplx_body_pose": "body_pose",
                    "smplx_lhand_pose": "left_hand_pose", "smplx_rhand_pose": "right_hand_pose",
                    "smplx_jaw_pose": "jaw_pose", "smplx_shape": "betas", "smplx_expr": "expression",
                    "cam_trans": "transl"}
-
-
-def smplx_inputs(out: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
-    """The network's outputs as the SMPL-X layer's positional inputs."""
-    return [out[k] for k in SMPLX_INPUTS]
 
 
 def params_from_outputs(out: Dict[str, np.ndarray], b: int) -> SMPLXParams:
@@ -229,7 +221,7 @@ class _DevicePath:
         inv = inv.pin_memory().to(self.device, non_blocking=True) if self.cuda else inv
         batch = G.crop_batch_torch(frame, inv)
         out, overflow = self.engine.launch(batch)
-        verts, joints = self._body_call(*smplx_inputs(out))
+        verts, joints = self._body_call(*network_inputs(out))
         trans = out["cam_trans"][:, None]
         names = list(out)
         host = {k: out[k].to("cpu", non_blocking=True) for k in names}
@@ -254,7 +246,7 @@ class _DevicePath:
     @torch.inference_mode()
     def _eager(self, predictor: Predictor, batch: torch.Tensor):
         out = self.engine.forward_tensor(batch)
-        verts, joints = self.body(*smplx_inputs(out))
+        verts, joints = self.body(*network_inputs(out))
         trans = out["cam_trans"][:, None]
         v = (verts + trans).cpu().numpy() if predictor.with_mesh else None
         return {k: t.cpu().numpy() for k, t in out.items()}, v, (joints + trans).cpu().numpy()

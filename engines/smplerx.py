@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import geometry as G
+from .body_model import network_inputs
 from .roi_align import roi_align
 
 NUM_TASK_TOKENS = 31  # shape, cam, expr, jaw, 2 hand (unused), 25 body-pose tokens
@@ -389,9 +390,7 @@ class SMPLerXFull(nn.Module):
 
     def forward(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
         out = self.net(img)
-        verts, joints = self.body_model(
-            out["smplx_root_pose"], out["smplx_body_pose"], out["smplx_lhand_pose"], out["smplx_rhand_pose"],
-            out["smplx_jaw_pose"], out["smplx_shape"], out["smplx_expr"])
+        verts, joints = self.body_model(*network_inputs(out))
         t = out["cam_trans"]
         out["smplx_mesh_cam"] = verts + t[:, None, :]
         out["smplx_joint_cam"] = joints + t[:, None, :]  # all 144 joints, camera space
