@@ -34,7 +34,7 @@ def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------- 3-D viewer
 def test_headless_viewer_screenshot(body, tmp_path):
     verts, faces = body
-    with Open3DViewer(faces, width=320, height=240, headless=True) as viewer:
+    with Open3DViewer(faces, width=320, height=240, headless=True, scene=False) as viewer:
         empty = viewer.screenshot()
         assert empty.shape == (240, 320, 3) and empty.dtype == np.uint8
         assert not changed(empty, empty[:1, :1]).any()  # background only
@@ -67,7 +67,7 @@ def test_every_person_has_their_own_colour(body):
     different hues; the same ids keep the same colours when the order changes."""
     verts, faces = body
     left, right = verts - np.array([0.5, 0.0, 0.0]), verts + np.array([0.5, 0.0, 0.0])
-    with Open3DViewer(faces, width=320, height=240, headless=True) as viewer:
+    with Open3DViewer(faces, width=320, height=240, headless=True, scene=False) as viewer:
         empty = viewer.screenshot()
         viewer.update([left, right], ids=[0, 1])
         shot = viewer.screenshot()
@@ -82,6 +82,30 @@ def test_every_person_has_their_own_colour(body):
         viewer.update([right, left], ids=[1, 0])  # same people, other order: same picture
         again = viewer.screenshot()
         assert np.abs(again.astype(int) - shot.astype(int)).mean() < 1.0
+
+
+def test_scene_has_floor_axes_and_the_camera_image_with_numbers(body):
+    """The 3-D view shows more than the mesh: a floor grid below the feet, the camera's axes, and
+    the camera frame as a backdrop with the numbers written on it."""
+    verts, faces = body
+    with Open3DViewer(faces, width=480, height=360, headless=True, scene=False) as bare:
+        bare.update(verts)
+        mesh_only = bare.screenshot()
+    frame = np.zeros((270, 480, 3), np.uint8)
+    frame[:, :, 2] = 200  # a red camera frame (BGR)
+    camera = ((600.0, 600.0), (240.0, 135.0))
+    with Open3DViewer(faces, width=480, height=360, headless=True) as viewer:
+        viewer.update(verts)
+        with_floor = viewer.screenshot()
+        viewer.update(verts, image=frame, camera=camera, lines=["FPS in 30.0 out 29.8", "latency 12.0 ms"])
+        full = viewer.screenshot()
+    grey_lines = (np.abs(with_floor.astype(int) - mesh_only.astype(int)).sum(-1) > 30)
+    assert grey_lines[int(0.6 * 360):].sum() > 300  # the grid below the person
+    red = (full[:, :, 0] > 150) & (full[:, :, 1] < 80) & (full[:, :, 2] < 80)  # RGB screenshot
+    assert red.sum() > 0.1 * red.size  # the backdrop fills a good part of the view
+    ys, xs = np.nonzero(red)
+    top_left = full[ys.min():ys.min() + 40, xs.min():xs.min() + 120]  # the backdrop's top-left corner
+    assert (top_left.min(-1) > 200).sum() > 50  # white numbers written there
 
 
 def test_viewer_polls_source(body):
@@ -184,3 +208,30 @@ def test_preview_show_without_display(monkeypatch):
     monkeypatch.setattr(cv2, "imshow", must_not_run)
     with pytest.raises(PreviewUnavailable, match="no display"):
         PreviewWindow().show(np.zeros((10, 10, 3), np.uint8))
+
+
+def test_overlay_view_shows_frame_mesh_box_id_and_numbers(body, media_dir):
+    """`--viewer overlay`: the camera frame with the shaded mesh, the person's box and id, and the
+    numbers block (composed headless, as the window shows it)."""
+    from viewers.mesh_overlay import PersonOverlay
+    from viewers.preview import compose_overlay
+
+    verts, faces = body
+    frame = cv2.imread(str(media_dir / "coco_000785_skier.jpg"))
+    h, w = frame.shape[:2]
+    person = Person(4, zero_params(), np.array([200, 20, 240, 400], np.float32),
+                    np.array([220, 30, 200, 380], np.float32), np.array([900.0, 900.0]),
+                    np.array([w / 2, h / 2]), vertices=verts)
+    result = FrameResult(7, 0, (w, h), [person], image=frame)
+    with PersonOverlay(faces) as overlay:
+        out = compose_overlay(result, {"fps_in": 30.0, "fps_out": 29.5}, overlay)
+    assert out.shape == frame.shape
+    diff = np.abs(out.astype(int) - frame.astype(int)).sum(-1) > 40
+    u = verts[:, 0] / verts[:, 2] * 900 + w / 2
+    v = verts[:, 1] / verts[:, 2] * 900 + h / 2
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    assert inside.sum() > 5000
+    assert diff[v[inside].astype(int), u[inside].astype(int)].mean() > 0.8  # the mesh is drawn where it projects
+    assert diff[40:400, 218:223].any(1).mean() > 0.9         # the box's left edge
+    text = out[:60, :200]
+    assert (text.min(-1) > 200).sum() > 30                    # white numbers on the dark block

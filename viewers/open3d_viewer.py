@@ -9,7 +9,12 @@ requires it).
 
 Meshes arrive in the OpenCV camera frame (x right, y down, z forward); they are
 shown rotated 180 degrees about x (Y up, the person facing the viewer), seen from the
-capture camera's side.
+capture camera's side. Around them: a floor grid under the lowest foot (1 m cells with
+0.25 m lines), the capture camera's axes at the origin, and, when :meth:`update` gets the
+frame, the camera image as a backdrop one metre behind the furthest person, placed through
+the first person's camera so that from the capture camera's viewpoint the meshes lie over
+the people in the image; the numbers (FPS, latency, people) and the keys are written on it.
+Keys: Q or Esc quits, R resets the view, P pauses updates.
 
 ``headless=True`` renders offscreen (EGL, no display needed) so tests and servers can
 :meth:`~Open3DViewer.screenshot` or :meth:`~Open3DViewer.capture` the view.
@@ -35,6 +40,21 @@ PERSON_COLORS = ((0.75, 0.75, 0.68), (0.95, 0.55, 0.25), (0.35, 0.65, 0.95), (0.
                  (0.85, 0.4, 0.85), (0.95, 0.85, 0.3))
 
 VerticesLike = Union[None, np.ndarray, Sequence[np.ndarray]]
+
+
+def _write_lines(img: np.ndarray, lines: Sequence[str]) -> None:
+    """White text on dark boxes in the top-left corner of a BGR image (in place)."""
+    import cv2
+
+    scale = max(0.5, img.shape[0] / 900.0)
+    thick = max(1, int(round(scale * 1.5)))
+    y = int(8 * scale)
+    for line in lines:
+        (tw, th), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        cv2.rectangle(img, (4, y), (int(4 + tw + 8 * scale), int(y + th + base + 6 * scale)), (20, 20, 20), -1)
+        cv2.putText(img, line, (int(8 * scale), int(y + th + 3 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thick, cv2.LINE_AA)
+        y += int(th + base + 10 * scale)
 
 
 class ViewerUnavailable(RuntimeError):
@@ -70,7 +90,8 @@ class Open3DViewer:
     """
 
     def __init__(self, faces: np.ndarray, width: int = 960, height: int = 720, headless: bool = False,
-                 source: Optional[Union[Callable[[], object], object]] = None, title: str = "SMPL-X mocap"):
+                 source: Optional[Union[Callable[[], object], object]] = None, title: str = "SMPL-X mocap",
+                 scene: bool = True):
         if not headless and not display_available():
             raise ViewerUnavailable(
                 "no display found ($DISPLAY and $WAYLAND_DISPLAY are unset): the live 3-D viewer "
@@ -89,7 +110,12 @@ class Open3DViewer:
             self._poll = lambda: getter(timeout=0)
         else:
             self._poll = source
-        self._vis = o3d.visualization.Visualizer()
+        self._vis = o3d.visualization.VisualizerWithKeyCallback()
+        self._vis.register_key_callback(ord("Q"), lambda vis: self._request_quit())
+        self._vis.register_key_callback(256, lambda vis: self._request_quit())  # Esc
+        self._vis.register_key_callback(ord("R"), lambda vis: self.reset_view() or False)
+        self._vis.register_key_callback(ord("P"), lambda vis: self._toggle_pause())
+        self._quit = False
         if not self._vis.create_window(window_name=title, width=self.width, height=self.height,
                                        visible=not headless):
             raise ViewerUnavailable("Open3D could not create a window (OpenGL / EGL missing?); "
@@ -102,6 +128,13 @@ class Open3DViewer:
         self._persons = 0
         self._pending_ids: Optional[List[int]] = None
         self._ids: Optional[tuple] = None
+        self._pending_backdrop = None
+        self._backdrop = None
+        self._floor = None
+        self._paused = False
+        self.scene = bool(scene)  # floor grid, axes and backdrop (off: the meshes alone)
+        if self.scene:
+            self._add_axes()
         self._view_set = False
         self._lock = threading.Lock()
         self._pending: Optional[List[np.ndarray]] = None
@@ -109,17 +142,22 @@ class Open3DViewer:
         self._closed = False
 
     # --------------------------------------------------------------- producers
-    def update(self, vertices: VerticesLike, ids: Optional[Sequence[int]] = None) -> None:
+    def update(self, vertices: VerticesLike, ids: Optional[Sequence[int]] = None,
+               image: Optional[np.ndarray] = None, camera: Optional[tuple] = None,
+               lines: Sequence[str] = ()) -> None:
         """Overwrite the newest mesh(es); safe from any thread, never blocks on rendering.
 
         ``vertices``: (N, 3) camera-space array, a list of them (several people), or an
         empty list / None to show nobody. ``ids``: the people's track ids, which pick their
-        colours (default: their order).
+        colours (default: their order). ``image`` (BGR) with ``camera`` = (focal, princpt) of
+        the first person: the backdrop; ``lines``: text written on it (numbers).
         """
         verts = _vertices_of(vertices) or []
         with self._lock:
             self._pending = verts
             self._pending_ids = list(ids) if ids is not None else None
+            if image is not None:
+                self._pending_backdrop = (image, camera, list(lines))
 
     # ---------------------------------------------------------- viewer thread
     def _take(self) -> Optional[List[np.ndarray]]:
@@ -133,8 +171,75 @@ class Open3DViewer:
             verts, self._pending = self._pending, None
         return verts
 
+    def _add_axes(self) -> None:
+        """The capture camera's axes at the origin (x red, y green, z blue; 0.3 m)."""
+        axes = self._o3d.geometry.TriangleMesh.create_coordinate_frame(size=0.3)
+        self._vis.add_geometry(axes, reset_bounding_box=False)
+
+    def _ensure_floor(self, stacked: np.ndarray) -> None:
+        """A floor grid under the lowest point of the first people seen (once)."""
+        if self._floor is not None:
+            return
+        o3d = self._o3d
+        y = float(stacked[:, 1].min())
+        cx, cz = float(np.median(stacked[:, 0])), float(np.median(stacked[:, 2]))
+        half, step = 3.0, 0.25
+        ticks = np.arange(-half, half + 1e-9, step)
+        pts, segs = [], []
+        for k, t in enumerate(ticks):
+            pts += [(cx + t, y, cz - half), (cx + t, y, cz + half), (cx - half, y, cz + t), (cx + half, y, cz + t)]
+            segs += [(4 * k, 4 * k + 1), (4 * k + 2, 4 * k + 3)]
+        grid = o3d.geometry.LineSet(o3d.utility.Vector3dVector(np.asarray(pts)), o3d.utility.Vector2iVector(segs))
+        major = [abs((t / 1.0) - round(t / 1.0)) < 1e-6 for t in ticks]
+        colors = [(0.55, 0.55, 0.6) if major[k] else (0.3, 0.3, 0.34) for k in range(len(ticks)) for _ in range(2)]
+        grid.colors = o3d.utility.Vector3dVector(np.asarray(colors))
+        self._vis.add_geometry(grid, reset_bounding_box=False)
+        self._floor = grid
+
+    def _show_backdrop(self, item, stacked: Optional[np.ndarray]) -> None:
+        """The camera image on a quad behind the people, through the first person's camera."""
+        import cv2
+
+        o3d = self._o3d
+        image, camera, lines = item
+        img = np.ascontiguousarray(image).copy()
+        _write_lines(img, list(lines) + ["Q/Esc quit  R reset view  P pause"])
+        h, w = img.shape[:2]
+        if camera is None:
+            f = 1.2 * max(w, h)
+            camera = ((f, f), (w / 2.0, h / 2.0))
+        (fx, fy), (cx, cy) = camera
+        depth = (float(-stacked[:, 2].min()) + 1.0) if stacked is not None and len(stacked) else 6.0
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+        xyz = np.stack([(corners[:, 0] - cx) / fx * depth, (corners[:, 1] - cy) / fy * depth,
+                        np.full(4, depth)], 1) * FLIP
+        quad = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(xyz),
+                                         o3d.utility.Vector3iVector(np.array([[0, 2, 1], [0, 3, 2]])))
+        uv = np.array([[0, 0], [1, 1], [1, 0], [0, 0], [0, 1], [1, 1]], np.float64)
+        quad.triangle_uvs = o3d.utility.Vector2dVector(uv)
+        quad.triangle_material_ids = o3d.utility.IntVector([0, 0])
+        quad.textures = [o3d.geometry.Image(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))]
+        if self._backdrop is not None:
+            self._vis.remove_geometry(self._backdrop, reset_bounding_box=False)
+        self._vis.add_geometry(quad, reset_bounding_box=False)
+        self._backdrop = quad
+
+    def reset_view(self) -> None:
+        """Back to the capture camera's viewpoint (key R)."""
+        self._view_set = False
+        if self._mesh is not None:
+            self._set_default_view(np.asarray(self._mesh.vertices))
+
     def _show(self, verts: List[np.ndarray]) -> None:
         o3d = self._o3d
+        with self._lock:
+            backdrop, self._pending_backdrop = self._pending_backdrop, None
+        stacked_all = (np.concatenate([np.asarray(v, np.float64).reshape(-1, 3) for v in verts], 0) * FLIP
+                       if verts else None)
+        if stacked_all is not None and self.scene:
+            self._ensure_floor(stacked_all)
+        if backdrop is not None and self.scene:
+            self._show_backdrop(backdrop, stacked_all)
         if not verts:
             if self._mesh is not None:
                 self._vis.remove_geometry(self._mesh, reset_bounding_box=False)
@@ -181,11 +286,21 @@ class Open3DViewer:
         if self._closed:
             return False
         verts = self._take()
-        if verts is not None:
+        if verts is not None and not self._paused:
             self._show(verts)
         alive = self._vis.poll_events()
         self._vis.update_renderer()
+        if self._quit:
+            return False
         return bool(alive) or self.headless
+
+    def _request_quit(self) -> bool:
+        self._quit = True
+        return False
+
+    def _toggle_pause(self) -> bool:
+        self._paused = not self._paused
+        return False
 
     def run(self, stop: Optional[threading.Event] = None, fps: float = 60.0) -> None:
         """Render at up to ``fps`` until the window closes or ``stop`` is set."""

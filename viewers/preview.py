@@ -173,6 +173,19 @@ def compose(result: FrameResult, stats: Optional[Mapping] = None) -> np.ndarray:
     return img
 
 
+def compose_overlay(result: FrameResult, stats: Optional[Mapping], overlay) -> np.ndarray:
+    """The frame with every person's shaded mesh, box and id (``overlay``: a
+    :class:`viewers.mesh_overlay.PersonOverlay`), and the numbers; returns BGR uint8."""
+    if result.image is not None:
+        img = np.ascontiguousarray(result.image)
+    else:
+        w, h = result.image_size
+        img = np.zeros((int(h), int(w), 3), np.uint8)
+    out = overlay(img, result.persons)
+    _draw_text_block(out, stats_lines(result, stats) + ["q/Esc quit"])
+    return out
+
+
 class PreviewWindow:
     """An OpenCV preview window; :meth:`compose` works anywhere, :meth:`show` needs a display."""
 

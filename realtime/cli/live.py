@@ -24,8 +24,11 @@ def register(sub) -> None:
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "tensorrt"],
                    help="inference backend (auto = fastest available)")
     add_stream_args(p)
-    p.add_argument("--viewer", default="auto", choices=["auto", "open3d", "preview", "none"],
-                   help="auto = preview window when a display exists, else none")
+    p.add_argument("--viewer", default="auto", choices=["auto", "open3d", "overlay", "preview", "none"],
+                   help="open3d: 3-D meshes over a floor with the camera image behind them; overlay: the video with "
+                        "the shaded meshes, boxes, ids and numbers; preview: the video with skeletons (lightest); "
+                        "auto (default) = preview when a display exists, else none. Keys: Q/Esc quit, "
+                        "R reset the 3-D view, P pause it")
     p.add_argument("--record", type=Path, default=None, metavar="DIR", help="record the session to DIR")
     p.add_argument("--record-video", action="store_true", help="also store the raw frames in the recording")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
@@ -94,7 +97,7 @@ def cmd_live(args) -> int:
     except (CheckpointError, BodyModelNotFound, RuntimeError) as exc:
         raise UserError(str(exc)) from exc
     # full meshes only for a consumer that draws them (the Open3D viewer); streams need parameters
-    predictor.with_mesh = viewer_kind == "open3d"
+    predictor.with_mesh = viewer_kind in ("open3d", "overlay")
     print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
     body = predictor.body_model
     filt = _filter(args, body)  # before the sinks: a bad setting must not leave a recording behind
@@ -113,7 +116,7 @@ def cmd_live(args) -> int:
         detector.close()
         raise
     pipe = Pipeline(source, predictor, tracker, filt, sinks,
-                    mesh_after_filter=viewer_kind == "open3d" and not args.no_filter)
+                    mesh_after_filter=viewer_kind in ("open3d", "overlay") and not args.no_filter)
 
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
@@ -166,27 +169,45 @@ def _format_summary(s) -> str:
             f"p95 {s['latency_ms_p95']:.1f} ms; detector calls per 100 frames {s['detector_calls_per_100']:.1f}")
 
 
+def viewer_stats(pipe) -> dict:
+    """The numbers the windows show."""
+    st = pipe.status()
+    return {"fps_in": st["in_fps"], "fps_out": st["out_fps"], "drops": st["dropped"],
+            "latency_ms": {k[:-3]: st[k] for k in ("track_ms", "infer_ms", "filter_ms")},
+            "detector calls": st["detector_calls"]}
+
+
 class _PreviewLoop:
-    def __init__(self):
+    """The video with skeletons (``preview``) or with the shaded meshes (``overlay``), boxes, ids and
+    numbers, in an OpenCV window on the main thread."""
+
+    def __init__(self, faces=None, meshes: bool = False):
         from viewers.preview import PreviewUnavailable, PreviewWindow, display_available
 
         if not display_available():  # show() would only fail on the first frame, as a traceback
             raise PreviewUnavailable("no display found ($DISPLAY and $WAYLAND_DISPLAY are unset): "
                                      "the preview window cannot open")
         self.window = PreviewWindow()
+        self.overlay = None
+        if meshes:
+            from viewers.mesh_overlay import PersonOverlay
+
+            self.overlay = PersonOverlay(faces)
 
     def __call__(self, pipe) -> bool:
+        from viewers.preview import compose, compose_overlay
+
         result = pipe.latest.get(timeout=0)
         if result is None:
             return True
-        st = pipe.status()
-        stats = {"fps_in": st["in_fps"], "fps_out": st["out_fps"], "drops": st["dropped"],
-                 "latency_ms": {k[:-3]: st[k] for k in ("track_ms", "infer_ms", "filter_ms")},
-                 "detector calls": st["detector_calls"]}
-        return self.window.show(self.window.compose(result, stats))
+        stats = viewer_stats(pipe)
+        image = compose_overlay(result, stats, self.overlay) if self.overlay is not None else compose(result, stats)
+        return self.window.show(image)
 
     def close(self):
         self.window.close()
+        if self.overlay is not None:
+            self.overlay.close()
 
 
 class _Open3DLoop:
@@ -196,10 +217,14 @@ class _Open3DLoop:
         self.viewer = Open3DViewer(faces)
 
     def __call__(self, pipe) -> bool:
+        from viewers.preview import stats_lines
+
         result = pipe.latest.get(timeout=0)
         if result is not None:  # a frame with nobody clears the mesh instead of freezing the last one
             shown = [p for p in result.persons if p.vertices is not None]
-            self.viewer.update([p.vertices for p in shown], ids=[p.track_id for p in shown])
+            camera = (tuple(shown[0].focal), tuple(shown[0].princpt)) if shown else None
+            self.viewer.update([p.vertices for p in shown], ids=[p.track_id for p in shown], image=result.image,
+                               camera=camera, lines=stats_lines(result, viewer_stats(pipe)))
         return self.viewer.step()
 
     def close(self):
@@ -210,6 +235,8 @@ def _open_viewer(kind: str, faces):
     if kind == "none":
         return None
     try:
-        return _PreviewLoop() if kind == "preview" else _Open3DLoop(faces)
+        if kind in ("preview", "overlay"):
+            return _PreviewLoop(faces, meshes=kind == "overlay")
+        return _Open3DLoop(faces)
     except RuntimeError as exc:  # no display: say how to run without a window
         raise UserError(f"{exc} (use --viewer none to run without a window)") from exc
