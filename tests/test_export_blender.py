@@ -265,3 +265,38 @@ def test_glb_with_many_influences_validates(validator, take, tmp_path, smplx_dir
     report = validator(out)
     assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
     assert report["info"]["maxInfluences"] == 8
+
+
+def test_fbx_file_settings_for_game_engines(bpy, take, tmp_path):
+    """The raw FBX records that Unity and Unreal read (through Blender's low-level FBX parser, not its
+    importer): y up, z front, x right; unit scale 100 cm (1 unit = 1 m); the take's frame rate; the
+    armature node with no rotation and scale 1; 55 limb nodes and no leaf (``*_end``) bones; the
+    expression blend-shape channels."""
+    from io_scene_fbx import parse_fbx
+
+    out = tmp_path / "take.fbx"
+    _convert(take, out)
+    root, _version = parse_fbx.parse(str(out))
+
+    def child(elem, name):
+        return next(e for e in elem.elems if e.id == name)
+
+    def props(elem):
+        return {p.props[0].decode(): p.props[4:] for p in child(elem, b"Properties70").elems}
+
+    settings = props(child(root, b"GlobalSettings"))
+    assert [settings[k][0] for k in ("UpAxis", "UpAxisSign", "FrontAxis", "FrontAxisSign", "CoordAxis",
+                                     "CoordAxisSign")] == [1, 1, 2, 1, 0, 1]
+    assert settings["UnitScaleFactor"][0] == pytest.approx(100.0)
+    assert settings["CustomFrameRate"][0] == pytest.approx(FPS)
+    objects = child(root, b"Objects")
+    models = {m.props[1].split(b"\x00")[0].decode(): (m.props[2].decode(), m) for m in objects.elems
+              if m.id == b"Model"}
+    limbs = sorted(name for name, (kind, _) in models.items() if kind == "LimbNode")
+    assert limbs == sorted(JOINT_NAMES)  # no *_end leaf bones
+    armature = props(models["SMPLX"][1])
+    assert armature["Lcl Rotation"] == pytest.approx([0, 0, 0], abs=1e-4)
+    assert armature.get("Lcl Scaling", [1, 1, 1]) == pytest.approx([1, 1, 1])
+    shapes = [g.props[1].split(b"\x00")[0].decode() for g in objects.elems
+              if g.id == b"Deformer" and g.props[2] == b"BlendShapeChannel"]
+    assert shapes == list(EXPRESSION_NAMES)

@@ -2,7 +2,8 @@
 
 Rules (the README's "Animate a character" states them too):
 
-* Output frame ``k`` is at ``k / fps`` seconds from the start of the take.
+* Output frame ``k`` is at ``k / fps`` seconds from the start of the take, up to the frame
+  nearest the end of the take.
 * Between two samples at most ``max_gap`` seconds apart, rotations are interpolated by
   slerp and vectors linearly.
 * Across a longer gap (the person was not seen), the last seen pose is **held** until the
@@ -23,8 +24,9 @@ MAX_GAP = 0.5
 
 
 def frame_times(duration: float, fps: float) -> np.ndarray:
-    """Times of the output frames: ``k / fps`` for every k with ``k / fps <= duration``."""
-    n = int(np.floor(max(0.0, duration) * fps + 1e-6)) + 1
+    """Times of the output frames: ``k / fps`` from 0 to the frame nearest ``duration`` (a take
+    captured at about ``fps`` keeps its number of frames despite timestamp jitter)."""
+    n = int(np.floor(max(0.0, duration) * fps + 0.5)) + 1
     return np.arange(n, dtype=np.float64) / fps
 
 
