@@ -6,7 +6,9 @@ translation) is recorded with the real Recorder (capture timestamps with a littl
 resampling runs), then converted to each format the way ``mocap convert`` does it, end to end in
 this process (reading the recording, loading the SMPL-X model, resampling, writing the file). The
 SMPL-X file is the synthetic stand-in (same array shapes, so the same cost). Each format is run
-``--repeat`` times; the table shows the median and the spread, and a split of the median run.
+``--repeat`` times; the table shows the median wall time and the spread, the process CPU time
+(all threads; less sensitive than wall time to other work on a shared machine) and a split of
+the median run.
 
 Usage: .venv/bin/python scripts/bench_convert.py [--frames 1800] [--repeat 3] [--formats npz,bvh,glb,fbx]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +53,7 @@ def stages(rec: Path, body_models: Path, fmt: str, out: Path):
     from realtime.animation.skeleton import open_body_model, shaped_body
     from realtime.animation.take import load_take
 
+    c0 = time.process_time()
     t0 = time.perf_counter()
     take = load_take(rec)
     t1 = time.perf_counter()
@@ -62,7 +66,8 @@ def stages(rec: Path, body_models: Path, fmt: str, out: Path):
     write_atomic(f, motion, out, body.mesh if f.needs_mesh else None)
     t4 = time.perf_counter()
     return {"read": t1 - t0, "body model": t2 - t1, "resample + place": t3 - t2, "write": t4 - t3,
-            "total": t4 - t0, "frames": motion.n_frames, "bytes": out.stat().st_size}
+            "total": t4 - t0, "cpu": time.process_time() - c0, "frames": motion.n_frames,
+            "bytes": out.stat().st_size}
 
 
 def main() -> int:
@@ -87,15 +92,23 @@ def main() -> int:
         print(f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"load average before {os.getloadavg()[0]:.2f}")
         print(f"take: {args.frames} frames at {args.fps:g} fps, recording {(rec / 'frames.bin').stat().st_size / 1e6:.1f} MB")
-        print("| format | total (median) | min / max | read | body model | resample + place | write | file |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| format | wall (median) | min / max | CPU time | read | body model | resample + place | write | file "
+              "| `mocap convert` command, wall |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for fmt in args.formats.split(","):
             runs = [stages(rec, tmp / "body_models", fmt, tmp / f"take.{fmt}") for _ in range(args.repeat)]
             runs.sort(key=lambda r: r["total"])
             med = runs[len(runs) // 2]
+            t = time.perf_counter()  # the whole command once: interpreter, imports (torch, smplx, bpy) included
+            subprocess.run([str(Path(sys.executable).with_name("mocap")), "convert", str(rec), "--out",
+                            str(tmp / f"cli.{fmt}"), "--body-models", str(tmp / "body_models")],
+                           check=True, capture_output=True)
+            cli = time.perf_counter() - t
             print(f"| {fmt} | **{med['total']:.2f} s** | {runs[0]['total']:.2f} / {runs[-1]['total']:.2f} s | "
+                  f"{med['cpu']:.2f} s | "
                   f"{med['read']:.2f} s | {med['body model']:.2f} s | {med['resample + place']:.2f} s | "
-                  f"{med['write']:.2f} s | {med['bytes'] / 1e6:.1f} MB, {med['frames']} frames |", flush=True)
+                  f"{med['write']:.2f} s | {med['bytes'] / 1e6:.1f} MB, {med['frames']} frames | {cli:.2f} s |",
+                  flush=True)
         print(f"load average after {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -104,7 +104,7 @@ def load_recording_take(path: Path) -> Take:
                      "are converted")
     if not rec.frames:
         raise UserError(f"the recording {path} holds no intact frame: nothing to convert")
-    t0 = rec.frames[0].t_capture_ns
+    t0 = min(f.t_capture_ns for f in rec.frames)
     samples: Dict[int, List[Tuple[float, SMPLXParams]]] = {}
     for frame in rec.frames:
         t = (frame.t_capture_ns - t0) * 1e-9
@@ -142,7 +142,9 @@ def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
     recorded_fps = float(recorded_fps) if isinstance(recorded_fps, (int, float)) and recorded_fps > 0 else None
     if numbered:
         frame_of = {stem: int(stem) for stem, _, _ in files}
-        first = int(info.get("first_frame", 1)) if info else min(frame_of.values())
+        first = min(frame_of.values())
+        if info:  # a video's frame n is at (n - first_frame) / fps, also when nobody was seen in its first frames
+            first = min(first, int(info.get("first_frame", 1)))
     else:  # mocap image results: one frame per image, in file name order
         stems = sorted({stem for stem, _, _ in files})
         frame_of = {stem: k for k, stem in enumerate(stems)}
