@@ -103,12 +103,13 @@ def _build_scene(bpy, motion: Motion, mesh: RestMesh) -> None:
         for value in np.unique(w[w > 0]):
             group.add(np.flatnonzero(w == value).tolist(), float(value), "REPLACE")
     obj.shape_key_add(name="Basis", from_mix=False)
-    expr_lo = float(min(-1.0, np.floor(motion.expression.min()))) if motion.n_frames else -1.0
-    expr_hi = float(max(1.0, np.ceil(motion.expression.max()))) if motion.n_frames else 1.0
+    # shape-key sliders clamp animated values: open them to the take's range (Blender allows -10..10)
+    lo = max(-10.0, min(-1.0, float(np.floor(motion.expression.min()))))
+    hi = min(10.0, max(1.0, float(np.ceil(motion.expression.max()))))
     for e in range(NUM_EXPRESSION):
         kb = obj.shape_key_add(name=EXPRESSION_NAMES[e], from_mix=False)
         kb.data.foreach_set("co", (mesh.vertices + mesh.expression_dirs[:, :, e]).astype(np.float32).ravel())
-        kb.slider_min, kb.slider_max = max(-10.0, expr_lo), min(10.0, expr_hi)
+        kb.slider_min, kb.slider_max = lo, hi
 
     frames = np.arange(motion.n_frames, dtype=np.float64)
     action = bpy.data.actions.new("take")
