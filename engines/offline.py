@@ -4,7 +4,8 @@ Per frame and person (``<stem>_<person>``): ``smplx/*.npz`` (official keys and s
 ``meta/*.json`` (focal, princpt, bbox (processed, xywh), bbox_detector (raw, xywh), the
 person's ``track_id`` and the detector ``score``), optional ``mesh/*.obj``; per frame
 ``overlay/<stem>.jpg`` with the meshes rendered through the full-frame camera; for videos
-also ``overlay.mp4``.
+also ``overlay.mp4`` and ``video.json`` (the video's frame rate, so that the folder can be
+turned into an animation at the right speed; see :func:`read_video_info`).
 
 Every person found is processed, in one batched network call per frame. In images, people
 are numbered by decreasing box size (``<stem>_0`` is the largest: the official single-person
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,32 @@ OverlayFn = Callable[[np.ndarray, Sequence], np.ndarray]
 
 
 log = logging.getLogger(__name__)
+
+#: Written by ``mocap video`` next to ``smplx/``: ``{"fps": float or null, "first_frame": 1,
+#: "frame_count": int or null, "source": path}``. Frame ``n`` (file ``<n:05d>_<person>``) is at
+#: ``(n - first_frame) / fps`` seconds into the video.
+VIDEO_INFO_FILE = "video.json"
+
+
+def write_video_info(out_dir: Path, fps: Optional[float], frame_count: Optional[int], source: str) -> None:
+    """Write :data:`VIDEO_INFO_FILE` atomically (``fps`` None when the container does not say)."""
+    info = {"fps": float(fps) if fps and math.isfinite(fps) and fps > 0 else None, "first_frame": 1,
+            "frame_count": int(frame_count) if frame_count else None, "source": source}
+    path = Path(out_dir) / VIDEO_INFO_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_video_info(out_dir: Path) -> Optional[Dict]:
+    """The :data:`VIDEO_INFO_FILE` of a result folder, or None if it has none (or it is unreadable)."""
+    path = Path(out_dir) / VIDEO_INFO_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
 
 @dataclass
 class RunStats:
@@ -171,11 +200,13 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise IOError(f"cannot open video {path} (unsupported format or corrupt file)")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    container_fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = container_fps or 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     if max_frames:
         total = min(total or max_frames, max_frames)
     writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
+    write_video_info(out_dir, container_fps, total, str(path))
     render = overlay
     video = None
     stats = RunStats()

@@ -3,7 +3,9 @@
 * :func:`write_synthetic_smplx` writes an ``SMPLX_NEUTRAL.npz`` with the real array
   names, shapes and kinematic tree, and a crude tube-shaped "person" so that renders
   show a body-like silhouette. It is **not** the SMPL-X model: shapes, pose
-  correctives and landmarks are random. Use it for tests and benchmarks only.
+  correctives and landmarks are random (expressions, as in SMPL-X, move only the head).
+  Use it for tests and benchmarks only.
+* :func:`synthetic_take` makes a smooth whole-body take in SMPLer-X's output layout.
 * Random-weight checkpoints in the official layout live in
   :mod:`engines.checkpoints` (``write_random_checkpoint``).
 """
@@ -98,6 +100,7 @@ def write_synthetic_smplx(path: Union[str, Path], seed: int = 0) -> Path:
         n += len(v)
     head_v, head_f = _tube(joints[15] + np.array([0, -0.02, 0]), joints[15] + np.array([0, 0.22, 0]), 0.09, 8, 12)
     verts.append(head_v)
+    face_vertices = np.arange(n, n + len(head_v))  # expressions move only these, as SMPL-X's move only the face
     faces.append(head_f + n)
     weights_idx += [15] * len(head_v)
     n += len(head_v)
@@ -121,11 +124,15 @@ def write_synthetic_smplx(path: Union[str, Path], seed: int = 0) -> Path:
     kintree = np.stack([PARENTS.copy(), np.arange(NUM_JOINTS)]).astype(np.int64)
     kintree[0, 0] = 4294967295  # as in the released files (uint32 -1)
     comps = np.linalg.qr(rng.standard_normal((45, 45)))[0]
+    shapedirs = rng.standard_normal((NUM_VERTICES, 3, 400)) * 1e-3
+    body_only = np.ones(NUM_VERTICES, bool)
+    body_only[face_vertices] = False
+    shapedirs[body_only, :, 300:] = 0.0
     np.savez(
         path,
         v_template=verts.astype(np.float64),
         f=faces.astype(np.uint32),
-        shapedirs=(rng.standard_normal((NUM_VERTICES, 3, 400)) * 1e-3).astype(np.float32),
+        shapedirs=shapedirs.astype(np.float32),
         posedirs=(rng.standard_normal((NUM_VERTICES, 3, 486)) * 1e-4).astype(np.float32),
         J_regressor=j_reg,
         weights=weights,
@@ -140,3 +147,44 @@ def write_synthetic_smplx(path: Union[str, Path], seed: int = 0) -> Path:
         dynamic_lmk_bary_coords=np.full((79, 17, 3), 1.0 / 3.0),
     )
     return path
+
+
+def synthetic_take(n_frames: int, fps: float = 30.0, seed: int = 0):
+    """A smooth whole-body take as SMPLer-X would output it (official keys and shapes, camera frame).
+
+    A person about 3 m in front of a level camera, upright and facing it, turning, walking
+    sideways and to and fro, moving every body joint, both hands (poses relative to the hand
+    mean, as predicted), the jaw and the expression; betas constant. Returns a list of dicts
+    (one per frame) of float32 arrays. For tests and benchmarks.
+    """
+    from .types import PARAM_SHAPES
+
+    rng = np.random.default_rng(seed)
+    axes = rng.standard_normal((51, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    freq = rng.uniform(0.2, 0.8, 51)
+    phase = rng.uniform(0, 2 * np.pi, 51)
+    betas = (rng.standard_normal(10) * 0.5).astype(np.float32)
+    expr_phase = rng.uniform(0, 2 * np.pi, 10)
+    out = []
+    for k in range(n_frames):
+        t = k / fps
+        yaw = 0.6 * np.sin(2 * np.pi * 0.25 * t)
+        # Rx(180) @ Ry(yaw) (upright, facing the camera, turning) is a half turn about (cos, 0, sin)(yaw/2)
+        global_orient = np.pi * np.array([np.cos(yaw / 2), 0.0, np.sin(yaw / 2)])
+        amp = 0.35 * np.sin(2 * np.pi * freq * t + phase)
+        joint_aa = axes * amp[:, None]
+        params = {
+            "global_orient": global_orient,
+            "body_pose": joint_aa[:21],
+            "left_hand_pose": joint_aa[21:36] * 1.2,
+            "right_hand_pose": joint_aa[36:51] * 1.2,
+            "jaw_pose": np.array([0.15 + 0.12 * np.sin(2 * np.pi * 0.7 * t), 0.0, 0.0]),
+            "leye_pose": np.zeros(3), "reye_pose": np.zeros(3),
+            "betas": betas,
+            "expression": 1.2 * np.sin(2 * np.pi * 0.3 * t + expr_phase),
+            "transl": np.array([0.6 * np.sin(2 * np.pi * 0.2 * t), 0.25 + 0.05 * np.sin(2 * np.pi * 0.5 * t),
+                                3.0 + 0.5 * np.cos(2 * np.pi * 0.15 * t)]),
+        }
+        out.append({key: np.asarray(v, np.float32).reshape(PARAM_SHAPES[key]) for key, v in params.items()})
+    return out

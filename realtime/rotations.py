@@ -123,3 +123,37 @@ def rot6d_to_matrix(r6: np.ndarray) -> np.ndarray:
     b2 = a2 / np.maximum(np.linalg.norm(a2, axis=-1, keepdims=True), _EPS)
     b3 = np.cross(b1, b2)
     return np.stack([b1, b2, b3], axis=-1)
+
+
+def matrix_to_euler_zyx(m: np.ndarray) -> np.ndarray:
+    """Angles ``(z, y, x)`` (radians) with ``m = Rz(z) @ Ry(y) @ Rx(x)``.
+
+    This is the order of a BVH channel list ``Zrotation Yrotation Xrotation``. At the
+    singularity (``y = ±90°``) ``x`` is set to 0.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    sy = np.clip(-m[..., 2, 0], -1.0, 1.0)
+    y = np.arcsin(sy)
+    cy = np.sqrt(m[..., 2, 1] ** 2 + m[..., 2, 2] ** 2)
+    regular = cy > 1e-9
+    x = np.where(regular, np.arctan2(m[..., 2, 1], m[..., 2, 2]), 0.0)
+    z = np.where(regular, np.arctan2(m[..., 1, 0], m[..., 0, 0]), np.arctan2(-m[..., 0, 1], m[..., 1, 1]))
+    return np.stack([z, y, x], axis=-1)
+
+
+def euler_zyx_continuous(angles: np.ndarray) -> np.ndarray:
+    """Make a sequence of ZYX Euler triples (T, ..., 3) continuous over its first axis.
+
+    Each frame gets, of the equivalent triples ``(z, y, x)`` and ``(z + pi, pi - y, x + pi)``
+    plus multiples of 2*pi, the one closest to the previous frame, so that players which
+    interpolate Euler angles never turn the long way round.
+    """
+    a = np.array(angles, dtype=np.float64, copy=True)
+    two_pi = 2.0 * np.pi
+    for t in range(1, a.shape[0]):
+        z, y, x = a[t][..., 0], a[t][..., 1], a[t][..., 2]
+        cands = np.stack([a[t], np.stack([z + np.pi, np.pi - y, x + np.pi], axis=-1)])
+        cands = cands + two_pi * np.round((a[t - 1] - cands) / two_pi)
+        cost = np.sum((cands - a[t - 1]) ** 2, axis=-1)
+        a[t] = np.where((cost[1] < cost[0])[..., None], cands[1], cands[0])
+    return a

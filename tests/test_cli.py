@@ -85,6 +85,12 @@ def test_video_end_to_end_overlay_shows_mesh(tmp_path, media_dir, centred_ckpt, 
     n_frames = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
     npzs = sorted((out / "smplx").glob("*.npz"))
     assert [p.stem for p in npzs] == [f"{i:05d}_0" for i in range(1, n_frames + 1)]  # a person in every frame
+    info = json.loads((out / "video.json").read_text())
+    assert info["fps"] == pytest.approx(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FPS))
+    # the folder turns into an animation at the video's rate without --fps (random weights: plumbing only)
+    assert main(["convert", str(out), "--out", str(tmp_path / "walk.bvh"), "--body-models", str(smplx_dir)]) == 0
+    bvh = (tmp_path / "walk.bvh").read_text()
+    assert f"Frames: {n_frames}\n" in bvh and f"Frame Time: {1 / info['fps']:.8f}" in bvh
     cap = cv2.VideoCapture(str(out / "overlay.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n_frames
     # the rendered mesh is where the projected SMPL-X vertices are (random weights: wherever that is)
@@ -161,5 +167,5 @@ def test_console_script_runs(tmp_path):
         pytest.skip("console script not installed in this environment")
     res = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0
-    for cmd in ("image", "video", "weights", "live", "replay"):
+    for cmd in ("image", "video", "weights", "live", "replay", "convert"):
         assert cmd in res.stdout

@@ -16,7 +16,8 @@ def register(sub) -> None:
     add_stream_args(r)
     r.add_argument("--body-models", default=None, metavar="DIR", help="SMPL-X model directory (for VMC rest offsets)")
     r.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
-    r.add_argument("--fps", type=float, default=30.0, help="frame rate of official result folders")
+    r.add_argument("--fps", type=float, default=None,
+                   help="frame rate of official result folders (default: the folder's video.json, else 30)")
     r.add_argument("--loop", action="store_true")
     r.set_defaults(func=cmd_replay)
 
@@ -34,11 +35,16 @@ def cmd_replay(args) -> int:
             body = BodyModel(args.body_models)
         except BodyModelNotFound as exc:
             raise UserError(f"{exc} (VMC output needs the body model for bone offsets; or pass --osc none)") from exc
+    fps = args.fps
+    if fps is None:
+        from engines.offline import read_video_info
+
+        fps = (read_video_info(args.path) or {}).get("fps") or 30.0
     sinks = make_sinks(args, body)
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        stats = replay(args.path, sinks, speed=args.speed, loop=args.loop, stop_event=stop, fps=args.fps)
+        stats = replay(args.path, sinks, speed=args.speed, loop=args.loop, stop_event=stop, fps=fps)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from exc
     finally:

@@ -1,0 +1,204 @@
+"""A take: what a recording or a result folder holds, as one time series per person.
+
+Two inputs are understood:
+
+* a recording of ``mocap live --record`` (format: :mod:`realtime.recording`): times are the
+  capture timestamps, people are told apart by their track id. A truncated recording is read
+  up to its last intact frame, and what was lost is said in :attr:`Take.notes`.
+* a result folder of ``mocap video`` / ``mocap image``: ``DIR/smplx/<frame>_<id>.npz`` in
+  the official layout. Frame ``n`` of a video is at ``(n - 1) / fps`` seconds; ``fps`` is
+  read from the folder's ``video.json`` (written by ``mocap video``) unless given. Files whose
+  frame part is not a number (``mocap image`` results) are taken one frame each, in file
+  name order. Unreadable files are skipped and named in the notes.
+
+Parameters stay as SMPLer-X gives them (camera frame, hand poses relative to the hand mean);
+:mod:`realtime.animation.motion` turns them into an animation.
+"""
+from __future__ import annotations
+
+import logging
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from engines.errors import UserError
+from engines.types import PARAM_SHAPES, PREDICTED_KEYS, SMPLXParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PersonTrack:
+    """One person's parameters at the moments they were seen (times increasing)."""
+
+    person_id: int
+    times: np.ndarray                 # (N,) seconds from the start of the take
+    params: Dict[str, np.ndarray]     # official key -> (N, *official shape) float64
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+@dataclass
+class Take:
+    source: Path
+    kind: str                         # "recording" or "results"
+    #: Seconds from the first to the last frame of the take (anyone seen or not).
+    duration: float
+    #: The source's own frame rate, when it records one.
+    frame_rate: Optional[float]
+    persons: Dict[int, PersonTrack]
+    #: Things the user should know: what was lost or assumed while reading.
+    notes: List[str] = field(default_factory=list)
+
+
+def _stack(person_id: int, samples: Sequence[Tuple[float, SMPLXParams]]) -> PersonTrack:
+    samples = sorted(samples, key=lambda s: s[0])
+    times = np.array([t for t, _ in samples], np.float64)
+    keep = np.concatenate([[True], np.diff(times) > 0])  # one sample per moment
+    params = {k: np.stack([np.asarray(getattr(p, k), np.float64).reshape(PARAM_SHAPES[k]) for _, p in samples])[keep]
+              for k in PREDICTED_KEYS}
+    return PersonTrack(person_id=person_id, times=times[keep], params=params)
+
+
+def _tracks(samples: Dict[int, List[Tuple[float, SMPLXParams]]]) -> Dict[int, PersonTrack]:
+    return {pid: _stack(pid, s) for pid, s in sorted(samples.items())}
+
+
+def is_recording(path: Path) -> bool:
+    from ..recording import FRAMES_FILE
+
+    return (path.is_file() and path.name == FRAMES_FILE) or (path / FRAMES_FILE).is_file()
+
+
+def results_dir(path: Path) -> Optional[Path]:
+    """The ``smplx`` folder of a result folder (given as the folder or its ``smplx``), or None."""
+    if (path / "smplx").is_dir():
+        return path / "smplx"
+    if path.name == "smplx" and path.is_dir():
+        return path
+    return None
+
+
+def load_recording_take(path: Path) -> Take:
+    from ..recording import load_recording
+
+    try:
+        rec = load_recording(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read the recording {path}: {exc}") from None
+    notes: List[str] = []
+    recorded = rec.meta.get("num_frames") if rec.meta.get("complete") else None
+    if rec.truncated:
+        if recorded:
+            notes.append(f"the recording ends in a damaged record: {len(rec.frames)} of {recorded} frames "
+                         f"are intact and converted, {recorded - len(rec.frames)} are lost")
+        else:
+            notes.append(f"the recording ends in an incomplete record (the session did not close cleanly): "
+                         f"the {len(rec.frames)} intact frames are converted, anything after them is lost")
+    elif not rec.meta.get("complete", True):
+        notes.append("the recording was not closed cleanly (meta.json says incomplete); all its intact frames "
+                     "are converted")
+    if not rec.frames:
+        raise UserError(f"the recording {path} holds no intact frame: nothing to convert")
+    t0 = min(f.t_capture_ns for f in rec.frames)
+    samples: Dict[int, List[Tuple[float, SMPLXParams]]] = {}
+    for frame in rec.frames:
+        t = (frame.t_capture_ns - t0) * 1e-9
+        for person in frame.persons:
+            samples.setdefault(int(person.track_id), []).append((t, person.params))
+    duration = max((f.t_capture_ns - t0) * 1e-9 for f in rec.frames)
+    fps = rec.meta.get("fps")
+    fps = float(fps) if isinstance(fps, (int, float)) and fps > 0 else None
+    return Take(source=Path(path), kind="recording", duration=duration, frame_rate=fps,
+                persons=_tracks(samples), notes=notes)
+
+
+def _read_params(npz: Path) -> SMPLXParams:
+    with np.load(npz) as data:
+        return SMPLXParams.from_dict({k: data[k] for k in PREDICTED_KEYS})
+
+
+def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
+    from engines.offline import read_video_info
+
+    smplx_dir = results_dir(path)
+    if smplx_dir is None:
+        raise UserError(f"{path} has no smplx/ folder of results")
+    files: List[Tuple[str, int, Path]] = []
+    for f in sorted(smplx_dir.glob("*.npz")):
+        stem, _, pid = f.stem.rpartition("_")
+        if stem and pid.isdigit():
+            files.append((stem, int(pid), f))
+    if not files:
+        raise UserError(f"{smplx_dir} holds no <frame>_<person>.npz result files")
+    notes: List[str] = []
+    info = read_video_info(smplx_dir.parent) or {}
+    numbered = all(stem.isdigit() for stem, _, _ in files)
+    recorded_fps = info.get("fps")
+    recorded_fps = float(recorded_fps) if isinstance(recorded_fps, (int, float)) and recorded_fps > 0 else None
+    if numbered:
+        frame_of = {stem: int(stem) for stem, _, _ in files}
+        first = min(frame_of.values())
+        if info:  # a video's frame n is at (n - first_frame) / fps, also when nobody was seen in its first frames
+            first = min(first, int(info.get("first_frame", 1)))
+    else:  # mocap image results: one frame per image, in file name order
+        stems = sorted({stem for stem, _, _ in files})
+        frame_of = {stem: k for k, stem in enumerate(stems)}
+        first = 0
+        if len(stems) > 1:
+            notes.append(f"{len(stems)} image results taken as consecutive frames in file name order")
+    if fps is not None:
+        if recorded_fps is not None and abs(fps - recorded_fps) > 1e-6:
+            notes.append(f"--fps {fps:g} overrides the folder's recorded {recorded_fps:g} fps")
+        rate = float(fps)
+    elif recorded_fps is not None:
+        rate = recorded_fps
+    elif len(frame_of) > 1:
+        raise UserError(f"{smplx_dir.parent} does not record its frame rate (no video.json with fps): "
+                        f"pass --fps F (the frame rate of the video it came from)")
+    else:
+        rate = 30.0  # a single frame: the rate does not matter
+    samples: Dict[int, List[Tuple[float, SMPLXParams]]] = {}
+    bad: List[str] = []
+    for stem, pid, f in files:
+        try:
+            params = _read_params(f)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            log.debug("unreadable %s: %s", f, exc)
+            bad.append(f.name)
+            continue
+        samples.setdefault(pid, []).append(((frame_of[stem] - first) / rate, params))
+    if bad:
+        notes.append(f"{len(bad)} unreadable result file(s) skipped: {', '.join(bad[:5])}"
+                     + (" ..." if len(bad) > 5 else ""))
+    if not samples:
+        raise UserError(f"no readable result file in {smplx_dir}")
+    return Take(source=Path(path), kind="results", duration=(max(frame_of.values()) - first) / rate,
+                frame_rate=rate, persons=_tracks(samples), notes=notes)
+
+
+def load_take(path: Union[str, Path], fps: Optional[float] = None) -> Take:
+    """Read a recording or a result folder (see the module docstring).
+
+    ``fps`` is the frame rate of a result folder (overrides its ``video.json``); it is not
+    used for recordings, which carry capture timestamps.
+    """
+    path = Path(path)
+    if fps is not None and not fps > 0:
+        raise UserError(f"--fps must be > 0, got {fps:g}")
+    if not path.exists():
+        raise UserError(f"{path} does not exist")
+    if is_recording(path):
+        take = load_recording_take(path)
+    elif results_dir(path) is not None:
+        take = load_results_take(path, fps)
+    else:
+        raise UserError(f"{path} is neither a recording (meta.json + frames.bin) "
+                        f"nor a result folder of mocap video / mocap image (smplx/*.npz)")
+    if not take.persons:
+        raise UserError(f"nobody was seen in {path}: nothing to convert")
+    return take

@@ -1,0 +1,41 @@
+"""``mocap convert``: a recorded take to an animation file (SMPL-X add-on npz, BVH, GLB, FBX)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="a recording or a `mocap video`/`mocap image` result folder to an "
+                                       "animation file: npz (SMPL-X Blender add-on), BVH, GLB or FBX")
+    p.add_argument("input", type=Path, help="recording directory (mocap live --record) or result folder (smplx/)")
+    p.add_argument("--to", choices=["npz", "bvh", "glb", "fbx"], default=None,
+                   help="output format (default: from the --out suffix); fbx needs the [blender] extra")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="output file; with several people one file each, FILE's stem + _<id>")
+    p.add_argument("--person", type=int, default=None, metavar="ID", help="convert only this person (track id)")
+    p.add_argument("--fps", type=float, default=None, metavar="F",
+                   help="frame rate of a result folder (default: its video.json); for a recording, the output "
+                        "frame rate (default: the recording's, else 30)")
+    p.add_argument("--body-models", default=None, metavar="DIR",
+                   help="directory holding smplx/SMPLX_NEUTRAL.npz (default: $MOCAP_BODY_MODELS or the cache)")
+    p.add_argument("--place", choices=["floor", "camera"], default="floor",
+                   help="floor (default): start above the origin, feet on y=0; camera: keep the camera frame "
+                        "(camera at the origin looking down -z)")
+    p.add_argument("--max-gap", type=float, default=0.5, metavar="S",
+                   help="interpolate across gaps up to S seconds where the person was not seen; longer gaps "
+                        "hold the last seen pose (default 0.5)")
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args) -> int:
+    from realtime.animation.convert import convert
+
+    report = convert(args.input, args.out, to=args.to, person=args.person, fps=args.fps,
+                     body_models=args.body_models, place=args.place, max_gap=args.max_gap)
+    for line in report.warnings:
+        print(f"mocap convert: warning: {line}", file=sys.stderr)
+    for w in report.files:
+        print(f"mocap convert: person {w.person_id}: {w.frames} frame(s) at {w.fps:g} fps "
+              f"({(w.frames - 1) / w.fps:.2f} s) -> {w.path}")
+    return 0
