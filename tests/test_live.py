@@ -239,20 +239,24 @@ def test_open3d_loop_clears_the_mesh_when_nobody_is_left():
         def __init__(self):
             self.updates = []
 
-        def update(self, vertices):
+        def update(self, vertices, **frame):
             self.updates.append(vertices)
+            self.frames = getattr(self, "frames", []) + [frame]
 
         def step(self):
             return True
 
     loop = live._Open3DLoop.__new__(live._Open3DLoop)
     loop.viewer = FakeViewer()
-    pipe = SimpleNamespace(latest=LatestSlot())
+    status = {"in_fps": 30.0, "out_fps": 29.0, "dropped": 0, "track_ms": 0.5, "infer_ms": 4.0, "filter_ms": 0.8,
+              "detector_calls": 1}
+    pipe = SimpleNamespace(latest=LatestSlot(), status=lambda: status)
     params = SMPLXParams.from_dict({k: np.zeros(s, np.float32) for k, s in PARAM_SHAPES.items()})
     person = Person(0, params, np.zeros(4), np.zeros(4), np.ones(2), np.ones(2), vertices=np.ones((10, 3)))
     pipe.latest.put(FrameResult(0, 0, (64, 48), [person]))
     assert loop(pipe)
     assert len(loop.viewer.updates[-1]) == 1
+    assert loop.viewer.frames[-1]["ids"] == [0] and any("FPS in 30.0" in line for line in loop.viewer.frames[-1]["lines"])
     pipe.latest.put(FrameResult(1, 0, (64, 48), []))
     assert loop(pipe)
     assert loop.viewer.updates[-1] == []  # the person left: the viewer shows nobody
