@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 #: Stage timestamps, in order; each stage's time is measured from the previous one (the first
 #: from the capture): "wait" = in the newest-frame slot until the engine thread is free;
 #: "track" = detector/tracker; "infer" = crops, network and SMPL-X layer until the result is on
-#: the host; "hold" = result waiting while the worker started the next frame (overlap, GPU only);
+#: the host, and the tracker learning from it; "hold" = result waiting while the worker started the next frame (overlap, GPU only);
 #: "filter" = One-Euro (and mesh, when a viewer needs it); "send" = handing the result to the sinks.
 STAGES = ("wait", "track", "infer", "hold", "filter", "send")
 
@@ -218,7 +218,6 @@ class Pipeline:
     def _complete(self, job: "_InFlight") -> None:
         """Wait for the predictions; the tracker learns where everyone is for the next frame."""
         preds = job.pending.result() if job.pending is not None else []
-        job.t["infer"] = time.perf_counter_ns()
         by_target = {p.person.track_id: p.person for p in preds}  # the predictor numbers people by box index
         results = []
         for i in range(len(job.targets)):
@@ -233,6 +232,7 @@ class Pipeline:
                 person.track_id = ids.get(target.track_id, target.track_id)
                 persons.append(person)
         job.persons = sorted(persons, key=lambda p: p.track_id)
+        job.t["infer"] = time.perf_counter_ns()
 
     def _post(self, job: "_InFlight") -> None:
         """Filter, then hand the result to the sinks and the viewer."""
