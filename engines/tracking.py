@@ -191,7 +191,8 @@ class PersonTracker:
 
     def __init__(self, detector, max_people: int = 1, redetect_every: int = 0, grace_s: float = 1.0,
                  min_box_size: float = 24.0, min_iou: float = 0.3, min_inside: float = 0.25,
-                 relink_m: float = 0.5, pad: float = DEFAULT_PAD, confirm_passes: int = 2):
+                 relink_m: float = 0.5, pad: float = DEFAULT_PAD, confirm_passes: int = 2,
+                 background: bool = False):
         if redetect_every < 0:
             raise ValueError("redetect_every must be >= 0")
         if max_people < 1:
@@ -219,6 +220,22 @@ class PersonTracker:
         self._lost: Dict[int, _Track] = {}
         self._since_detect = 0
         self._need_detect = True
+        #: Periodic passes (newcomers, confirmations) run on a worker thread while tracking goes on,
+        #: so that a slow multi-person pass does not stall the frames; passes the tracker needs at
+        #: once (nobody tracked, someone lost) still wait. All detector calls go through the worker.
+        self._worker = None
+        self._pending = None
+        if background:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
+
+    def close(self) -> None:
+        """Stop the background detector thread (if any); the tracker keeps working synchronously."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._worker = None
+            self._pending = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -245,10 +262,20 @@ class PersonTracker:
         self._expire(t)
         if image is None or np.asarray(image).ndim < 2 or np.asarray(image).size == 0:
             return []
-        height, width = np.asarray(image).shape[:2]
         due = self.redetect_every > 0 and self._since_detect >= self.redetect_every
-        searching = not self._active or (due and len(self._active) < self.max_people)
-        if self._need_detect or searching or due:
+        urgent = self._need_detect or not self._active
+        if self._pending is not None and self._pending.done():  # a background pass came back
+            found, self._pending = self._pending.result(), None
+            self._associate(found, t)
+        elif urgent:
+            self._wait_for_pending()
+            self._detect_and_associate(image, t)
+        elif due and self._worker is not None:
+            if self._pending is None:
+                self.detector_calls += 1
+                self._since_detect = 0
+                self._pending = self._worker.submit(self._run_detector, np.array(image, copy=True))
+        elif due:
             self._detect_and_associate(image, t)
         targets = []
         for track in sorted(self._active.values(), key=lambda tr: tr.track_id):
@@ -289,11 +316,26 @@ class PersonTracker:
         return ids
 
     # ------------------------------------------------------------------ internals
+    def _run_detector(self, image: np.ndarray) -> List[Detection]:
+        return [d for d in self.detector.detect(image)
+                if d.bbox_xywh[2] >= self.min_box_size and d.bbox_xywh[3] >= self.min_box_size]
+
+    def _wait_for_pending(self) -> None:
+        """An urgent pass is due: a background one still running is left to finish and dropped."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
     def _detect_and_associate(self, image: np.ndarray, t: float) -> None:
         self.detector_calls += 1
         self._since_detect = 0
-        found = [d for d in self.detector.detect(image)
-                 if d.bbox_xywh[2] >= self.min_box_size and d.bbox_xywh[3] >= self.min_box_size]
+        if self._worker is not None:  # the detector belongs to the worker thread
+            found = self._worker.submit(self._run_detector, image).result()
+        else:
+            found = self._run_detector(image)
+        self._associate(found, t)
+
+    def _associate(self, found: List[Detection], t: float) -> None:
         tracks = list(self._active.values())
         matches = match_by_iou([tr.expected_box() for tr in tracks], [d.bbox_xywh for d in found], self.min_iou)
         used = set()

@@ -149,6 +149,9 @@ class Pipeline:
             if self._thread.is_alive():
                 log.warning("engine thread did not stop within %.0f s", timeout)
         self.source.stop()
+        close = getattr(self.tracker, "close", None)
+        if close is not None:  # the tracker's background detector thread
+            close()
         self.latest.close()
         for sink in self.sinks:
             try:

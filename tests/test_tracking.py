@@ -274,6 +274,34 @@ def test_a_hidden_person_who_moved_is_relinked_by_root_distance():
     assert [t.track_id for t in clock.targets] == [0]
 
 
+def test_background_passes_do_not_stall_frames_and_bring_newcomers():
+    """Live: a periodic pass runs on the worker thread; frames go on meanwhile (followed by their
+    joints), and the newcomer it finds joins a few frames later with a new id."""
+    import time
+
+    class SlowDetector(FakeDetector):
+        def detect(self, image):
+            time.sleep(0.15)
+            return super().detect(image)
+
+    det = SlowDetector([PERSON_BOX, [PERSON_BOX, [20.0, 40.0, 100.0, 380.0]]])
+    tracker = PersonTracker(det, max_people=2, redetect_every=2, background=True)
+    try:
+        clock = Clock(tracker)
+        clock.step()  # nobody yet: this pass waits
+        times, ids = [], []
+        for _ in range(12):
+            t0 = time.perf_counter()
+            targets = clock.step({0: standing_joints()})
+            times.append(time.perf_counter() - t0)
+            ids.append(sorted(t.track_id for t in targets))
+            time.sleep(0.03)
+        assert max(times) < 0.1  # no frame waited for the 150 ms detector
+        assert ids[0] == [0] and ids[-1] == [0, 1]  # the newcomer arrived from a background pass
+    finally:
+        tracker.close()
+
+
 def test_match_by_iou_is_one_to_one_and_best_first():
     a = [np.array([0.0, 0, 10, 10]), np.array([5.0, 0, 10, 10])]
     b = [np.array([5.0, 0, 10, 10]), np.array([0.0, 0, 10, 10]), np.array([100.0, 0, 10, 10])]

@@ -109,7 +109,8 @@ def cmd_live(args) -> int:
     if redetect < 0:
         raise UserError("--redetect-every must be >= 0")
     detector = PersonDetector(static=False, max_people=args.max_people)
-    tracker = PersonTracker(detector, max_people=args.max_people, redetect_every=redetect, grace_s=args.grace)
+    tracker = PersonTracker(detector, max_people=args.max_people, redetect_every=redetect, grace_s=args.grace,
+                            background=True)
     try:
         sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
     except BaseException:
