@@ -44,6 +44,9 @@ class PipelineStats:
     started_ns: int = field(default_factory=time.perf_counter_ns)
     frames_out: int = 0
     frames_with_person: int = 0
+    #: People in the newest result, and the most seen in one frame.
+    people: int = 0
+    max_people: int = 0
     sink_errors: int = 0
     _latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     _stage_ms: Dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=2000) for s in STAGES})
@@ -57,6 +60,8 @@ class PipelineStats:
         with self._lock:
             self.frames_out += 1
             self.frames_with_person += bool(result.persons)
+            self.people = len(result.persons)
+            self.max_people = max(self.max_people, self.people)
             lat = (t.get("send", t_done_ns) - result.t_capture_ns) / 1e6
             self._latency_ms.append(lat)
             self.all_latency_ms.append(lat)
@@ -83,6 +88,7 @@ class PipelineStats:
             stages = {f"{s}_ms": float(np.median(v)) if v else float("nan") for s, v in self._stage_ms.items()}
             out_fps = (len(times) - 1) / ((times[-1] - times[0]) / 1e9) if len(times) > 1 and times[-1] > times[0] else 0.0
             return {"frames_out": self.frames_out, "frames_with_person": self.frames_with_person,
+                    "people": self.people, "max_people": self.max_people,
                     "out_fps": out_fps, "latency_ms_median": float(np.median(lat)),
                     "latency_ms_p95": float(np.percentile(lat, 95)), "sink_errors": self.sink_errors, **stages}
 
@@ -280,12 +286,28 @@ class Pipeline:
         })
         return snap
 
-    def status_line(self) -> str:
+    def status_line(self, width: int = 80) -> str:
+        """One line of live numbers that fits ``width`` columns (more detail when wider); never
+        shows NaN: values not measured yet read as "-"."""
         s = self.status()
-        return (f"in {s['in_fps']:5.1f} fps | out {s['out_fps']:5.1f} fps | frames {s['frames_out']} "
-                f"| dropped {s['dropped']} | latency {s['latency_ms_median']:6.1f} ms (p95 {s['latency_ms_p95']:6.1f}) "
-                f"| wait {s['wait_ms']:5.1f} track {s['track_ms']:5.1f} infer {s['infer_ms']:6.1f} filter {s['filter_ms']:4.1f} ms "
-                f"| detector calls {s['detector_calls']}")
+
+        def num(key, fmt="{:.1f}"):
+            v = s.get(key)
+            return fmt.format(v) if isinstance(v, (int, float)) and np.isfinite(v) else "-"
+
+        if not s["frames_out"]:
+            return f"waiting for the first frame... {s['elapsed_s']:.0f} s (in {num('in_fps')} fps)"[:width]
+        people = f"{s['people']} {'person' if s['people'] == 1 else 'people'}"
+        parts = [f"in {num('in_fps')} out {num('out_fps')} fps", people,
+                 f"lat {num('latency_ms_median')} ms p95 {num('latency_ms_p95')}", f"drop {s['dropped']}"]
+        wide = [f"track {num('track_ms')} infer {num('infer_ms')} filter {num('filter_ms')} ms",
+                f"frames {s['frames_out']}", f"detector {s['detector_calls']}"]
+        line = " | ".join(parts)
+        for extra in wide:
+            if len(line) + 3 + len(extra) > width:
+                break
+            line += " | " + extra
+        return line[:width]
 
     def summary(self) -> Dict[str, float]:
         s = self.status()

@@ -193,3 +193,17 @@ def test_two_people_crossing_keep_their_ids(tmp_path, media_dir, body_model):
     assert end[near_id] > end[far_id]     # and each id went where its person went
     seen = {p.track_id for r in results for p in r.persons}
     assert seen == {near_id, far_id}, seen
+
+
+def test_status_line_fits_the_terminal_and_never_shows_nan(media_dir, body_model, detector):
+    pred = StandInPredictor(body_model, cost_ms=0.5, asynchronous=False)
+    source = open_source(str(media_dir / "street_walk_960x540.mp4"), pace=False, loop=True)
+    pipe = Pipeline(source, pred, PersonTracker(detector), None, [])
+    first = pipe.status_line(80)
+    assert first.startswith("waiting for the first frame") and "nan" not in first
+    pipe.start(10)
+    pipe.wait(duration=60)
+    pipe.stop()
+    short, wide = pipe.status_line(80), pipe.status_line(200)
+    assert len(short) <= 80 and "1 person" in short and "nan" not in short.lower()
+    assert len(wide) > len(short) and "infer" in wide and "detector" in wide
