@@ -96,6 +96,110 @@ def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[
     return [d.bbox_xywh.astype(np.float64) for d in detector.detect(image_bgr)]
 
 
+def write_image_results(writer: ResultWriter, path: Path, image: np.ndarray, preds: Sequence[Prediction],
+                        overlay: Optional[OverlayFn], stats: Optional[RunStats] = None) -> None:
+    """What ``mocap image`` writes for one image: ``<stem>_<k>`` per person and ``overlay/<stem>.jpg``."""
+    path = Path(path)
+    t0 = time.perf_counter()
+    for k, pred in enumerate(preds):
+        writer.write_person(f"{path.stem}_{k}", pred, str(path))
+    t1 = time.perf_counter()
+    if stats is not None:
+        stats.add("write", t1 - t0)
+    if overlay is not None:
+        cv2.imwrite(str(writer.out_dir / "overlay" / f"{path.stem}.jpg"), overlay(image, [p.person for p in preds]))
+        if stats is not None:
+            stats.add("render", time.perf_counter() - t1)
+
+
+class VideoFrames:
+    """The frames of a video file as ``mocap video`` reads them: numbered from 1, at most
+    ``max_frames``; a corrupt frame mid-file is skipped (10 at most) and named in :attr:`skipped`.
+
+    Raises ``FileNotFoundError`` / ``IOError`` when the file is missing or cannot be opened.
+    """
+
+    MAX_SKIPPED = 10
+
+    def __init__(self, path: Path, max_frames: Optional[int] = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"video not found: {self.path}")
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            raise IOError(f"cannot open video {self.path} (unsupported format or corrupt file)")
+        self.max_frames = max_frames
+        self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 30.0
+        total = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        if max_frames:
+            total = min(total or max_frames, max_frames)
+        #: Frames the file says it has (capped by ``max_frames``), None when unknown.
+        self.total = total
+        #: ``frame@N`` for every corrupt frame that was skipped.
+        self.skipped: List[str] = []
+
+    def __iter__(self):
+        """Yields ``(index, image_bgr)``."""
+        cap, total = self._cap, self.total
+        index = 0
+        while self.max_frames is None or index < self.max_frames:
+            ok, image = cap.read()
+            if not ok:
+                pos = cap.get(cv2.CAP_PROP_POS_FRAMES)
+                if total and pos < total and len(self.skipped) < self.MAX_SKIPPED:  # a corrupt frame mid-file
+                    self.skipped.append(f"frame@{int(pos)}")
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, pos + 1)
+                    continue
+                break
+            index += 1
+            yield index, image
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> "VideoFrames":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoResults:
+    """What ``mocap video`` writes per frame: ``<index:05d>_<k>`` per person, ``overlay/<index:05d>.jpg``
+    and the frame appended to ``overlay.mp4`` (opened on the first frame at the video's rate)."""
+
+    def __init__(self, writer: ResultWriter, source: Path, fps: float, overlay: Optional[OverlayFn]):
+        self.writer = writer
+        self.source = Path(source)
+        self.fps = fps
+        self.overlay = overlay
+        self._video: Optional[VideoWriter] = None
+
+    def write(self, index: int, image: np.ndarray, preds: Sequence[Prediction],
+              stats: Optional[RunStats] = None) -> None:
+        t0 = time.perf_counter()
+        for k, pred in enumerate(preds):
+            self.writer.write_person(f"{index:05d}_{k}", pred, f"{self.source}#{index}", frame_index=index)
+        t1 = time.perf_counter()
+        if stats is not None:
+            stats.add("write", t1 - t0)
+        if self.overlay is not None:
+            frame = self.overlay(image, [p.person for p in preds])
+            t2 = time.perf_counter()
+            cv2.imwrite(str(self.writer.out_dir / "overlay" / f"{index:05d}.jpg"), frame)
+            if self._video is None:
+                self._video = VideoWriter(self.writer.out_dir / "overlay.mp4", self.fps, (image.shape[1], image.shape[0]))
+            self._video.write(frame)
+            if stats is not None:
+                stats.add("render", t2 - t1)
+                stats.add("encode", time.perf_counter() - t2)
+
+    def close(self) -> None:
+        if self._video is not None:
+            self._video.close()
+            self._video = None
+
+
 def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detector=None,
                manual_boxes=None, save_mesh: bool = False, overlay: Optional[OverlayFn] = None,
                progress: bool = True) -> RunStats:
@@ -103,7 +207,6 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
     from tqdm import tqdm
 
     writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
-    render = overlay
     stats = RunStats()
     for path in tqdm(list(paths), desc="images", unit="img", disable=not progress):
         path = Path(path)
@@ -124,14 +227,8 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
         if not preds:
             stats.empty_frames += 1
             log.warning("%s: no person found; no parameters written", path.name)
-        for k, pred in enumerate(preds):
-            writer.write_person(f"{path.stem}_{k}", pred, str(path))
         stats.persons += len(preds)
-        t3 = time.perf_counter()
-        stats.add("write", t3 - t2)
-        if render is not None:
-            cv2.imwrite(str(out_dir / "overlay" / f"{path.stem}.jpg"), render(image, [p.person for p in preds]))
-            stats.add("render", time.perf_counter() - t3)
+        write_image_results(writer, path, image, preds, overlay, stats)
     return stats
 
 
@@ -143,35 +240,14 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
     from tqdm import tqdm
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video not found: {path}")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise IOError(f"cannot open video {path} (unsupported format or corrupt file)")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    if max_frames:
-        total = min(total or max_frames, max_frames)
+    frames = VideoFrames(path, max_frames)
     writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
-    render = overlay
-    video = None
+    results = VideoResults(writer, path, frames.fps, overlay)
     stats = RunStats()
-    bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress)
-    failures = 0
+    bar = tqdm(total=frames.total, desc=path.name, unit="frame", disable=not progress)
     try:
-        index = 0
-        while max_frames is None or index < max_frames:
-            t0 = time.perf_counter()
-            ok, image = cap.read()
-            if not ok:
-                pos = cap.get(cv2.CAP_PROP_POS_FRAMES)
-                if total and pos < total and failures < 10:  # a corrupt frame mid-file: skip it
-                    failures += 1
-                    stats.failed.append(f"frame@{int(pos)}")
-                    cap.set(cv2.CAP_PROP_POS_FRAMES, pos + 1)
-                    continue
-                break
-            index += 1
+        t0 = time.perf_counter()
+        for index, image in frames:
             stats.frames += 1
             t1 = time.perf_counter()
             boxes = find_boxes(image, detector, manual_boxes)
@@ -180,30 +256,19 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
             t3 = time.perf_counter()
             if not preds:
                 stats.empty_frames += 1
-            for k, pred in enumerate(preds):
-                writer.write_person(f"{index:05d}_{k}", pred, f"{path}#{index}", frame_index=index)
             stats.persons += len(preds)
-            t4 = time.perf_counter()
-            if render is not None:
-                frame = render(image, [p.person for p in preds])
-                t5 = time.perf_counter()
-                cv2.imwrite(str(out_dir / "overlay" / f"{index:05d}.jpg"), frame)
-                if video is None:
-                    video = VideoWriter(out_dir / "overlay.mp4", fps, (image.shape[1], image.shape[0]))
-                video.write(frame)
-                stats.add("render", t5 - t4)
-                stats.add("encode", time.perf_counter() - t5)
             stats.add("decode", t1 - t0)
             stats.add("detect", t2 - t1)
             stats.add("model", t3 - t2)
-            stats.add("write", t4 - t3)
+            results.write(index, image, preds, stats)
             if on_frame is not None:
                 on_frame(index, preds)
             bar.update(1)
             bar.set_postfix(persons=len(preds))
+            t0 = time.perf_counter()
     finally:
+        stats.failed.extend(frames.skipped)
         bar.close()
-        cap.release()
-        if video is not None:
-            video.close()
+        frames.close()
+        results.close()
     return stats
