@@ -9,12 +9,12 @@ from typing import List, Optional
 
 from engines.errors import UserError
 
-from . import bench, export, image, live, replay, video, weights
+from . import batch, bench, export, image, live, replay, video, weights
 
 log = logging.getLogger("mocap")
 
 #: Sub-commands in the order ``mocap --help`` lists them.
-COMMANDS = (image, video, live, replay, weights, export, bench)
+COMMANDS = (image, video, batch, live, replay, weights, export, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,271 @@
+"""``mocap video`` / ``mocap image`` split into stages that can run in different processes and
+machines (the Ray executor schedules them; nothing here imports Ray):
+
+1. :func:`decode_and_detect` -- frames of one input, the detector's boxes and the model's crops, in
+   chunks of a few frames (CPU). Crops are made by :meth:`engines.inference.Predictor.preprocess`,
+   so they are the crops ``mocap video`` feeds the network.
+2. :class:`EngineStage` -- the network and the SMPL-X layer over the crops of many chunks at once
+   (frames of several inputs in one batch), turned back into per-frame predictions.
+3. :class:`InputWriter` -- one input's result folder, written frame by frame with the writers of
+   :mod:`engines.offline` (npz / json / overlay images / overlay.mp4, the same files).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from engines.inference import Prediction
+
+#: Frames per chunk sent from a decoder to the engines.
+CHUNK_FRAMES = 4
+
+
+@dataclass
+class FrameCrops:
+    """One frame's boxes and crops as :meth:`Predictor.predict` derives them."""
+
+    index: int
+    #: Raw boxes (xywh, detector or ``--bbox``) and, for those that survive clipping, their
+    #: position in that list, processed boxes and crop-to-frame affines.
+    raw_boxes: List[np.ndarray]
+    kept: List[int]
+    boxes: List[np.ndarray]
+    invs: List[np.ndarray]
+
+
+@dataclass
+class CropChunk:
+    """What the engines need from a chunk: the crops of all its frames, stacked."""
+
+    frames: List[FrameCrops]
+    #: (N, 3, 512, 384) float32 network input (N = crops in the chunk; None when N = 0).
+    img: Optional[np.ndarray]
+
+    @property
+    def crops(self) -> int:
+        return 0 if self.img is None else int(self.img.shape[0])
+
+
+@dataclass
+class ImageChunk:
+    """What the writer needs from a chunk: the frames themselves (BGR)."""
+
+    frames: List[Tuple[int, np.ndarray]]
+
+
+@dataclass
+class InputStart:
+    kind: str
+    fps: float
+    total: Optional[int]
+
+
+@dataclass
+class InputEnd:
+    frames: int
+    skipped_frames: List[str] = field(default_factory=list)
+
+
+_STATIC_DETECTOR = None
+
+
+def _image_detector():
+    """One detector in still-image mode per process (stateless between images, as in ``mocap image``)."""
+    global _STATIC_DETECTOR
+    if _STATIC_DETECTOR is None:
+        from engines.detector import PersonDetector
+
+        _STATIC_DETECTOR = PersonDetector(static=True)
+    return _STATIC_DETECTOR
+
+
+def crops_of_frame(index: int, image_bgr: np.ndarray, raw_boxes: Sequence[np.ndarray]) -> Tuple[FrameCrops, List]:
+    """A frame's crops exactly as :meth:`Predictor.predict` makes them (and the patches)."""
+    from engines import geometry as G
+    from engines.inference import Predictor
+
+    if not raw_boxes:
+        return FrameCrops(index, [], [], [], []), []
+    rgb = G.bgr_to_rgb_float(image_bgr)
+    # preprocess uses no predictor state: the same code path as Predictor.predict, without an engine
+    kept, patches, boxes, invs = Predictor.preprocess(None, rgb, raw_boxes)
+    return FrameCrops(index, [np.asarray(b, np.float64) for b in raw_boxes], kept, boxes, invs), patches
+
+
+def _chunk(frames: List[Tuple[int, np.ndarray, FrameCrops, List]]) -> Tuple[CropChunk, ImageChunk]:
+    from engines import geometry as G
+
+    patches = [p for _, _, _, ps in frames for p in ps]
+    img = G.to_input_batch(patches) if patches else None
+    return CropChunk([fc for _, _, fc, _ in frames], img), ImageChunk([(i, im) for i, im, _, _ in frames])
+
+
+def decode_and_detect(path: Path, kind: str, manual_boxes=None, max_frames: Optional[int] = None,
+                      chunk_frames: int = CHUNK_FRAMES
+                      ) -> Iterator[Union[InputStart, Tuple[CropChunk, ImageChunk], InputEnd]]:
+    """Yields :class:`InputStart`, then ``(CropChunk, ImageChunk)`` pairs, then :class:`InputEnd`.
+    Raises ``IOError`` / ``FileNotFoundError`` for an input that cannot be read."""
+    from engines.offline import VideoFrames, find_boxes
+
+    path = Path(path)
+    if kind == "image":
+        from engines.media import read_image
+
+        image = read_image(path)
+        detector = None if manual_boxes else _image_detector()
+        yield InputStart("image", 0.0, 1)
+        fc, patches = crops_of_frame(1, image, find_boxes(image, detector, manual_boxes))
+        yield _chunk([(1, image, fc, patches)])
+        yield InputEnd(1)
+        return
+    detector = None
+    with VideoFrames(path, max_frames) as frames:
+        try:
+            if not manual_boxes:
+                from engines.detector import PersonDetector
+
+                detector = PersonDetector(static=False)  # a fresh tracker per video, as in `mocap video`
+            yield InputStart("video", frames.fps, frames.total)
+            count = 0
+            batch: List = []
+            for index, image in frames:
+                count += 1
+                fc, patches = crops_of_frame(index, image, find_boxes(image, detector, manual_boxes))
+                batch.append((index, image, fc, patches))
+                if len(batch) >= chunk_frames:
+                    yield _chunk(batch)
+                    batch = []
+            if batch:
+                yield _chunk(batch)
+            yield InputEnd(count, list(frames.skipped))
+        finally:
+            if detector is not None:
+                detector.close()
+
+
+class EngineStage:
+    """The network + SMPL-X layer of a :class:`Predictor`, run over the crops of many chunks at once
+    (``batch_size`` crops per forward), giving each chunk its per-frame predictions."""
+
+    def __init__(self, predictor, batch_size: int = 8):
+        self.predictor = predictor
+        self.batch_size = max(1, int(batch_size))
+
+    def infer(self, chunks: Sequence[CropChunk]) -> List[List[Tuple[int, List[Prediction]]]]:
+        import torch
+
+        imgs = [c.img for c in chunks if c.img is not None]
+        outputs: Dict[str, np.ndarray] = {}
+        if imgs:
+            img = np.concatenate(imgs) if len(imgs) > 1 else imgs[0]
+            parts = [self._forward(img[s:s + self.batch_size]) for s in range(0, len(img), self.batch_size)]
+            outputs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        results, offset = [], 0
+        with torch.inference_mode():
+            for chunk in chunks:
+                per_frame = []
+                for fc in chunk.frames:
+                    n = len(fc.kept)
+                    sl = {k: v[offset:offset + n] for k, v in outputs.items()}
+                    per_frame.append((fc.index, frame_predictions(sl, fc, self.predictor.with_mesh) if n else []))
+                    offset += n
+                results.append(per_frame)
+        return results
+
+    def _forward(self, img: np.ndarray) -> Dict[str, np.ndarray]:
+        """Network, then SMPL-X, for a stack of crops (the arrays :func:`frame_predictions` reads)."""
+        import torch
+
+        p = self.predictor
+        with torch.inference_mode():
+            out = p.engine.run({"img": img})
+            tt = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
+            verts, joints = p.body_model(tt["smplx_root_pose"], tt["smplx_body_pose"], tt["smplx_lhand_pose"],
+                                         tt["smplx_rhand_pose"], tt["smplx_jaw_pose"], tt["smplx_shape"],
+                                         tt["smplx_expr"])
+            trans = tt["cam_trans"]
+            out = dict(out)
+            out["_verts"] = (verts + trans[:, None]).numpy()
+            out["_joints"] = (joints + trans[:, None]).numpy()
+        return out
+
+
+def frame_predictions(out: Dict[str, np.ndarray], fc: FrameCrops, with_mesh: bool = True) -> List[Prediction]:
+    """One frame's :class:`Prediction` list from its rows of network + SMPL-X outputs, built as
+    :meth:`Predictor.predict` builds it (same camera, boxes and track ids)."""
+    from engines import geometry as G
+    from engines.types import Person, SMPLXParams
+
+    def to_frame(box_xyxy, inv):
+        p = G.apply_affine(np.array([[box_xyxy[0], box_xyxy[1]], [box_xyxy[2], box_xyxy[3]]]), inv)
+        return np.array([p[0, 0], p[0, 1], p[1, 0], p[1, 1]], np.float32)
+
+    results = []
+    for b, i in enumerate(fc.kept):
+        cam = G.full_frame_camera(fc.boxes[b])
+        params = SMPLXParams(
+            global_orient=out["smplx_root_pose"][b].reshape(1, 3),
+            body_pose=out["smplx_body_pose"][b].reshape(21, 3),
+            left_hand_pose=out["smplx_lhand_pose"][b].reshape(15, 3),
+            right_hand_pose=out["smplx_rhand_pose"][b].reshape(15, 3),
+            jaw_pose=out["smplx_jaw_pose"][b].reshape(1, 3),
+            betas=out["smplx_shape"][b].reshape(1, 10),
+            expression=out["smplx_expr"][b].reshape(1, 10),
+            transl=out["cam_trans"][b].reshape(1, 3),
+        )
+        joints = out["_joints"][b]
+        person = Person(
+            track_id=i, params=params, bbox=fc.boxes[b], bbox_detector=np.asarray(fc.raw_boxes[i], np.float64),
+            focal=np.array(cam.focal, np.float64), princpt=np.array(cam.princpt, np.float64),
+            vertices=out["_verts"][b] if with_mesh else None, joints=joints,
+            joints_2d=cam.project(joints).astype(np.float32),
+        )
+        results.append(Prediction(person, lhand_bbox=to_frame(out["lhand_bbox"][b], fc.invs[b]),
+                                  rhand_bbox=to_frame(out["rhand_bbox"][b], fc.invs[b]),
+                                  face_bbox=to_frame(out["face_bbox"][b], fc.invs[b])))
+    return results
+
+
+class InputWriter:
+    """One input's result folder, written as ``mocap video`` / ``mocap image`` write it."""
+
+    def __init__(self, out_dir: Path, source: Path, start: InputStart, faces: np.ndarray, save_mesh: bool,
+                 overlay: bool):
+        from engines.offline import ResultWriter, VideoResults
+
+        self.source = Path(source)
+        self.kind = start.kind
+        self._overlay = None
+        if overlay:
+            from viewers.mesh_overlay import PersonOverlay
+
+            self._overlay = PersonOverlay(faces)
+        self.writer = ResultWriter(out_dir, faces, save_mesh)
+        self._video = VideoResults(self.writer, self.source, start.fps, self._overlay) if start.kind == "video" else None
+        self.frames = self.persons = self.empty_frames = 0
+
+    def write(self, images: ImageChunk, predictions: Optional[List[Tuple[int, List[Prediction]]]]) -> int:
+        """Write a chunk (``predictions`` None: nobody in any of its frames); returns its frame count."""
+        from engines.offline import write_image_results
+
+        preds_by_index = dict(predictions or [])
+        for index, image in images.frames:
+            preds = preds_by_index.get(index, [])
+            self.frames += 1
+            self.persons += len(preds)
+            self.empty_frames += 0 if preds else 1
+            if self._video is not None:
+                self._video.write(index, image, preds)
+            else:
+                write_image_results(self.writer, self.source, image, preds, self._overlay)
+        return len(images.frames)
+
+    def close(self) -> None:
+        if self._video is not None:
+            self._video.close()
+        if self._overlay is not None:
+            self._overlay.close()
+            self._overlay = None
