@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv/ in the repository root and installs the tool (CPU build of torch).
 #   bash install.sh            # the CLI is then .venv/bin/mocap
-#   EXTRAS=gpu bash install.sh # add optional extras (gpu = onnxruntime-gpu; tensorrt = NVIDIA TensorRT)
+#   EXTRAS=gpu bash install.sh # add optional extras (gpu = onnxruntime-gpu; tensorrt = NVIDIA TensorRT;
+#                              # batch = Ray for mocap batch --ray; several: EXTRAS=batch,gpu)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}

@@ -49,32 +49,38 @@ CONNECT_TIMEOUT_S = 5.0
 def connect(address: Optional[str], verbose: bool = False) -> bool:
     """Join the cluster at ``address`` (``HOST:PORT`` of its head) or start a local instance
     (``address`` None). Returns True when this call started Ray (then :func:`disconnect` it)."""
+    if address is not None:
+        check_address(address)
     if ray.is_initialized():  # already connected in this process (a test, a notebook)
         return False
     quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
-    if address is None:
-        try:
+    try:
+        if address is None:
             ray.init(include_dashboard=False, **quiet)
-        except Exception as exc:
-            raise UserError(f"cannot start a local Ray instance: {exc}") from exc
-        return True
+        else:
+            ray.init(address=address, **quiet)
+    except Exception as exc:
+        where = "start a local Ray instance" if address is None else f"join the Ray cluster at {address}"
+        raise UserError(f"cannot {where}: {exc}") from exc
+    return True
+
+
+def check_address(address: str) -> None:
+    """A clear error for an address that is malformed, a Ray Client URL, or does not answer."""
     if address.startswith("ray://"):
         raise UserError("--ray takes the cluster's HOST:PORT (run mocap batch on a node of the cluster, "
                         "e.g. the head); Ray Client addresses (ray://) are not supported")
-    if address != "auto":
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise UserError(f"bad --ray address {address!r}: give HOST:PORT of the cluster's head, e.g. 10.0.0.1:6379")
-        try:
-            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
-        except OSError as exc:
-            raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); "
-                            "is `ray start --head` running there?") from None
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"bad --ray address {address!r}: give HOST:PORT of the cluster's head, e.g. 10.0.0.1:6379 "
+                        "(put --ray after the inputs, or write --ray=ADDRESS)")
     try:
-        ray.init(address=address, **quiet)
-    except Exception as exc:
-        raise UserError(f"cannot join the Ray cluster at {address}: {exc}") from exc
-    return True
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); "
+                        "is `ray start --head` running there?") from None
 
 
 def disconnect() -> None:
