@@ -40,7 +40,8 @@ def model_args(s32_ckpt, smplx_dir):
 def test_ray_batch_equals_mocap_video(ray_address, tmp_path, media_dir, offline_reference, model_args):
     """Decode/detect tasks, an engine actor batching crops of several frames and inputs, writers:
     the same files as mocap video / mocap image, the same boxes and cameras, parameters equal to
-    float32 rounding; the corrupt file fails alone; a rerun does nothing twice."""
+    float32 rounding; the corrupt file fails alone; a rerun (here with local workers: the same
+    manifest) does nothing twice."""
     corrupt = corrupt_clip(tmp_path)
     out = tmp_path / "out"
     args = ["batch", *[str(media_dir / n) for n in BATCH_MEDIA], str(corrupt), "--out", str(out), "--ray",
@@ -55,8 +56,10 @@ def test_ray_batch_equals_mocap_video(ray_address, tmp_path, media_dir, offline_
     assert list((out / ".tmp").iterdir()) == []
 
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")}
-    assert main(args) == 1  # only the corrupt file is tried again
+    local = [a for a in args if a not in ("--ray", "--batch-size", "3")]
+    assert main(local + ["--workers", "1"]) == 1  # resumed locally: only the corrupt file is tried again
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert manifest_entries(out)[str(corrupt)]["worker"].startswith("pid ")
 
 
 def test_ray_driver_killed_then_resumed(ray_address, tmp_path, media_dir, model_args):
@@ -65,7 +68,7 @@ def test_ray_driver_killed_then_resumed(ray_address, tmp_path, media_dir, model_
     out = tmp_path / "out"
     names = ["astronaut.png", "street_walk_960x540.mp4", "posetrack_1280x720.mp4"]
     inputs = [str(media_dir / n) for n in names]
-    common = ["--out", str(out), "--no-overlay", "--no-progress", *model_args]
+    common = ["--out", str(out), "--no-overlay", "--max-frames", "2", "--no-progress", *model_args]
     proc = mocap_subprocess(["batch", *inputs, *common, "--ray", ray_address])
     first = str((media_dir / names[0]).resolve())
     try:
@@ -83,7 +86,7 @@ def test_ray_driver_killed_then_resumed(ray_address, tmp_path, media_dir, model_
     entries = manifest_entries(out)
     assert all(e["state"] == "done" for e in entries.values()) and len(entries) == 3
     assert (kept.stat().st_mtime_ns, kept.stat().st_ino) == stamp
-    assert [len(list((out / Path(n).stem / "smplx").glob("*.npz"))) for n in names] == [1, 5, 5]
+    assert [len(list((out / Path(n).stem / "smplx").glob("*.npz"))) for n in names] == [1, 2, 2]
 
 
 def test_unreachable_cluster_is_a_clear_error(tmp_path, media_dir, model_args, capsys):

@@ -294,11 +294,12 @@ def run_local(session: BatchSession, tasks: List[Task], options: BatchOptions, w
                 spawn()
     finally:
         for w in pool.values():
-            w.send(None)
+            if w.task is not None:  # stopped early (Ctrl-C, an error): drop what it was writing
+                w.kill()
+                session.interrupted(w.task)
+            else:
+                w.send(None)
         deadline = time.monotonic() + 10
         for w in pool.values():
             w.process.join(timeout=max(0.1, deadline - time.monotonic()))
             w.kill()
-        for w in pool.values():  # an input still held here was interrupted: its results are dropped
-            if w.task is not None:
-                session.bdir.discard(w.task.tmp)

@@ -42,7 +42,7 @@ RESERVED = (MANIFEST, TMP, LOCK, LOGS)
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def write_atomic(path: Path, text: str) -> None:

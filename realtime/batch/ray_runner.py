@@ -226,15 +226,18 @@ class _Driver:
         try:
             ray.get([e.ready.remote() for e in self.engines] + [w.__ray_ready__.remote() for w in self.writers])
         except ray.exceptions.RayError as exc:
+            for actor in self.engines + self.writers:
+                ray.kill(actor)
             raise UserError(f"the Ray workers could not load the engine: {error_text(exc)}") from exc
         self.engine_calls = [0] * plan.engines
         self.waiting: Deque[Tuple[_Active, _Chunk]] = deque()  # chunks waiting for an engine
         self.handlers: Dict[Any, Tuple] = {}  # waitable -> (what, ...)
+        self.active: List[_Active] = []
 
     # --------------------------------------------------------------------------- run
     def run(self, tasks: List[Task]) -> None:
         queue = deque(tasks)
-        active: List[_Active] = []
+        active = self.active = []
         while queue or active:
             while queue and self.free_writers:
                 active.append(self._start(queue.popleft()))
@@ -243,6 +246,9 @@ class _Driver:
                 if a.error is None and a.end is None and len(a.chunks) < MAX_UNWRITTEN_CHUNKS:
                     waitables.append(a.gen)
                     self.handlers[a.gen] = ("gen", a)
+            if not waitables:  # nothing in flight (cannot last: every active input waits on something)
+                self._feed_engines()
+                continue
             ready, _ = ray.wait(waitables, num_returns=1, timeout=1.0)
             if ready:
                 ready, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0)
@@ -399,7 +405,10 @@ class _Driver:
         self.free_writers.append(a.writer)
         a.task = None
 
-    def shutdown(self) -> None:
+    def shutdown(self, active: List[_Active]) -> None:
+        for a in active:  # stopped early (Ctrl-C, an error): these inputs are not done
+            if a.task is not None:
+                self.session.interrupted(a.task)
         for actor in self.engines + self.writers:
             ray.kill(actor)
 
@@ -423,4 +432,4 @@ def run_ray(session: BatchSession, tasks: List[Task], options: BatchOptions, eng
     try:
         driver.run(tasks)
     finally:
-        driver.shutdown()
+        driver.shutdown(driver.active)

@@ -123,6 +123,12 @@ class BatchSession:
         self._settle_bar(task, 0)
         self.bar.write(f"failed: {task.media.path}: {error}")
 
+    def interrupted(self, task: Task) -> None:
+        """The run stopped while ``task`` was in progress (its partial results are dropped)."""
+        self.bdir.discard(task.tmp)
+        self.bdir.record(task.media, output=task.name, state="interrupted",
+                         error="interrupted: the batch stopped while this input was in progress")
+
     def _settle_bar(self, task: Task, frames: int) -> None:
         """Correct the bar's total once an input's real frame count is known."""
         seen = self._frames_seen.pop(task.media.key, 0)

@@ -5,7 +5,8 @@ machines (the Ray executor schedules them; nothing here imports Ray):
    chunks of a few frames (CPU). Crops are made by :meth:`engines.inference.Predictor.preprocess`,
    so they are the crops ``mocap video`` feeds the network.
 2. :class:`EngineStage` -- the network and the SMPL-X layer over the crops of many chunks at once
-   (frames of several inputs in one batch), turned back into per-frame predictions.
+   (frames of several inputs in one batch), turned back into per-frame predictions by
+   :func:`engines.inference.assemble_predictions` (what ``Predictor.predict`` uses).
 3. :class:`InputWriter` -- one input's result folder, written frame by frame with the writers of
    :mod:`engines.offline` (npz / json / overlay images / overlay.mp4, the same files).
 """
@@ -155,78 +156,48 @@ class EngineStage:
         self.batch_size = max(1, int(batch_size))
 
     def infer(self, chunks: Sequence[CropChunk]) -> List[List[Tuple[int, List[Prediction]]]]:
-        import torch
+        from engines.inference import assemble_predictions
 
         imgs = [c.img for c in chunks if c.img is not None]
-        outputs: Dict[str, np.ndarray] = {}
+        out: Dict[str, np.ndarray] = {}
+        verts = joints = None
         if imgs:
             img = np.concatenate(imgs) if len(imgs) > 1 else imgs[0]
             parts = [self._forward(img[s:s + self.batch_size]) for s in range(0, len(img), self.batch_size)]
-            outputs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            out = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+            verts = np.concatenate([p[1] for p in parts]) if self.predictor.with_mesh else None
+            joints = np.concatenate([p[2] for p in parts])
         results, offset = [], 0
-        with torch.inference_mode():
-            for chunk in chunks:
-                per_frame = []
-                for fc in chunk.frames:
-                    n = len(fc.kept)
-                    sl = {k: v[offset:offset + n] for k, v in outputs.items()}
-                    per_frame.append((fc.index, frame_predictions(sl, fc, self.predictor.with_mesh) if n else []))
-                    offset += n
-                results.append(per_frame)
+        for chunk in chunks:
+            per_frame = []
+            for fc in chunk.frames:
+                n = len(fc.kept)
+                preds = []
+                if n:
+                    rows = slice(offset, offset + n)
+                    preds = assemble_predictions({k: v[rows] for k, v in out.items()},
+                                                 verts[rows] if verts is not None else None, joints[rows],
+                                                 fc.kept, fc.boxes, fc.invs, fc.raw_boxes)
+                per_frame.append((fc.index, preds))
+                offset += n
+            results.append(per_frame)
         return results
 
-    def _forward(self, img: np.ndarray) -> Dict[str, np.ndarray]:
-        """Network, then SMPL-X, for a stack of crops (the arrays :func:`frame_predictions` reads)."""
+    def _forward(self, img: np.ndarray):
+        """Network, then SMPL-X, for a stack of crops, as :meth:`Predictor.launch` runs them on the CPU:
+        (outputs, vertices or None, joints), camera translation added."""
         import torch
+
+        from engines.inference import smplx_inputs
 
         p = self.predictor
         with torch.inference_mode():
             out = p.engine.run({"img": img})
             tt = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
-            verts, joints = p.body_model(tt["smplx_root_pose"], tt["smplx_body_pose"], tt["smplx_lhand_pose"],
-                                         tt["smplx_rhand_pose"], tt["smplx_jaw_pose"], tt["smplx_shape"],
-                                         tt["smplx_expr"])
+            verts, joints = p.body_model(*smplx_inputs(tt))
             trans = tt["cam_trans"]
-            out = dict(out)
-            out["_verts"] = (verts + trans[:, None]).numpy()
-            out["_joints"] = (joints + trans[:, None]).numpy()
-        return out
-
-
-def frame_predictions(out: Dict[str, np.ndarray], fc: FrameCrops, with_mesh: bool = True) -> List[Prediction]:
-    """One frame's :class:`Prediction` list from its rows of network + SMPL-X outputs, built as
-    :meth:`Predictor.predict` builds it (same camera, boxes and track ids)."""
-    from engines import geometry as G
-    from engines.types import Person, SMPLXParams
-
-    def to_frame(box_xyxy, inv):
-        p = G.apply_affine(np.array([[box_xyxy[0], box_xyxy[1]], [box_xyxy[2], box_xyxy[3]]]), inv)
-        return np.array([p[0, 0], p[0, 1], p[1, 0], p[1, 1]], np.float32)
-
-    results = []
-    for b, i in enumerate(fc.kept):
-        cam = G.full_frame_camera(fc.boxes[b])
-        params = SMPLXParams(
-            global_orient=out["smplx_root_pose"][b].reshape(1, 3),
-            body_pose=out["smplx_body_pose"][b].reshape(21, 3),
-            left_hand_pose=out["smplx_lhand_pose"][b].reshape(15, 3),
-            right_hand_pose=out["smplx_rhand_pose"][b].reshape(15, 3),
-            jaw_pose=out["smplx_jaw_pose"][b].reshape(1, 3),
-            betas=out["smplx_shape"][b].reshape(1, 10),
-            expression=out["smplx_expr"][b].reshape(1, 10),
-            transl=out["cam_trans"][b].reshape(1, 3),
-        )
-        joints = out["_joints"][b]
-        person = Person(
-            track_id=i, params=params, bbox=fc.boxes[b], bbox_detector=np.asarray(fc.raw_boxes[i], np.float64),
-            focal=np.array(cam.focal, np.float64), princpt=np.array(cam.princpt, np.float64),
-            vertices=out["_verts"][b] if with_mesh else None, joints=joints,
-            joints_2d=cam.project(joints).astype(np.float32),
-        )
-        results.append(Prediction(person, lhand_bbox=to_frame(out["lhand_bbox"][b], fc.invs[b]),
-                                  rhand_bbox=to_frame(out["rhand_bbox"][b], fc.invs[b]),
-                                  face_bbox=to_frame(out["face_bbox"][b], fc.invs[b])))
-    return results
+            verts = (verts + trans[:, None]).numpy() if p.with_mesh else None
+            return out, verts, (joints + trans[:, None]).numpy()
 
 
 class InputWriter:
