@@ -90,11 +90,7 @@ def _worker_main(worker_id: int, options: Dict, threads: Optional[int], gpu: Opt
         from engines.inference import Predictor
 
         predictor = Predictor.from_files(opts.checkpoint, opts.body_models, device=opts.device, engine=opts.engine)
-        overlay = None
-        if opts.overlay:
-            from viewers.mesh_overlay import PersonOverlay
-
-            overlay = PersonOverlay(predictor.body_model.faces)
+        image_overlay = _new_overlay(predictor, opts)  # images share one renderer, as in `mocap image DIR`
     except Exception as exc:  # a bad checkpoint / body model / device: the same for every worker
         conn.send(("setup_failed", error_text(exc)))
         return
@@ -120,34 +116,45 @@ def _worker_main(worker_id: int, options: Dict, threads: Optional[int], gpu: Opt
                     from engines.detector import PersonDetector
 
                     image_detector = PersonDetector(static=True)
-                result = _process(Path(path), kind, Path(tmp), predictor, opts, overlay, image_detector, on_frame)
+                result = _process(Path(path), kind, Path(tmp), predictor, opts, image_overlay, image_detector,
+                                  on_frame)
                 conn.send(("finished", key, asdict(result)))
             except Exception as exc:
                 log.debug("input %s failed", path, exc_info=True)
                 conn.send(("failed", key, error_text(exc)))
     finally:
-        if overlay is not None:
-            overlay.close()
+        if image_overlay is not None:
+            image_overlay.close()
         if image_detector is not None:
             image_detector.close()
 
 
-def _process(path: Path, kind: str, tmp: Path, predictor, opts: BatchOptions, overlay, image_detector,
+def _new_overlay(predictor, opts: BatchOptions):
+    if not opts.overlay:
+        return None
+    from viewers.mesh_overlay import PersonOverlay
+
+    return PersonOverlay(predictor.body_model.faces)
+
+
+def _process(path: Path, kind: str, tmp: Path, predictor, opts: BatchOptions, image_overlay, image_detector,
              on_frame) -> InputResult:
     """One input, exactly as ``mocap video`` / ``mocap image`` process it, into ``tmp``."""
     from engines.offline import run_images, run_video
 
     if kind == "image":
         stats = run_images([path], predictor, tmp, detector=image_detector, manual_boxes=opts.manual_boxes(),
-                           save_mesh=opts.save_mesh, overlay=overlay, progress=False)
+                           save_mesh=opts.save_mesh, overlay=image_overlay, progress=False)
         if stats.frames:
             on_frame(1, [])
         return InputResult(stats.frames, stats.persons, stats.empty_frames)
+    # a fresh tracker and renderer per video, as each `mocap video` run starts them
     detector = None
     if not opts.bbox:
         from engines.detector import PersonDetector
 
-        detector = PersonDetector(static=False)  # a fresh tracker per video, as `mocap video` starts one
+        detector = PersonDetector(static=False)
+    overlay = _new_overlay(predictor, opts)
     try:
         stats = run_video(path, predictor, tmp, detector=detector, manual_boxes=opts.manual_boxes(),
                           save_mesh=opts.save_mesh, overlay=overlay, progress=False, max_frames=opts.max_frames,
@@ -155,6 +162,8 @@ def _process(path: Path, kind: str, tmp: Path, predictor, opts: BatchOptions, ov
     finally:
         if detector is not None:
             detector.close()
+        if overlay is not None:
+            overlay.close()
     return InputResult(stats.frames, stats.persons, stats.empty_frames, list(stats.failed))
 
 
@@ -172,7 +181,6 @@ class _Worker:
         self.ready = False
         self.pid: Optional[int] = None
         self.task: Optional[Task] = None
-        self.gone = False
 
     def send(self, message) -> None:
         try:

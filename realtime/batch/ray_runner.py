@@ -158,29 +158,51 @@ class _EngineActor:
 
 @ray.remote
 class _WriterActor:
+    """Writes one input at a time; a fresh renderer per video (as each `mocap video` run starts one),
+    one shared by images (as in `mocap image DIR`)."""
+
     def __init__(self, options: Dict):
         from engines.body_model import BodyModel
 
         self.opts = BatchOptions(**options)
         self.faces = BodyModel(self.opts.body_models).faces
         self.input: Optional[InputWriter] = None
+        self.overlay = None
+        self.image_overlay = None
+
+    def _renderer(self, kind: str):
+        if not self.opts.overlay:
+            return None
+        from viewers.mesh_overlay import PersonOverlay
+
+        if kind == "image":
+            self.image_overlay = self.image_overlay or PersonOverlay(self.faces)
+            return self.image_overlay
+        self.overlay = PersonOverlay(self.faces)
+        return self.overlay
 
     def open(self, out_dir: str, source: str, start: InputStart) -> None:
         self.abort()
-        self.input = InputWriter(out_dir, source, start, self.faces, self.opts.save_mesh, self.opts.overlay)
+        self.input = InputWriter(out_dir, source, start, self.faces, self.opts.save_mesh, self._renderer(start.kind))
 
     def write(self, images, predictions) -> int:
         return self.input.write(images, predictions)
 
     def close(self) -> Tuple[int, int, int]:
         w, self.input = self.input, None
-        w.close()
+        self._close_input(w)
         return w.frames, w.persons, w.empty_frames
 
     def abort(self) -> None:
         if self.input is not None:
             w, self.input = self.input, None
-            w.close()
+            self._close_input(w)
+
+    def _close_input(self, w: InputWriter) -> None:
+        w.close()
+        if self.overlay is not None:
+            self.overlay.close()
+            self.overlay = None
 
 
 # ------------------------------------------------------------------------------------------ driver

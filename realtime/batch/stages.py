@@ -201,21 +201,18 @@ class EngineStage:
 
 
 class InputWriter:
-    """One input's result folder, written as ``mocap video`` / ``mocap image`` write it."""
+    """One input's result folder, written as ``mocap video`` / ``mocap image`` write it. ``overlay``
+    draws the people over a frame (None: no overlay); its owner closes it."""
 
     def __init__(self, out_dir: Path, source: Path, start: InputStart, faces: np.ndarray, save_mesh: bool,
-                 overlay: bool):
+                 overlay=None):
         from engines.offline import ResultWriter, VideoResults
 
         self.source = Path(source)
         self.kind = start.kind
-        self._overlay = None
-        if overlay:
-            from viewers.mesh_overlay import PersonOverlay
-
-            self._overlay = PersonOverlay(faces)
+        self._overlay = overlay
         self.writer = ResultWriter(out_dir, faces, save_mesh)
-        self._video = VideoResults(self.writer, self.source, start.fps, self._overlay) if start.kind == "video" else None
+        self._video = VideoResults(self.writer, self.source, start.fps, overlay) if start.kind == "video" else None
         self.frames = self.persons = self.empty_frames = 0
 
     def write(self, images: ImageChunk, predictions: Optional[List[Tuple[int, List[Prediction]]]]) -> int:
@@ -237,6 +234,3 @@ class InputWriter:
     def close(self) -> None:
         if self._video is not None:
             self._video.close()
-        if self._overlay is not None:
-            self._overlay.close()
-            self._overlay = None
