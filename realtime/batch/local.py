@@ -32,8 +32,9 @@ MAX_SETUP_DEATHS = 3
 
 
 def default_workers(device: str, checkpoint: str) -> int:
-    """As many workers as the engine allows: one per GPU on CUDA; on CPU one per two cores (each
-    runs two network threads next to the detector and renderer), capped by free memory."""
+    """As many workers as the engine allows: one per GPU on CUDA; on CPU one per core, each with one
+    network thread (on a shared or busy machine, two-thread workers stall whenever one of their
+    threads loses its core: see docs/benchmarks.md), capped by free memory."""
     if device.startswith("cuda"):
         try:
             import torch
@@ -41,15 +42,14 @@ def default_workers(device: str, checkpoint: str) -> int:
             return max(1, torch.cuda.device_count())
         except Exception:  # no torch CUDA: the worker will report the device error
             return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = max(1, cores // 2)
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:  # about 1.5 GB per worker (detector, renderer, body model) plus three times the checkpoint
         per_worker = 1.5e9 + 3 * Path(checkpoint).stat().st_size
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         workers = min(workers, max(1, int(available // per_worker)))
     except (OSError, ValueError, AttributeError):
         pass
-    return workers
+    return max(1, workers)
 
 
 # ---------------------------------------------------------------------------------------- worker side

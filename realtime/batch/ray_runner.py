@@ -158,8 +158,9 @@ class _EngineActor:
 
 @ray.remote
 class _WriterActor:
-    """Writes one input at a time; a fresh renderer per video (as each `mocap video` run starts one),
-    one shared by images (as in `mocap image DIR`)."""
+    """Writes one input at a time (two Open3D renderers interleaved in one thread corrupt each other's
+    images); a fresh renderer per video (as each `mocap video` run starts one), one shared by images
+    (as in `mocap image DIR`)."""
 
     def __init__(self, options: Dict):
         from engines.body_model import BodyModel

@@ -16,7 +16,7 @@ def register(sub) -> None:
     add_offline_args(p)
     p.add_argument("--max-frames", type=int, default=None, help="stop each video after this many frames")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="worker processes (default: one per GPU, on CPU one per two cores as memory allows); "
+                   help="worker processes (default: one per GPU; on CPU one per core as memory allows); "
                         "with --ray: engine actors (default: one per GPU)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on Ray: a local instance, or join the cluster at ADDRESS (HOST:PORT of its head). "
