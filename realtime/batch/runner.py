@@ -9,7 +9,7 @@ from typing import Iterable, List, Optional, Tuple
 
 from engines.errors import UserError
 
-from .inputs import MediaInput, Problem, expand_inputs
+from .inputs import MediaInput, expand_inputs
 from .manifest import BatchDir
 from .options import BatchOptions
 from .session import BatchSession, Task
