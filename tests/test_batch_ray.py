@@ -97,6 +97,7 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path, media_dir, model_args, c
                  "--ray", f"127.0.0.1:{port}"]) == 2
     err = capsys.readouterr().err
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
     assert main(["batch", str(media_dir / "astronaut.png"), "--out", str(tmp_path / "o"), *model_args,
                  "--ray", "ray://head:10001"]) == 2
     assert "Ray Client addresses (ray://) are not supported" in capsys.readouterr().err

@@ -69,6 +69,8 @@ def run_batch(items: Iterable[Path], out: Path, options: BatchOptions, workers: 
             from . import ray_runner
         except ImportError as exc:
             raise UserError(f"--ray needs Ray: pip install 'smplerx-mocap[batch]' ({exc})") from exc
+        if ray_address is not None:
+            ray_runner.check_address(ray_address)  # before anything is written
     with BatchDir.open(Path(out), options.results_identity()) as bdir:
         report.already_done = [m for m in inputs if bdir.is_done(m)]
         tasks, refused = [], []
