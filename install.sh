@@ -2,7 +2,8 @@
 # Creates .venv/ in the repository root and installs the tool (CPU build of torch).
 #   bash install.sh            # the CLI is then .venv/bin/mocap
 #   EXTRAS=gpu bash install.sh # add optional extras (gpu = onnxruntime-gpu; tensorrt = NVIDIA TensorRT;
-#                              # blender = Blender's bpy module for FBX export, Python 3.11 only)
+#                              # blender = Blender's bpy module for FBX export, Python 3.11 only;
+#                              # batch = Ray for mocap batch --ray; several: EXTRAS=blender,batch)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}

@@ -32,6 +32,8 @@ class Prediction:
     lhand_bbox: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     rhand_bbox: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     face_bbox: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+    #: The detector's score for this person's box (None: not from a detector).
+    score: Optional[float] = None
 
     def npz_dict(self) -> Dict[str, np.ndarray]:
         """Exactly the official demo's npz content (keys, shapes)."""

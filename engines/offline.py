@@ -107,8 +107,7 @@ class ResultWriter:
         for sub in ("smplx", "meta", "overlay") + (("mesh",) if save_mesh else ()):
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
 
-    def write_person(self, name: str, pred: Prediction, source: str, frame_index: Optional[int] = None,
-                     score: Optional[float] = None) -> None:
+    def write_person(self, name: str, pred: Prediction, source: str, frame_index: Optional[int] = None) -> None:
         p = pred.person
         np.savez(self.out_dir / "smplx" / f"{name}.npz", **pred.npz_dict())
         meta = {
@@ -118,7 +117,7 @@ class ResultWriter:
             "bbox_detector": [float(v) for v in p.bbox_detector],
             "bbox_id": int(p.track_id),
             "track_id": int(p.track_id),
-            "score": None if score is None else float(score),
+            "score": None if pred.score is None else float(pred.score),
             "img_path": source,
             "lhand_bbox": [float(v) for v in pred.lhand_bbox],
             "rhand_bbox": [float(v) for v in pred.rhand_bbox],
@@ -141,6 +140,113 @@ def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[
     return [d.bbox_xywh.astype(np.float64) for d in found], [d.score for d in found]
 
 
+def write_image_results(writer: ResultWriter, path: Path, image: np.ndarray, preds: Sequence[Prediction],
+                        overlay: Optional[OverlayFn], stats: Optional[RunStats] = None) -> None:
+    """What ``mocap image`` writes for one image: ``<stem>_<k>`` per person and ``overlay/<stem>.jpg``."""
+    path = Path(path)
+    t0 = time.perf_counter()
+    for pred in preds:  # people are numbered by their box's index (largest first)
+        writer.write_person(f"{path.stem}_{pred.person.track_id}", pred, str(path))
+    t1 = time.perf_counter()
+    if stats is not None:
+        stats.add("write", t1 - t0)
+    if overlay is not None:
+        cv2.imwrite(str(writer.out_dir / "overlay" / f"{path.stem}.jpg"), overlay(image, [p.person for p in preds]))
+        if stats is not None:
+            stats.add("render", time.perf_counter() - t1)
+
+
+class VideoFrames:
+    """The frames of a video file as ``mocap video`` reads them: numbered from 1, at most
+    ``max_frames``; a corrupt frame mid-file is skipped (10 at most) and named in :attr:`skipped`.
+
+    Raises ``FileNotFoundError`` / ``IOError`` when the file is missing or cannot be opened.
+    """
+
+    MAX_SKIPPED = 10
+
+    def __init__(self, path: Path, max_frames: Optional[int] = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"video not found: {self.path}")
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            raise IOError(f"cannot open video {self.path} (unsupported format or corrupt file)")
+        self.max_frames = max_frames
+        #: The container's frame rate (0 when it does not say) and the one used (30 then).
+        self.container_fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = self.container_fps or 30.0
+        total = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        if max_frames:
+            total = min(total or max_frames, max_frames)
+        #: Frames the file says it has (capped by ``max_frames``), None when unknown.
+        self.total = total
+        #: ``frame@N`` for every corrupt frame that was skipped.
+        self.skipped: List[str] = []
+
+    def __iter__(self):
+        """Yields ``(index, image_bgr)``."""
+        cap, total = self._cap, self.total
+        index = 0
+        while self.max_frames is None or index < self.max_frames:
+            ok, image = cap.read()
+            if not ok:
+                pos = cap.get(cv2.CAP_PROP_POS_FRAMES)
+                if total and pos < total and len(self.skipped) < self.MAX_SKIPPED:  # a corrupt frame mid-file
+                    self.skipped.append(f"frame@{int(pos)}")
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, pos + 1)
+                    continue
+                break
+            index += 1
+            yield index, image
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> "VideoFrames":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoResults:
+    """What ``mocap video`` writes per frame: ``<index:05d>_<k>`` per person, ``overlay/<index:05d>.jpg``
+    and the frame appended to ``overlay.mp4`` (opened on the first frame at the video's rate)."""
+
+    def __init__(self, writer: ResultWriter, source: Path, fps: float, overlay: Optional[OverlayFn]):
+        self.writer = writer
+        self.source = Path(source)
+        self.fps = fps
+        self.overlay = overlay
+        self._video: Optional[VideoWriter] = None
+
+    def write(self, index: int, image: np.ndarray, preds: Sequence[Prediction],
+              stats: Optional[RunStats] = None) -> None:
+        t0 = time.perf_counter()
+        for pred in preds:  # named by the person's track id
+            self.writer.write_person(f"{index:05d}_{pred.person.track_id}", pred, f"{self.source}#{index}",
+                                     frame_index=index)
+        t1 = time.perf_counter()
+        if stats is not None:
+            stats.add("write", t1 - t0)
+        if self.overlay is not None:
+            frame = self.overlay(image, [p.person for p in preds])
+            t2 = time.perf_counter()
+            cv2.imwrite(str(self.writer.out_dir / "overlay" / f"{index:05d}.jpg"), frame)
+            if self._video is None:
+                self._video = VideoWriter(self.writer.out_dir / "overlay.mp4", self.fps, (image.shape[1], image.shape[0]))
+            self._video.write(frame)
+            if stats is not None:
+                stats.add("render", t2 - t1)
+                stats.add("encode", time.perf_counter() - t2)
+
+    def close(self) -> None:
+        if self._video is not None:
+            self._video.close()
+            self._video = None
+
+
 def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detector=None,
                manual_boxes=None, save_mesh: bool = False, overlay: Optional[OverlayFn] = None,
                progress: bool = True) -> RunStats:
@@ -148,7 +254,6 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
     from tqdm import tqdm
 
     writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
-    render = overlay
     stats = RunStats()
     for path in tqdm(list(paths), desc="images", unit="img", disable=not progress):
         path = Path(path)
@@ -170,14 +275,9 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
             stats.empty_frames += 1
             log.warning("%s: no person found; no parameters written", path.name)
         for pred in preds:
-            k = pred.person.track_id  # the box's index: people are numbered largest first
-            writer.write_person(f"{path.stem}_{k}", pred, str(path), score=scores[k])
+            pred.score = scores[pred.person.track_id]  # the box's index: people are numbered largest first
         stats.persons += len(preds)
-        t3 = time.perf_counter()
-        stats.add("write", t3 - t2)
-        if render is not None:
-            cv2.imwrite(str(out_dir / "overlay" / f"{path.stem}.jpg"), render(image, [p.person for p in preds]))
-            stats.add("render", time.perf_counter() - t3)
+        write_image_results(writer, path, image, preds, overlay, stats)
     return stats
 
 
@@ -195,42 +295,21 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
     from tqdm import tqdm
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video not found: {path}")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise IOError(f"cannot open video {path} (unsupported format or corrupt file)")
-    container_fps = cap.get(cv2.CAP_PROP_FPS)
-    fps = container_fps or 30.0
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    if max_frames:
-        total = min(total or max_frames, max_frames)
+    frames = VideoFrames(path, max_frames)
+    fps = frames.fps
     writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
-    write_video_info(out_dir, container_fps, total, str(path))
-    render = overlay
-    video = None
+    write_video_info(out_dir, frames.container_fps, frames.total, str(path))
+    results = VideoResults(writer, path, fps, overlay)
     stats = RunStats()
     tracker = None
     if not manual_boxes:
         tracker = PersonTracker(detector, max_people=getattr(detector, "max_people", 1), redetect_every=1,
                                 grace_s=grace_s, confirm_passes=max(2, int(round(fps * 0.5))))
     ids_seen = set()
-    bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress)
-    failures = 0
+    bar = tqdm(total=frames.total, desc=path.name, unit="frame", disable=not progress)
     try:
-        index = 0
-        while max_frames is None or index < max_frames:
-            t0 = time.perf_counter()
-            ok, image = cap.read()
-            if not ok:
-                pos = cap.get(cv2.CAP_PROP_POS_FRAMES)
-                if total and pos < total and failures < 10:  # a corrupt frame mid-file: skip it
-                    failures += 1
-                    stats.failed.append(f"frame@{int(pos)}")
-                    cap.set(cv2.CAP_PROP_POS_FRAMES, pos + 1)
-                    continue
-                break
-            index += 1
+        t0 = time.perf_counter()
+        for index, image in frames:
             stats.frames += 1
             t1 = time.perf_counter()
             now = (index - 1) / fps
@@ -245,41 +324,31 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
             t3 = time.perf_counter()
             if targets is not None:
                 by_box = {p.person.track_id: p for p in preds}
-                results = [None if by_box.get(i) is None else (by_box[i].person.joints_2d, by_box[i].person.joints[0])
-                           for i in range(len(targets))]
-                ids = tracker.observe(targets, results, now, (image.shape[1], image.shape[0]))
+                seen = [None if by_box.get(i) is None else (by_box[i].person.joints_2d, by_box[i].person.joints[0])
+                        for i in range(len(targets))]
+                ids = tracker.observe(targets, seen, now, (image.shape[1], image.shape[0]))
             if not preds:
                 stats.empty_frames += 1
             for pred in preds:
                 k = pred.person.track_id  # index of the box
+                pred.score = scores[k]
                 if targets is not None:
                     pred.person.track_id = ids.get(targets[k].track_id, targets[k].track_id)
                 ids_seen.add(pred.person.track_id)
-                writer.write_person(f"{index:05d}_{pred.person.track_id}", pred, f"{path}#{index}",
-                                    frame_index=index, score=scores[k])
             stats.persons += len(preds)
             stats.track_ids = sorted(ids_seen)
-            t4 = time.perf_counter()
-            if render is not None:
-                frame = render(image, [p.person for p in preds])
-                t5 = time.perf_counter()
-                cv2.imwrite(str(out_dir / "overlay" / f"{index:05d}.jpg"), frame)
-                if video is None:
-                    video = VideoWriter(out_dir / "overlay.mp4", fps, (image.shape[1], image.shape[0]))
-                video.write(frame)
-                stats.add("render", t5 - t4)
-                stats.add("encode", time.perf_counter() - t5)
             stats.add("decode", t1 - t0)
             stats.add("detect", t2 - t1)
             stats.add("model", t3 - t2)
-            stats.add("write", t4 - t3)
+            results.write(index, image, preds, stats)
             if on_frame is not None:
                 on_frame(index, preds)
             bar.update(1)
             bar.set_postfix(persons=len(preds))
+            t0 = time.perf_counter()
     finally:
+        stats.failed.extend(frames.skipped)
         bar.close()
-        cap.release()
-        if video is not None:
-            video.close()
+        frames.close()
+        results.close()
     return stats

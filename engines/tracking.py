@@ -351,16 +351,16 @@ class PersonTracker:
                 self._miss(track, t, "not detected and no joints")
             elif track.unconfirmed >= self.confirm_passes:  # followed by its joints alone: a ghost?
                 self._miss(track, t, f"not seen by {track.unconfirmed} detector passes in a row")
-        rest = [d for j, d in enumerate(found) if j not in used]
+        rest = [j for j in range(len(found)) if j not in used]
         lost = list(self._lost.values())
         expected = [tr.box + tr.velocity * (self.frames - tr.lost_frame + 1) for tr in lost]  # where they went
-        for i, j, _ in match_by_iou(expected, [d.bbox_xywh for d in rest], self.min_iou):
+        for i, r, _ in match_by_iou(expected, [found[j].bbox_xywh for j in rest], self.min_iou):
             track = lost[i]
             del self._lost[track.track_id]
             self._active[track.track_id] = track
             track.lost_at = None
-            self._refresh(track, rest[j], t)
-            used.add(found.index(rest[j]))
+            self._refresh(track, found[rest[r]], t)
+            used.add(rest[r])
         for det in sorted((d for j, d in enumerate(found) if j not in used), key=lambda d: -d.area):
             if len(self._active) >= self.max_people:
                 break

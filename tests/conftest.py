@@ -62,3 +62,23 @@ def s32_net(s32_ckpt):
     from engines.checkpoints import load_network
 
     return load_network(s32_ckpt)
+
+
+#: Inputs of the batch tests: two real clips (5 frames each) and a real photo.
+BATCH_MEDIA = ("street_walk_960x540.mp4", "posetrack_1280x720.mp4", "astronaut.png")
+
+
+@pytest.fixture(scope="session")
+def offline_reference(tmp_path_factory, media_dir, s32_ckpt, smplx_dir):
+    """``mocap video`` / ``mocap image`` on each of :data:`BATCH_MEDIA`: {file name: result folder}."""
+    from realtime.cli import main
+
+    root = tmp_path_factory.mktemp("offline_reference")
+    out = {}
+    for name in BATCH_MEDIA:
+        path = media_dir / name
+        cmd = "image" if path.suffix == ".png" else "video"
+        assert main([cmd, str(path), "--out", str(root / path.stem), "--checkpoint", str(s32_ckpt),
+                     "--body-models", str(smplx_dir)]) == 0
+        out[name] = root / path.stem
+    return out

@@ -9,12 +9,12 @@ from typing import List, Optional
 
 from engines.errors import UserError
 
-from . import bench, convert, doctor, export, image, live, replay, video, weights
+from . import batch, bench, convert, doctor, export, image, live, replay, video, weights
 
 log = logging.getLogger("mocap")
 
 #: Sub-commands in the order ``mocap --help`` lists them.
-COMMANDS = (image, video, live, replay, convert, weights, export, bench, doctor)
+COMMANDS = (image, video, batch, live, replay, convert, weights, export, bench, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
