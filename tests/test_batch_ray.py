@@ -68,7 +68,7 @@ def test_ray_driver_killed_then_resumed(ray_address, tmp_path, media_dir, model_
     out = tmp_path / "out"
     names = ["astronaut.png", "street_walk_960x540.mp4", "posetrack_1280x720.mp4"]
     inputs = [str(media_dir / n) for n in names]
-    common = ["--out", str(out), "--no-overlay", "--max-frames", "2", "--no-progress", *model_args]
+    common = ["--out", str(out), "--no-overlay", "--max-frames", "2", "--max-people", "1", "--no-progress", *model_args]
     proc = mocap_subprocess(["batch", *inputs, *common, "--ray", ray_address])
     first = str((media_dir / names[0]).resolve())
     try:
