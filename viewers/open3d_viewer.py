@@ -24,6 +24,8 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from engines.stop import raise_if_stopped
+
 log = logging.getLogger(__name__)
 
 #: OpenCV camera frame -> Y-up viewing frame (180 degrees about x).
@@ -76,6 +78,7 @@ class Open3DViewer:
         try:
             import open3d as o3d
         except (ImportError, OSError) as exc:
+            raise_if_stopped()
             raise ViewerUnavailable(f"cannot import open3d: {exc}") from exc
         self._o3d = o3d
         self.faces = np.asarray(faces, dtype=np.int32).reshape(-1, 3)
