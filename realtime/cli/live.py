@@ -1,17 +1,18 @@
 """``mocap live``: camera or video -> smoothed SMPL-X -> viewer, VMC/OSC, ZMQ, recording."""
 from __future__ import annotations
 
-import json
 import logging
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+from engines.atomic import write_json_atomic
 from engines.errors import UserError
+from engines.stop import signal_name, stop_requested
 
-from .common import add_model_args, add_stream_args, make_sinks
+from .. import signals
+from .common import add_model_args, add_stream_args, check_output_file, check_stream_args, make_sinks
 
 log = logging.getLogger("mocap.live")
 
@@ -75,10 +76,17 @@ def cmd_live(args) -> int:
     from realtime.pipeline import Pipeline
     from realtime.tracking import PersonTracker
 
+    # everything a user can get wrong is checked before the slow loads
+    check_output_file(args.summary_json, "--summary-json")
+    check_stream_args(args)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be >= 1")
+    if args.duration is not None and not args.duration > 0:
+        raise UserError("--duration must be > 0 seconds")
     viewer_kind = _viewer_choice(args)
     try:
         source = open_source(args.source, pace=not args.no_pace, loop=args.loop, fps=args.fps)
-    except CaptureError as exc:
+    except (CaptureError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     try:
         predictor = Predictor.from_files(args.checkpoint, args.body_models, device=args.device, engine=args.engine)
@@ -88,56 +96,67 @@ def cmd_live(args) -> int:
     body = predictor.body_model
     filt = _filter(args, body)  # before the sinks: a bad setting must not leave a recording behind
     detector = PersonDetector(static=False)
-    tracker = PersonTracker(detector, redetect_every=args.redetect_every)
-    try:
-        sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
-    except BaseException:
-        detector.close()
-        raise
-    pipe = Pipeline(source, predictor, tracker, filt, sinks,
-                    mesh_after_filter=viewer_kind == "open3d" and not args.no_filter)
-
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
+    sinks = []
+    pipe = None
     viewer = None
     try:
+        tracker = PersonTracker(detector, redetect_every=args.redetect_every)
         try:
-            pipe.start(args.max_frames)
-        except CaptureError as exc:
+            source.start()  # before the sinks: a source that cannot open leaves no recording behind,
+        except CaptureError as exc:  # and the recording's meta gets the source's real frame rate
             raise UserError(str(exc)) from exc
-        viewer = _open_viewer(viewer_kind, body.faces)
-        last_status = 0.0
-        deadline = None if args.duration is None else time.monotonic() + args.duration
+        with signals.deliver_to(stop):  # from here on a stop signal ends the run cleanly
+            sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
+            pipe = Pipeline(source, predictor, tracker, filt, sinks,
+                            mesh_after_filter=viewer_kind == "open3d" and not args.no_filter)
+            pipe.start(args.max_frames)
+            viewer = _open_viewer(viewer_kind, body.faces)
+            last_status = 0.0
+            deadline = None if args.duration is None else time.monotonic() + args.duration
 
-        def tick() -> bool:
-            nonlocal last_status
-            if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
-                return False
-            if viewer is not None and viewer(pipe) is False:
-                return False
-            now = time.monotonic()
-            if now - last_status >= 1.0:
-                last_status = now
-                print("\r" + pipe.status_line(), end="", file=sys.stderr, flush=True)
-            return True
+            def tick() -> bool:
+                nonlocal last_status
+                if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                    return False
+                if viewer is not None and viewer(pipe) is False:
+                    return False
+                now = time.monotonic()
+                if now - last_status >= 1.0:
+                    last_status = now
+                    print("\r" + pipe.status_line(), end="", file=sys.stderr, flush=True)
+                return True
 
-        pipe.wait(on_tick=tick, tick=0.01 if viewer is not None else 0.1)
+            if not stop.is_set():
+                pipe.wait(on_tick=tick, tick=0.01 if viewer is not None else 0.1)
     finally:
-        pipe.stop()
-        detector.close()
-        if viewer is not None:
-            viewer.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        with signals.deliver_to(stop):  # a second Ctrl-C must not cut the recording's finalisation short
+            if pipe is not None:
+                pipe.stop()
+            else:
+                source.stop()
+                for sink in sinks:
+                    sink.close()
+            detector.close()
+            if viewer is not None:
+                viewer.close()
     print(file=sys.stderr)
     if pipe.error is not None:
         raise UserError(f"the engine stage failed: {pipe.error}")
     summary = pipe.summary()
-    if getattr(source, "error", None):
-        print(f"mocap live: source error: {source.error}", file=sys.stderr)
+    if stop.is_set() and stop_requested() is not None:
+        summary["stopped_by"] = signal_name(stop_requested())
+    problem = getattr(source, "error", None) or getattr(source, "problem", None)
+    if problem:
+        summary["source_problem"] = problem
+        print(f"mocap live: source: {problem}", file=sys.stderr)
     print(_format_summary(summary))
     if args.summary_json:
-        args.summary_json.write_text(json.dumps(summary, indent=2))
+        try:
+            write_json_atomic(args.summary_json, summary)
+        except OSError as exc:
+            raise UserError(f"cannot write --summary-json {args.summary_json}: {exc.strerror or exc} "
+                            f"(the summary is printed above)") from None
     return 0
 
 
