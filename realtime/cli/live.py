@@ -72,7 +72,7 @@ def cmd_live(args) -> int:
     from engines.detector import PersonDetector
     from engines.inference import Predictor
 
-    from realtime.capture import CaptureError, open_source
+    from realtime.capture import CameraSource, CaptureError, open_source
     from realtime.pipeline import Pipeline
     from realtime.tracking import PersonTracker
 
@@ -88,24 +88,26 @@ def cmd_live(args) -> int:
         source = open_source(args.source, pace=not args.no_pace, loop=args.loop, fps=args.fps)
     except (CaptureError, ValueError) as exc:
         raise UserError(str(exc)) from exc
-    try:
-        predictor = Predictor.from_files(args.checkpoint, args.body_models, device=args.device, engine=args.engine)
-    except (CheckpointError, BodyModelNotFound, RuntimeError) as exc:
-        raise UserError(str(exc)) from exc
-    print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
-    body = predictor.body_model
-    filt = _filter(args, body)  # before the sinks: a bad setting must not leave a recording behind
-    detector = PersonDetector(static=False)
     stop = threading.Event()
+    detector = None
     sinks = []
     pipe = None
     viewer = None
     try:
-        tracker = PersonTracker(detector, redetect_every=args.redetect_every)
+        if isinstance(source, CameraSource):
+            _start(source)  # a missing camera is found now, not after the model load (it keeps only its newest frame)
         try:
-            source.start()  # before the sinks: a source that cannot open leaves no recording behind,
-        except CaptureError as exc:  # and the recording's meta gets the source's real frame rate
+            predictor = Predictor.from_files(args.checkpoint, args.body_models, device=args.device, engine=args.engine)
+        except (CheckpointError, BodyModelNotFound, RuntimeError) as exc:
             raise UserError(str(exc)) from exc
+        body = predictor.body_model
+        filt = _filter(args, body)  # before the sinks: a bad setting must not leave a recording behind
+        detector = PersonDetector(static=False)
+        tracker = PersonTracker(detector, redetect_every=args.redetect_every)
+        if not source.started:  # files and folders start now, so that a paced one starts at its beginning;
+            _start(source)  # before the sinks: one that cannot open leaves no recording behind, and the
+        # recording's meta gets the source's real frame rate
+        print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
         with signals.deliver_to(stop):  # from here on a stop signal ends the run cleanly
             sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
             pipe = Pipeline(source, predictor, tracker, filt, sinks,
@@ -137,7 +139,8 @@ def cmd_live(args) -> int:
                 source.stop()
                 for sink in sinks:
                     sink.close()
-            detector.close()
+            if detector is not None:
+                detector.close()
             if viewer is not None:
                 viewer.close()
     print(file=sys.stderr)
@@ -158,6 +161,15 @@ def cmd_live(args) -> int:
             raise UserError(f"cannot write --summary-json {args.summary_json}: {exc.strerror or exc} "
                             f"(the summary is printed above)") from None
     return 0
+
+
+def _start(source) -> None:
+    from realtime.capture import CaptureError
+
+    try:
+        source.start()
+    except CaptureError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _format_summary(s) -> str:
