@@ -259,3 +259,61 @@ def test_result_writer_writes_valid_json_for_non_finite_values(tmp_path):
 
     write_json_atomic(tmp_path / "m.json", {"bbox": [1.0, float("nan"), float("inf")], "n": {"x": float("-inf")}})
     assert json.loads((tmp_path / "m.json").read_text()) == {"bbox": [1.0, None, None], "n": {"x": None}}
+
+
+# --------------------------------------------------------------------------- model files, settings, images
+
+def test_corrupt_model_files_are_one_clear_line(tmp_path, capsys, ckpt, smplx_dir, media_dir):
+    img = str(media_dir / "astronaut.png")
+    bad_onnx = tmp_path / "model.onnx"
+    bad_onnx.write_bytes(b"\x08\x07garbage, not a protobuf")
+    rc = main(["image", img, "--out", str(tmp_path / "o1"), "--engine", "onnx", "--checkpoint", str(bad_onnx),
+               "--body-models", str(smplx_dir)])
+    one_line_error(capsys, rc, "model.onnx", "not a usable ONNX model")
+    cut = tmp_path / "cut.pth.tar"
+    data = open(ckpt, "rb").read()
+    cut.write_bytes(data[: len(data) // 3])
+    rc = main(["image", img, "--out", str(tmp_path / "o2"), "--checkpoint", str(cut), "--body-models", str(smplx_dir)])
+    one_line_error(capsys, rc, "cut.pth.tar")
+    rc = main(["image", img, "--out", str(tmp_path / "o3"), "--device", "cuda", "--checkpoint", ckpt,
+               "--body-models", str(smplx_dir)])
+    one_line_error(capsys, rc, "cuda")
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"body": {"min_cutoff": "fast"}}', '{"nope": {}}'])
+def test_bad_filter_config_fails_before_the_model_loads(tmp_path, capsys, content):
+    cfg = tmp_path / "filter.json"
+    cfg.write_text(content)
+    # a checkpoint that does not exist: the settings must be refused before anything is loaded
+    rc = main(["live", "--source", "synthetic", "--viewer", "none", "--osc", "none", "--zmq", "none",
+               "--checkpoint", str(tmp_path / "no.pth"), "--filter-config", str(cfg)])
+    one_line_error(capsys, rc, "filter settings")
+
+
+def test_corrupt_images_are_reported_and_the_rest_processed(tmp_path, capsys, ckpt, smplx_dir, media_dir):
+    good = media_dir / "astronaut.png"
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes((media_dir / "coco_000785_skier.jpg").read_bytes()[:200])
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    box = ["--bbox", "100", "50", "300", "400", "--no-overlay", "--checkpoint", ckpt, "--body-models", str(smplx_dir)]
+    assert main(["image", str(good), str(cut), str(text), "--out", str(tmp_path / "o"), *box]) == 0
+    out = capsys.readouterr().out
+    assert "1 frame(s)" in out and "2 failed: cut.jpg, notes.png" in out
+    assert [p.name for p in (tmp_path / "o" / "smplx").iterdir()] == ["astronaut_0.npz"]
+    assert main(["image", str(cut), str(text), "--out", str(tmp_path / "o2"), *box]) == 1  # nothing readable
+    assert "0 frame(s)" in capsys.readouterr().out
+
+
+def test_latency_sample_stays_bounded():
+    from realtime.pipeline import Reservoir
+
+    r = Reservoir(capacity=1000, seed=3)
+    for i in range(50_000):
+        r.add(float(i % 100))
+    assert len(r) == 1000 and r.count == 50_000
+    assert abs(np.median(r.values) - 49.5) < 5 and abs(np.percentile(r.values, 95) - 95) < 3
+    small = Reservoir(capacity=1000)
+    for v in (3.0, 1.0, 2.0):
+        small.add(v)
+    assert sorted(small.values) == [1.0, 2.0, 3.0]  # every value kept while under capacity: exact percentiles

@@ -99,9 +99,14 @@ def test_video_and_live_agree_on_a_truncated_clip(tmp_path, clips, s32_ckpt, smp
 
     summary = tmp_path / "live.json"
     assert main(["live", "--source", str(clips["cut"]), "--no-pace", "--viewer", "none", "--osc", "none",
-                 "--zmq", "none", "--engine", "torch", *model, "--summary-json", str(summary)]) == 0
+                 "--zmq", "none", "--engine", "torch", *model, "--summary-json", str(summary),
+                 "--record", str(tmp_path / "rec")]) == 0
     s = json.loads(summary.read_text())
     assert s["frames_out"] == len(decoded) and s["corrupt"] == N_FRAMES - len(decoded)
+    from realtime.recording import load_recording
+
+    recording = load_recording(tmp_path / "rec")
+    assert len(recording) == len(decoded) and recording.meta["fps"] == 30.0  # was null for video sources
     assert "truncated" in s["source_problem"]
 
 

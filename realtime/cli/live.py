@@ -44,10 +44,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_live)
 
 
-def _filter(args, body_model):
+def _filter_settings(args):
+    """The One-Euro settings (None with --no-filter); a bad file or override is a UserError."""
     if args.no_filter:
         return None
-    from realtime.filters import FilterSettings, SMPLXFilter
+    from realtime.filters import FilterSettings
 
     try:
         settings = FilterSettings.from_file(args.filter_config) if args.filter_config else FilterSettings()
@@ -55,6 +56,14 @@ def _filter(args, body_model):
             settings = settings.with_overrides(args.filter)
     except (ValueError, OSError) as exc:
         raise UserError(f"filter settings: {exc}") from exc
+    return settings
+
+
+def _filter(settings, body_model):
+    if settings is None:
+        return None
+    from realtime.filters import SMPLXFilter
+
     return SMPLXFilter(settings, hand_mean=(body_model.hand_mean_left, body_model.hand_mean_right))
 
 
@@ -83,6 +92,11 @@ def cmd_live(args) -> int:
         raise UserError("--max-frames must be >= 1")
     if args.duration is not None and not args.duration > 0:
         raise UserError("--duration must be > 0 seconds")
+    if args.fps is not None and not args.fps > 0:
+        raise UserError("--fps must be > 0")
+    if args.redetect_every < 0:
+        raise UserError("--redetect-every must be >= 0")
+    settings = _filter_settings(args)
     viewer_kind = _viewer_choice(args)
     try:
         source = open_source(args.source, pace=not args.no_pace, loop=args.loop, fps=args.fps)
@@ -101,7 +115,7 @@ def cmd_live(args) -> int:
         except (CheckpointError, BodyModelNotFound, RuntimeError) as exc:
             raise UserError(str(exc)) from exc
         body = predictor.body_model
-        filt = _filter(args, body)  # before the sinks: a bad setting must not leave a recording behind
+        filt = _filter(settings, body)
         detector = PersonDetector(static=False)
         tracker = PersonTracker(detector, redetect_every=args.redetect_every)
         if not source.started:  # files and folders start now, so that a paced one starts at its beginning;
