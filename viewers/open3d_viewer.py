@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
@@ -201,8 +202,12 @@ class Open3DViewer:
         """Save the current view as an image file (PNG/JPEG by extension)."""
         import cv2
 
-        if not cv2.imwrite(str(path), self.screenshot()[:, :, ::-1]):
-            raise OSError(f"could not write {path}")
+        from engines.atomic import write_bytes_atomic
+
+        ok, buf = cv2.imencode(Path(path).suffix or ".png", self.screenshot()[:, :, ::-1])
+        if not ok:
+            raise OSError(f"could not encode {path} (unknown image extension?)")
+        write_bytes_atomic(path, buf.tobytes())
 
     def close(self) -> None:
         """Destroy the window (idempotent)."""
