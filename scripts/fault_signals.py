@@ -86,8 +86,8 @@ def main() -> int:
     rng = random.Random(args.seed)
     rows = []
     for k in range(args.tries):
-        command = "live" if k % 3 else "video"
-        sig = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)[k % 3 if command == "live" else (k // 3) % 3]
+        command = "live" if k % 3 else "video"  # two live tries for each video try
+        sig = rng.choice((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
         work = args.out / f"try{k:02d}"
         if work.exists():
             shutil.rmtree(work)
