@@ -58,9 +58,11 @@ def live_command(models: Dict[str, Path], source: str, *extra: str, engine: str 
             "--body-models", str(models["body_models"]), *extra]
 
 
-def spawn(cmd: Sequence[str], threads: int = 1, log_path: Optional[Path] = None) -> subprocess.Popen:
+def spawn(cmd: Sequence[str], threads: int = 1, log_path: Optional[Path] = None,
+          env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
     """Start a command from the repository root with ``threads`` compute threads (the machine is shared)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               **(env or {}))
     out = open(log_path, "w") if log_path else subprocess.DEVNULL
     return subprocess.Popen(list(cmd), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT if log_path
                             else subprocess.DEVNULL, text=True)

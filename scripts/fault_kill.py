@@ -27,7 +27,8 @@ from fault_harness import (ZmqCounter, free_port, live_command, machine, media_d
                            wait_for)
 
 
-def one_round(k: int, models, clip: Path, out: Path, rng: random.Random, during_startup: bool) -> dict:
+def one_round(k: int, models, clip: Path, out: Path, rng: random.Random, during_startup: bool, engine: str,
+              env: dict) -> dict:
     from realtime.recording import load_recording
 
     rec = out / f"rec{k:02d}"
@@ -37,7 +38,8 @@ def one_round(k: int, models, clip: Path, out: Path, rng: random.Random, during_
     counter = ZmqCounter(endpoint)  # connects before the publisher binds: it sees the first frame
     counter.start()
     proc = spawn(live_command(models, str(clip), "--loop", "--osc", "none", "--zmq", endpoint,
-                              "--record", str(rec), "--record-video"), log_path=out / f"live{k:02d}.log")
+                              "--record", str(rec), "--record-video", engine=engine),
+                 log_path=out / f"live{k:02d}.log", env=env)
     t0 = time.monotonic()
     if during_startup:
         delay = rng.uniform(0.2, 6.0)
@@ -81,16 +83,25 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", type=Path, default=Path("/tmp/mocap-kills"))
     ap.add_argument("--clip", type=Path, default=None)
+    ap.add_argument("--engine", default="torch", help="torch, or auto (ONNX Runtime: more frames per second; "
+                    "the export is made once, before the first round)")
     args = ap.parse_args()
 
     clip = args.clip or media_dir() / "posetrack_1280x720.mp4"
     args.out.mkdir(parents=True, exist_ok=True)
     models = prepare_models(args.out / "models")
+    env = {"MOCAP_CACHE_DIR": str(args.out / "cache")}
+    if args.engine != "torch":  # make the ONNX export once, so that no round spends its time exporting
+        warm = spawn(live_command(models, "synthetic:320x240@10", "--max-frames", "1", "--osc", "none",
+                                  "--zmq", "none", engine=args.engine), log_path=args.out / "warm-up.log", env=env)
+        if warm.wait() != 0:
+            raise SystemExit(f"fault_kill: warm-up failed; see {args.out / 'warm-up.log'}")
     rng = random.Random(args.seed)
     startup = set(rng.sample(range(args.kills), min(args.startup_kills, args.kills)))
-    report = {"machine_at_start": machine(), "kills": args.kills, "seed": args.seed, "rounds": []}
+    report = {"machine_at_start": machine(), "kills": args.kills, "seed": args.seed, "engine": args.engine,
+              "rounds": []}
     for k in range(args.kills):
-        row = one_round(k, models, clip, args.out, rng, k in startup)
+        row = one_round(k, models, clip, args.out, rng, k in startup, args.engine, env)
         report["rounds"].append(row)
         print(json.dumps({key: v for key, v in row.items() if key != "problems"}), flush=True)
     rounds = report["rounds"]
