@@ -9,6 +9,7 @@ because of a signal), the detector and Open3D start-up, or the run itself. Outco
 * ``clean stop``: exit 0 (live) or 128+N (video) with the summary printed; the recording is
   complete (live) or overlay.mp4 is finalised and run.json says "stopped_by" (video);
 * ``stopped at start-up``: exit 128+N with "stopped by SIG..." on one line;
+* ``finished``: `video` had done its last frame when the signal came: a complete run, exit 0;
 * ``before main()``: the signal came while Python itself was starting, before the command line
   could install its handlers (the default action: exit -N, or a KeyboardInterrupt traceback);
 * ``BAD``: anything else: a traceback, an engine or renderer fallback, another exit code.
@@ -59,6 +60,10 @@ def classify(command: str, sig: int, rc: int, out: str, err: str, work: Path) ->
         return "clean stop"
     if rc == 128 + sig and f"stopped by {name}" in err:
         return "stopped at start-up"
+    if command == "video" and rc == 0 and (work / "out" / "run.json").is_file():
+        run = json.loads((work / "out" / "run.json").read_text())
+        if run.get("complete") and (work / "out" / "overlay.mp4").is_file():
+            return "finished (signal after the last frame)"
     return "BAD"
 
 

@@ -118,9 +118,10 @@ def cmd_live(args) -> int:
         filt = _filter(settings, body)
         detector = PersonDetector(static=False)
         tracker = PersonTracker(detector, redetect_every=args.redetect_every)
-        if not source.started:  # files and folders start now, so that a paced one starts at its beginning;
-            _start(source)  # before the sinks: one that cannot open leaves no recording behind, and the
-        # recording's meta gets the source's real frame rate
+        # files and folders start now (a paced one then starts at its beginning), and before the sinks:
+        # a source that cannot open leaves no recording behind, and the recording gets its frame rate
+        if not source.started:
+            _start(source)
         print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
         with signals.deliver_to(stop):  # from here on a stop signal ends the run cleanly
             sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
