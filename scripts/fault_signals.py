@@ -79,7 +79,16 @@ def main() -> int:
     models = prepare_models(args.out / "models")
     cache = args.out / "cache"  # the auto engine's ONNX export, made once here so that tries load it
     env_cache = {"MOCAP_CACHE_DIR": str(cache)}
-    clip = media_dir() / "street_walk_960x540.mp4"
+    clip = args.out / "pan.mp4"  # 90 frames panning across a real photo: video runs last about a minute
+    if not clip.is_file():
+        import cv2
+        import numpy as np
+
+        still = cv2.resize(cv2.imread(str(media_dir() / "mpii_004645041.jpg")), (640, 360))
+        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
+        for i in range(90):
+            writer.write(np.roll(still, 4 * i, axis=1))
+        writer.release()
     base = [sys.executable, "-m", "realtime.cli"]
     model = ["--checkpoint", str(models["checkpoint"]), "--body-models", str(models["body_models"])]
     warm = subprocess.run(base + ["live", "--source", "synthetic:320x240@10", "--max-frames", "1", "--viewer", "none",
