@@ -49,7 +49,8 @@ def one_run(models, clip: Path, seconds: float, stalled: bool, out: Path, k: int
     udp.close()
     s = json.loads(summary.read_text()) if summary.is_file() else {}
     return {"mode": "stalled" if stalled else "alone", "exit": proc.returncode, "frames_out": s.get("frames_out"),
-            "out_fps": round(s.get("out_fps_mean", 0.0), 2), "latency_ms_median": round(s.get("latency_ms_median", 0), 1),
+            "out_fps": round(s.get("out_fps_mean", 0.0), 2),
+            "latency_ms_median": round(s.get("latency_ms_median", 0), 1),
             "peak_rss_mb": round(peak / 1024, 1), "last_rss_mb": round(rss_end / 1024, 1),
             "load1": round(__import__("os").getloadavg()[0], 2)}
 

@@ -68,7 +68,8 @@ def one_round(k: int, models, clip: Path, out: Path, rng: random.Random, during_
         row.update(recovered=0, lost=sorted(received), error=f"{type(exc).__name__}: {exc}")
         return row
     recovered = {f.frame_id for f in recording.frames}
-    broken_jpegs = sum(1 for i, p in enumerate(recording.image_paths) if p is not None and recording.load_image(i) is None)
+    broken_jpegs = sum(1 for i, p in enumerate(recording.image_paths)
+                       if p is not None and recording.load_image(i) is None)
     row.update(recovered=len(recovered), lost=sorted(received - recovered),
                recorded_not_received=len(recovered - received), torn_tail=recording.truncated,
                missing_inside=recording.missing_indices, broken_jpegs=broken_jpegs,

@@ -122,7 +122,8 @@ def main() -> int:
     received = set(reader.frame_ids) if reader else set()
     recorded = {f.frame_id for f in recording.frames}
     report = {**info, "minutes_run": round(duration / 60, 1), "alive_until_stop": alive, "exit_code": rc,
-              "summary": summary, "samples": len(samples), "verdict": verdict(samples, args.minutes) if samples else None,
+              "summary": summary, "samples": len(samples),
+              "verdict": verdict(samples, args.minutes) if samples else None,
               "recording": {"frames": len(recording), "complete": recording.meta.get("complete"),
                             "problems": recording.problems(), "fps_meta": recording.meta.get("fps"),
                             "jpegs": sum(p is not None for p in recording.image_paths)},

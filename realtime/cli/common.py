@@ -49,7 +49,8 @@ def check_boxes(boxes) -> None:
     """--bbox values: width and height must be positive."""
     for box in boxes or ():
         if box[2] <= 0 or box[3] <= 0:
-            raise UserError(f"--bbox {' '.join(f'{v:g}' for v in box)}: width and height must be > 0 (X Y W H in pixels)")
+            values = " ".join(f"{v:g}" for v in box)
+            raise UserError(f"--bbox {values}: width and height must be > 0 (X Y W H in pixels)")
 
 
 def check_output_file(path: Optional[Path], option: str) -> None:
