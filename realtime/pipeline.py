@@ -131,12 +131,17 @@ class Pipeline:
         self._prev_joints: Optional[np.ndarray] = None
         self._track_id: Optional[int] = None
         self._max_frames: Optional[int] = None
+        self._source_base: Dict[str, int] = {}  # source counters when the run began
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, max_frames: Optional[int] = None) -> "Pipeline":
         self._max_frames = max_frames
         if not getattr(self.source, "started", False):  # the caller may have started it already
             self.source.start()
+        else:  # count from now: frames a camera grabbed while the model loaded are not this run's input
+            before = self.source.stats()
+            self._source_base = {k: before.get(k, 0) for k in ("grabbed", "dropped")}
+            self.stats.started_ns = time.perf_counter_ns()
         self._thread = threading.Thread(target=self._run, name="mocap-engine", daemon=True)
         self._thread.start()
         return self
@@ -239,11 +244,13 @@ class Pipeline:
     def status(self) -> Dict[str, float]:
         snap = self.stats.snapshot()
         src = self.source.stats()
+        base = self._source_base
+        grabbed = src.get("grabbed", 0) - base.get("grabbed", 0)
         elapsed = (time.perf_counter_ns() - self.stats.started_ns) / 1e9
         snap.update({
-            "in_fps": src.get("grabbed", 0) / elapsed if elapsed > 0 else 0.0,
-            "grabbed": src.get("grabbed", 0),
-            "dropped": src.get("dropped", 0),
+            "in_fps": grabbed / elapsed if elapsed > 0 else 0.0,
+            "grabbed": grabbed,
+            "dropped": src.get("dropped", 0) - base.get("dropped", 0),
             "corrupt": src.get("corrupt", 0),
             "detector_calls": getattr(self.tracker, "detector_calls", 0),
             "elapsed_s": elapsed,

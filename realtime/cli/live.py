@@ -129,7 +129,7 @@ def cmd_live(args) -> int:
                             mesh_after_filter=viewer_kind == "open3d" and not args.no_filter)
             pipe.start(args.max_frames)
             viewer = _open_viewer(viewer_kind, body.faces)
-            last_status = 0.0
+            last_status = time.monotonic()  # the first status line after a second, when its rates mean something
             deadline = None if args.duration is None else time.monotonic() + args.duration
 
             def tick() -> bool:
