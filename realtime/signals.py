@@ -49,8 +49,11 @@ def install() -> None:
     clear_stop()
     _count, _event = 0, None
     for s in STOP_SIGNALS:
+        old = signal.getsignal(s)
+        if old == signal.SIG_IGN:  # ignored on purpose (``nohup`` ignores SIGHUP): keep it that way,
+            continue  # as Python itself leaves an ignored SIGINT alone
         if s not in _previous:
-            _previous[s] = signal.getsignal(s)
+            _previous[s] = old
         signal.signal(s, _handler)
 
 

@@ -58,6 +58,14 @@ def live_command(models: Dict[str, Path], source: str, *extra: str, engine: str 
             "--body-models", str(models["body_models"]), *extra]
 
 
+def default_signals() -> None:
+    """For ``preexec_fn``: the child starts with default SIGINT/SIGTERM/SIGHUP even when this script
+    runs under ``nohup`` or as a background job (which ignore SIGHUP / SIGINT, and mocap keeps an
+    inherited ignore, as it should)."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def spawn(cmd: Sequence[str], threads: int = 1, log_path: Optional[Path] = None,
           env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
     """Start a command from the repository root with ``threads`` compute threads (the machine is shared)."""
@@ -65,7 +73,7 @@ def spawn(cmd: Sequence[str], threads: int = 1, log_path: Optional[Path] = None,
                **(env or {}))
     out = open(log_path, "w") if log_path else subprocess.DEVNULL
     return subprocess.Popen(list(cmd), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT if log_path
-                            else subprocess.DEVNULL, text=True)
+                            else subprocess.DEVNULL, text=True, preexec_fn=default_signals)
 
 
 class ZmqCounter(threading.Thread):

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from fault_harness import REPO, machine, media_dir, prepare_models
+from fault_harness import REPO, default_signals, machine, media_dir, prepare_models
 
 FALLBACK_WORDS = ("unavailable", "using optimised PyTorch", "falling back", "fall back")
 
@@ -114,7 +114,7 @@ def main() -> int:
         delay = rng.uniform(0.05, args.max_delay)
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **env_cache)
         proc = subprocess.Popen(base + argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+                                text=True, preexec_fn=default_signals)
         time.sleep(delay)
         sent = proc.poll() is None
         t_sent = time.monotonic()

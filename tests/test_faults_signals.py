@@ -17,9 +17,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def spawn(args, env=None):
+def default_signals():
+    """The child starts with default signal actions even if the test runner was started with some
+    ignored (a background job ignores SIGINT; nohup ignores SIGHUP): mocap keeps an inherited ignore."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
+def spawn(args, env=None, preexec_fn=default_signals):
     return subprocess.Popen([sys.executable, "-m", "realtime.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn,
                             env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})))
 
 
@@ -68,6 +75,24 @@ def test_live_stops_like_ctrl_c(tmp_path, s32_ckpt, smplx_dir, sig):
     assert recording.meta["complete"] is True and not recording.truncated and not recording.damaged
     assert len(recording) == s["frames_out"] >= 1
     assert recording.meta["fps"] == 15.0  # the source's rate, known since the source opened before the recorder
+
+
+@pytest.mark.slow
+def test_an_inherited_ignore_is_kept(tmp_path, s32_ckpt, smplx_dir):
+    """`nohup mocap live ...` ignores SIGHUP: closing the terminal must not stop it; Ctrl-C still does."""
+    def nohup():
+        default_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    rec = tmp_path / "rec"
+    proc = spawn(live_args(s32_ckpt, smplx_dir, "--record", str(rec)), preexec_fn=nohup)
+    frames = rec / "frames.bin"
+    wait_until(proc, lambda: frames.exists() and frames.stat().st_size > 0)
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    assert proc.poll() is None  # still running
+    out, err = finish(proc, signal.SIGINT)
+    assert proc.returncode == 0 and "frames processed" in out, err[-2000:]
 
 
 @pytest.mark.slow
@@ -150,11 +175,14 @@ def stop_signals():
     from engines.stop import clear_stop
     from realtime import signals
 
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if pytest runs with SIGINT ignored
     signals.install()
     try:
         yield
     finally:
         signals.uninstall()
+        signal.signal(signal.SIGINT, before)
         clear_stop()
 
 
