@@ -7,13 +7,16 @@ expression coefficients, face contour landmarks on (144 output joints).
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
 
+from .errors import UserError
 from .paths import ENV_BODY_MODELS, default_body_models_dir
+from .stop import raise_if_stopped
 
 MODEL_FILE = "SMPLX_NEUTRAL.npz"
 NUM_BETAS = 10
@@ -107,8 +110,40 @@ def network_inputs(out: Dict[str, torch.Tensor]) -> list:
     return [out[k] for k in NETWORK_INPUTS]
 
 
+#: Arrays ``smplx.SMPLX`` reads from the model file (face contour on, no PCA hands).
+REQUIRED_ARRAYS = (
+    "v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table",
+    "hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr",
+    "lmk_faces_idx", "lmk_bary_coords", "dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords",
+)
+
+_REDOWNLOAD = "download 'SMPL-X v1.1 (NPZ+PKL)' again from https://smpl-x.is.tue.mpg.de and replace it"
+
+
 class BodyModelNotFound(FileNotFoundError):
     pass
+
+
+class BodyModelInvalid(UserError, ValueError):
+    """The SMPL-X model file exists but is not a usable SMPL-X npz (truncated, not a zip, arrays missing)."""
+
+
+def check_smplx_file(path: Union[str, Path]) -> None:
+    """Cheap check (the archive's directory only) that ``path`` is an npz with every array
+    SMPL-X needs; raises :class:`BodyModelInvalid` naming the file and the fix."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {n[:-4] if n.endswith(".npy") else n for n in archive.namelist()}
+    except zipfile.BadZipFile:
+        raise BodyModelInvalid(f"{path} is not a valid SMPL-X model file: not a complete .npz (zip) archive, "
+                               f"perhaps truncated; {_REDOWNLOAD}") from None
+    except OSError as exc:
+        raise BodyModelInvalid(f"cannot read the SMPL-X model file {path}: {exc.strerror or exc}") from None
+    missing = [a for a in REQUIRED_ARRAYS if a not in names]
+    if missing:
+        raise BodyModelInvalid(f"{path} is not a valid SMPL-X model file: array(s) {', '.join(missing)} missing "
+                               f"(is it an SMPL or SMPL-H file?); {_REDOWNLOAD}")
 
 
 def find_smplx_file(body_models: Optional[Union[str, Path]] = None) -> Path:
@@ -139,6 +174,7 @@ class BodyModel(torch.nn.Module):
 
         _install_rigid_transform()
         self.path = find_smplx_file(body_models)
+        check_smplx_file(self.path)
         try:
             self.layer = smplx.SMPLX(
                 model_path=str(self.path), gender="neutral", ext="npz",
@@ -149,8 +185,10 @@ class BodyModel(torch.nn.Module):
                 create_expression=False, create_jaw_pose=False, create_leye_pose=False,
                 create_reye_pose=False, create_transl=False,
             )
-        except (KeyError, ValueError, OSError) as exc:
-            raise ValueError(f"{self.path} is not a valid SMPL-X model file: {exc}") from exc
+        except Exception as exc:  # a damaged array: zlib, pickle, zip and shape errors all end here
+            raise_if_stopped()  # ... unless it was a Ctrl-C that the loader turned into one of them
+            raise BodyModelInvalid(f"{self.path} is not a valid SMPL-X model file ({type(exc).__name__}: {exc}); "
+                                   f"{_REDOWNLOAD}") from exc
         self.layer.eval()
         for p in self.layer.parameters():
             p.requires_grad_(False)

@@ -20,6 +20,7 @@ from typing import Dict, Iterable, List, Optional, Union
 import numpy as np
 import torch
 
+from .atomic import atomic_file
 from .backends.base import INPUT_NAME, OUTPUT_NAMES
 from .geometry import INPUT_IMG_SHAPE
 
@@ -90,7 +91,8 @@ def torch_to_onnx(net: torch.nn.Module, path: Union[str, Path], batch: int = 1, 
     _set_metadata(model, meta)
     import onnx
 
-    onnx.save_model(model, str(path))
+    with atomic_file(path, "wb") as fh:  # a killed export leaves no half-written model under the real name
+        fh.write(model.SerializeToString())
     onnx.checker.check_model(str(path))
     log.info("exported %s in %.1f s", path, time.perf_counter() - t0)
     return path

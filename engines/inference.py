@@ -88,7 +88,9 @@ class Predictor:
                    device: str = "cpu", engine: str = "torch", **engine_kwargs) -> "Predictor":
         """Load the checkpoint (a path or a size name) and the body model."""
         from .backends import load_engine
+        from .body_model import check_smplx_file, find_smplx_file
 
+        check_smplx_file(find_smplx_file(body_models))  # a bad body model fails before a slow engine load
         eng = load_engine(checkpoint, kind=engine, device=device, **engine_kwargs)
         return cls(eng, BodyModel(body_models))
 

@@ -12,45 +12,58 @@ are numbered by decreasing box size (``<stem>_0`` is the largest: the official s
 choice). In videos, ``<frame:05d>_<id>`` carries a track id that stays with the person across
 frames (:class:`engines.tracking.PersonTracker`, the detector run on every frame as the
 official demo does, the model's joints bridging frames where the detector misses someone).
+
+Every file appears atomically (temporary name, then rename), so a killed run leaves whole
+files or none; ``overlay.mp4`` is written as ``overlay.partial.mp4`` and renamed when
+finalised. ``run.json`` says whether the run finished (``"complete": true``), was stopped
+(``"stopped_by": "SIGTERM"``) or is still going / was killed (``"complete": false``).
+An output folder that already holds results is refused unless ``overwrite=True``, which
+removes the earlier results first (only the entries this module writes).
 """
 from __future__ import annotations
 
+import datetime as _dt
+import io
 import json
 import logging
 import math
-import os
+import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from .atomic import atomic_file, json_safe, write_bytes_atomic, write_json_atomic
+from .errors import UserError
 from .inference import Prediction, Predictor
-from .media import VideoWriter, read_image
+from .media import VideoReader, VideoWriter, read_image
+from .stop import signal_name, stop_requested
 
 #: Draws a frame's people over it: ``overlay(image_bgr, persons) -> image_bgr`` (the offline
 #: commands pass :class:`viewers.mesh_overlay.PersonOverlay`; None skips the overlay).
 OverlayFn = Callable[[np.ndarray, Sequence], np.ndarray]
 
-
-log = logging.getLogger(__name__)
-
+#: What a run writes at the top of its output folder (and what ``overwrite`` removes).
+RESULT_DIRS = ("smplx", "meta", "overlay", "mesh")
+RESULT_FILES = ("overlay.mp4", "overlay.partial.mp4", "run.json", "video.json")
+RUN_FILE = "run.json"
 #: Written by ``mocap video`` next to ``smplx/``: ``{"fps": float or null, "first_frame": 1,
 #: "frame_count": int or null, "source": path}``. Frame ``n`` (file ``<n:05d>_<person>``) is at
 #: ``(n - first_frame) / fps`` seconds into the video.
 VIDEO_INFO_FILE = "video.json"
+
+log = logging.getLogger(__name__)
 
 
 def write_video_info(out_dir: Path, fps: Optional[float], frame_count: Optional[int], source: str) -> None:
     """Write :data:`VIDEO_INFO_FILE` atomically (``fps`` None when the container does not say)."""
     info = {"fps": float(fps) if fps and math.isfinite(fps) and fps > 0 else None, "first_frame": 1,
             "frame_count": int(frame_count) if frame_count else None, "source": source}
-    path = Path(out_dir) / VIDEO_INFO_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(Path(out_dir) / VIDEO_INFO_FILE, info, indent=2, fsync=False)
 
 
 def read_video_info(out_dir: Path) -> Optional[Dict]:
@@ -70,6 +83,13 @@ class RunStats:
     empty_frames: int = 0
     failed: List[str] = field(default_factory=list)
     stage_seconds: Dict[str, float] = field(default_factory=dict)
+    #: Frames of a video that could not be decoded (mid-file, or a truncated tail).
+    undecodable: int = 0
+    #: One-line account of the input's damage (from the video reader), or None.
+    input_problem: Optional[str] = None
+    #: True when the run was stopped before its end; ``stopped_by``: the signal, if one did it.
+    stopped: bool = False
+    stopped_by: Optional[int] = None
     #: Track ids that appeared (videos).
     track_ids: List[int] = field(default_factory=list)
 
@@ -78,12 +98,16 @@ class RunStats:
 
     def summary(self) -> str:
         parts = [f"{self.frames} frame(s), {self.persons} person(s)"]
+        if self.stopped:
+            parts.insert(0, "stopped early" + (f" by {signal_name(self.stopped_by)}" if self.stopped_by else ""))
         if self.track_ids:
             parts.append(f"{len(self.track_ids)} track(s): ids {', '.join(map(str, self.track_ids[:10]))}")
         if self.empty_frames:
             parts.append(f"{self.empty_frames} frame(s) without a person")
         if self.failed:
             parts.append(f"{len(self.failed)} failed: {', '.join(self.failed[:5])}")
+        if self.input_problem:
+            parts.append(self.input_problem)
         if self.frames:
             per = ", ".join(f"{k} {1000 * v / self.frames:.1f} ms" for k, v in self.stage_seconds.items())
             parts.append(f"per frame: {per}")
@@ -91,44 +115,125 @@ class RunStats:
 
 
 def save_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Wavefront OBJ like the official ``save_obj`` (1-based ``f a/a b/b c/c``)."""
-    with open(path, "w") as fh:
+    """Wavefront OBJ like the official ``save_obj`` (1-based ``f a/a b/b c/c``), atomically."""
+    with atomic_file(path, "w", fsync=False) as fh:
         fh.write("".join(f"v {v[0]:f} {v[1]:f} {v[2]:f}\n" for v in vertices))
         fh.write("".join(f"f {a + 1}/{a + 1} {b + 1}/{b + 1} {c + 1}/{c + 1}\n" for a, b, c in faces))
 
 
-class ResultWriter:
-    """Writes predictions in the official layout under ``out_dir``."""
+def existing_results(out_dir: Path) -> List[str]:
+    """The result entries (folders with files, videos, run.json) already in ``out_dir``."""
+    found = []
+    for name in RESULT_DIRS:
+        d = out_dir / name
+        if d.is_dir() and any(d.iterdir()):
+            found.append(f"{name}/")
+    found += [name for name in RESULT_FILES if (out_dir / name).exists()]
+    return found
 
-    def __init__(self, out_dir: Path, faces: np.ndarray, save_mesh: bool = False):
+
+def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
+    """Raise :class:`UserError` (with the fix) when ``out_dir`` cannot take this run's results:
+    a file is in the way, or it holds an earlier run's results and ``overwrite`` is off. Cheap;
+    run it before anything slow, then :func:`prepare_output_dir`."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder: choose a folder path")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot create the output folder --out {out_dir}: {parent} is a file, not a folder")
+            break
+    if out_dir.is_dir():
+        found = existing_results(out_dir)
+        if found and not overwrite:
+            raise UserError(f"--out {out_dir} already holds results of an earlier run ({', '.join(found)}): "
+                            f"pass --overwrite to replace them, or choose another folder")
+
+
+def prepare_output_dir(out_dir: Path, overwrite: bool = False) -> Path:
+    """Create ``out_dir`` after :func:`check_output_dir`, removing an earlier run's results when
+    ``overwrite`` (only the entries this module writes; other files stay)."""
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, overwrite)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in RESULT_DIRS:
+            if (out_dir / name).is_dir():
+                shutil.rmtree(out_dir / name)
+        for name in RESULT_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+        probe = out_dir / ".write-test.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to the output folder --out {out_dir}: {exc.strerror or exc}") from None
+    return out_dir
+
+
+def _floats(values) -> List[Optional[float]]:
+    return json_safe([float(v) for v in values])
+
+
+def _encode_jpg(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image)
+    if not ok:
+        raise IOError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+class ResultWriter:
+    """Writes predictions in the official layout under ``out_dir``, every file atomically,
+    with ``run.json`` marking the run incomplete until :meth:`finish`."""
+
+    def __init__(self, out_dir: Path, faces: np.ndarray, save_mesh: bool = False,
+                 run_info: Optional[Dict[str, Any]] = None):
         self.out_dir = Path(out_dir)
         self.faces = faces
         self.save_mesh = save_mesh
         for sub in ("smplx", "meta", "overlay") + (("mesh",) if save_mesh else ()):
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.run: Dict[str, Any] = {"complete": False, **(run_info or {}),
+                                    "started": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+        write_json_atomic(self.out_dir / RUN_FILE, self.run)
 
     def write_person(self, name: str, pred: Prediction, source: str, frame_index: Optional[int] = None) -> None:
         p = pred.person
-        np.savez(self.out_dir / "smplx" / f"{name}.npz", **pred.npz_dict())
+        buf = io.BytesIO()
+        np.savez(buf, **pred.npz_dict())
+        write_bytes_atomic(self.out_dir / "smplx" / f"{name}.npz", buf.getvalue(), fsync=False)
         meta = {
-            "focal": [float(v) for v in p.focal],
-            "princpt": [float(v) for v in p.princpt],
-            "bbox": [float(v) for v in p.bbox],
-            "bbox_detector": [float(v) for v in p.bbox_detector],
+            "focal": _floats(p.focal),
+            "princpt": _floats(p.princpt),
+            "bbox": _floats(p.bbox),
+            "bbox_detector": _floats(p.bbox_detector),
             "bbox_id": int(p.track_id),
             "track_id": int(p.track_id),
             "score": None if pred.score is None else float(pred.score),
             "img_path": source,
-            "lhand_bbox": [float(v) for v in pred.lhand_bbox],
-            "rhand_bbox": [float(v) for v in pred.rhand_bbox],
-            "face_bbox": [float(v) for v in pred.face_bbox],
+            "lhand_bbox": _floats(pred.lhand_bbox),
+            "rhand_bbox": _floats(pred.rhand_bbox),
+            "face_bbox": _floats(pred.face_bbox),
         }
         if frame_index is not None:
             meta["frame"] = int(frame_index)
-        with open(self.out_dir / "meta" / f"{name}.json", "w") as fh:
-            json.dump(meta, fh, indent=4)
+        write_json_atomic(self.out_dir / "meta" / f"{name}.json", meta, indent=4, fsync=False)
         if self.save_mesh and p.vertices is not None:
             save_obj(self.out_dir / "mesh" / f"{name}.obj", p.vertices, self.faces)
+
+    def write_overlay(self, stem: str, image: np.ndarray) -> None:
+        write_bytes_atomic(self.out_dir / "overlay" / f"{stem}.jpg", _encode_jpg(image), fsync=False)
+
+    def finish(self, stats: RunStats) -> None:
+        """Mark the run complete (or stopped, with the signal) in ``run.json``."""
+        self.run.update({
+            "complete": not stats.stopped,
+            "stopped_by": signal_name(stats.stopped_by) if stats.stopped_by is not None else None,
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "frames": stats.frames, "persons": stats.persons, "empty_frames": stats.empty_frames,
+            "failed": stats.failed, "undecodable_frames": stats.undecodable, "input_problem": stats.input_problem,
+        })
+        write_json_atomic(self.out_dir / RUN_FILE, self.run)
 
 
 def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[Sequence[float]]]
@@ -140,68 +245,81 @@ def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[
     return [d.bbox_xywh.astype(np.float64) for d in found], [d.score for d in found]
 
 
+def _stopped(stop: Optional[threading.Event], stats: RunStats) -> bool:
+    """True (and noted in ``stats``) once ``stop`` is set."""
+    if stop is None or not stop.is_set():
+        return False
+    stats.stopped = True
+    stats.stopped_by = stop_requested()
+    return True
+
+
 def write_image_results(writer: ResultWriter, path: Path, image: np.ndarray, preds: Sequence[Prediction],
                         overlay: Optional[OverlayFn], stats: Optional[RunStats] = None) -> None:
-    """What ``mocap image`` writes for one image: ``<stem>_<k>`` per person and ``overlay/<stem>.jpg``."""
+    """What ``mocap image`` writes for one image: ``<stem>_<k>`` per person (``k``: the box's index,
+    largest first) and ``overlay/<stem>.jpg``."""
     path = Path(path)
     t0 = time.perf_counter()
-    for pred in preds:  # people are numbered by their box's index (largest first)
+    for pred in preds:
         writer.write_person(f"{path.stem}_{pred.person.track_id}", pred, str(path))
     t1 = time.perf_counter()
     if stats is not None:
         stats.add("write", t1 - t0)
     if overlay is not None:
-        cv2.imwrite(str(writer.out_dir / "overlay" / f"{path.stem}.jpg"), overlay(image, [p.person for p in preds]))
+        writer.write_overlay(path.stem, overlay(image, [p.person for p in preds]))
         if stats is not None:
             stats.add("render", time.perf_counter() - t1)
 
 
 class VideoFrames:
-    """The frames of a video file as ``mocap video`` reads them: numbered from 1, at most
-    ``max_frames``; a corrupt frame mid-file is skipped (10 at most) and named in :attr:`skipped`.
+    """The decoded frames of a video file as ``mocap video`` reads them (:class:`engines.media.
+    VideoReader`'s rules: sequential reads, a frame's number from its position in the file,
+    counting from 1; an undecodable frame leaves its number unused), at most ``max_frames``.
 
-    Raises ``FileNotFoundError`` / ``IOError`` when the file is missing or cannot be opened.
+    Raises ``VideoUnreadable`` (an ``IOError``) when the file is missing or cannot be opened.
     """
-
-    MAX_SKIPPED = 10
 
     def __init__(self, path: Path, max_frames: Optional[int] = None):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"video not found: {self.path}")
-        self._cap = cv2.VideoCapture(str(self.path))
-        if not self._cap.isOpened():
-            raise IOError(f"cannot open video {self.path} (unsupported format or corrupt file)")
+        self.reader = VideoReader(self.path)
         self.max_frames = max_frames
-        #: The container's frame rate (0 when it does not say) and the one used (30 then).
-        self.container_fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = self.container_fps or 30.0
-        total = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        self.fps = self.reader.fps
+        #: The container's own frame rate (0 when it does not say; ``fps`` is then 30).
+        self.container_fps = self.reader.fps if self.reader.fps_known else 0.0
+        self.frame_count = self.reader.frame_count
+        total = self.reader.frame_count or None
         if max_frames:
             total = min(total or max_frames, max_frames)
-        #: Frames the file says it has (capped by ``max_frames``), None when unknown.
+        #: Frames to expect (capped by ``max_frames``), None when unknown.
         self.total = total
-        #: ``frame@N`` for every corrupt frame that was skipped.
-        self.skipped: List[str] = []
+        self.decoded = 0
 
     def __iter__(self):
-        """Yields ``(index, image_bgr)``."""
-        cap, total = self._cap, self.total
-        index = 0
-        while self.max_frames is None or index < self.max_frames:
-            ok, image = cap.read()
-            if not ok:
-                pos = cap.get(cv2.CAP_PROP_POS_FRAMES)
-                if total and pos < total and len(self.skipped) < self.MAX_SKIPPED:  # a corrupt frame mid-file
-                    self.skipped.append(f"frame@{int(pos)}")
-                    cap.set(cv2.CAP_PROP_POS_FRAMES, pos + 1)
-                    continue
-                break
-            index += 1
-            yield index, image
+        """Yields ``(index, image_bgr)`` for every decoded frame."""
+        while self.max_frames is None or self.decoded < self.max_frames:
+            item = self.reader.step()
+            if item is None:
+                return
+            position, image = item
+            if image is None:
+                continue
+            self.decoded += 1
+            yield position + 1, image
+
+    @property
+    def undecodable(self) -> int:
+        return self.reader.corrupt + self.reader.missing_tail
+
+    @property
+    def problem(self) -> Optional[str]:
+        return self.reader.problem
+
+    @property
+    def skipped(self) -> List[str]:
+        return [self.reader.problem] if self.reader.problem else []
 
     def close(self) -> None:
-        self._cap.release()
+        self.reader.close()
 
     def __enter__(self) -> "VideoFrames":
         return self
@@ -211,8 +329,9 @@ class VideoFrames:
 
 
 class VideoResults:
-    """What ``mocap video`` writes per frame: ``<index:05d>_<k>`` per person, ``overlay/<index:05d>.jpg``
-    and the frame appended to ``overlay.mp4`` (opened on the first frame at the video's rate)."""
+    """What ``mocap video`` writes per frame: ``<index:05d>_<track id>`` per person,
+    ``overlay/<index:05d>.jpg`` and the frame appended to ``overlay.mp4`` (opened on the first frame
+    at the video's rate, finalised by :meth:`close`)."""
 
     def __init__(self, writer: ResultWriter, source: Path, fps: float, overlay: Optional[OverlayFn]):
         self.writer = writer
@@ -224,7 +343,7 @@ class VideoResults:
     def write(self, index: int, image: np.ndarray, preds: Sequence[Prediction],
               stats: Optional[RunStats] = None) -> None:
         t0 = time.perf_counter()
-        for pred in preds:  # named by the person's track id
+        for pred in preds:
             self.writer.write_person(f"{index:05d}_{pred.person.track_id}", pred, f"{self.source}#{index}",
                                      frame_index=index)
         t1 = time.perf_counter()
@@ -233,9 +352,10 @@ class VideoResults:
         if self.overlay is not None:
             frame = self.overlay(image, [p.person for p in preds])
             t2 = time.perf_counter()
-            cv2.imwrite(str(self.writer.out_dir / "overlay" / f"{index:05d}.jpg"), frame)
+            self.writer.write_overlay(f"{index:05d}", frame)
             if self._video is None:
-                self._video = VideoWriter(self.writer.out_dir / "overlay.mp4", self.fps, (image.shape[1], image.shape[0]))
+                self._video = VideoWriter(self.writer.out_dir / "overlay.mp4", self.fps,
+                                          (image.shape[1], image.shape[0]))
             self._video.write(frame)
             if stats is not None:
                 stats.add("render", t2 - t1)
@@ -249,13 +369,17 @@ class VideoResults:
 
 def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detector=None,
                manual_boxes=None, save_mesh: bool = False, overlay: Optional[OverlayFn] = None,
-               progress: bool = True) -> RunStats:
-    """``mocap image``: every image, every person; bad files are reported, not fatal."""
+               progress: bool = True, stop: Optional[threading.Event] = None,
+               run_info: Optional[Dict[str, Any]] = None) -> RunStats:
+    """``mocap image``: every image, every person; bad files are reported, not fatal.
+    ``stop``: set it to end the run after the current image (the results so far are kept)."""
     from tqdm import tqdm
 
-    writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
+    writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh, run_info)
     stats = RunStats()
     for path in tqdm(list(paths), desc="images", unit="img", disable=not progress):
+        if _stopped(stop, stats):
+            break
         path = Path(path)
         try:
             image = read_image(path)
@@ -278,26 +402,30 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
             pred.score = scores[pred.person.track_id]  # the box's index: people are numbered largest first
         stats.persons += len(preds)
         write_image_results(writer, path, image, preds, overlay, stats)
+    writer.finish(stats)
     return stats
 
 
 def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, manual_boxes=None,
               save_mesh: bool = False, overlay: Optional[OverlayFn] = None, progress: bool = True,
               max_frames: Optional[int] = None, on_frame: Optional[Callable[[int, List[Prediction]], None]] = None,
+              stop: Optional[threading.Event] = None, run_info: Optional[Dict[str, Any]] = None,
               grace_s: float = 1.0) -> RunStats:
-    """``mocap video``: every frame (numbered from 1 like the official demo), overlay.mp4.
-
-    People get track ids (``<frame>_<id>``) from a tracker around ``detector`` (its
-    ``max_people`` bounds the people per frame); ``--bbox`` boxes keep their index as id.
-    ``grace_s``: how long someone may be unseen and come back with their id.
-    """
-    from .tracking import PersonTracker
+    """``mocap video``: every decoded frame, numbered by its position in the file from 1 like the
+    official demo (an undecodable frame leaves its number unused; no result is ever written for a
+    frame that was not decoded), overlay.mp4 and video.json. People get track ids
+    (``<frame>_<id>``) from a tracker around ``detector`` (its ``max_people`` bounds the people per
+    frame); ``--bbox`` boxes keep their index as id. ``grace_s``: how long someone may be unseen
+    and come back with their id. ``stop``: set it to end after the current frame with overlay.mp4
+    finalised."""
     from tqdm import tqdm
 
-    path = Path(path)
-    frames = VideoFrames(path, max_frames)
+    from .tracking import PersonTracker
+
+    frames = VideoFrames(path, max_frames)  # raises VideoUnreadable (an IOError) naming the file
     fps = frames.fps
-    writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh)
+    writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh,
+                          {"input": str(path), "frames_in_index": frames.frame_count, **(run_info or {})})
     write_video_info(out_dir, frames.container_fps, frames.total, str(path))
     results = VideoResults(writer, path, fps, overlay)
     stats = RunStats()
@@ -306,10 +434,12 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
         tracker = PersonTracker(detector, max_people=getattr(detector, "max_people", 1), redetect_every=1,
                                 grace_s=grace_s, confirm_passes=max(2, int(round(fps * 0.5))))
     ids_seen = set()
-    bar = tqdm(total=frames.total, desc=path.name, unit="frame", disable=not progress)
+    bar = tqdm(total=frames.total, desc=Path(path).name, unit="frame", disable=not progress)
     try:
         t0 = time.perf_counter()
         for index, image in frames:
+            if _stopped(stop, stats):
+                break
             stats.frames += 1
             t1 = time.perf_counter()
             now = (index - 1) / fps
@@ -347,8 +477,10 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
             bar.set_postfix(persons=len(preds))
             t0 = time.perf_counter()
     finally:
-        stats.failed.extend(frames.skipped)
         bar.close()
         frames.close()
         results.close()
+    stats.undecodable = frames.undecodable
+    stats.input_problem = frames.problem
+    writer.finish(stats)
     return stats

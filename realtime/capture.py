@@ -32,15 +32,13 @@ from typing import Dict, Iterator, Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from engines.media import IMAGE_EXTENSIONS, list_images
+from engines.media import IMAGE_EXTENSIONS, VideoReader, VideoUnreadable, list_images
 from engines.types import Frame
 
 from .slot import LatestSlot
 
 logger = logging.getLogger(__name__)
 
-#: Consecutive failed reads that end a video whose frame count is unknown.
-MAX_CONSECUTIVE_FAILURES = 5
 #: Stream URL schemes opened as live (reconnecting) sources.
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "http://", "https://")
 
@@ -101,6 +99,11 @@ class FrameSource(abc.ABC):
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def started(self) -> bool:
+        """True once ``start()`` has been called (the grab thread may have finished since)."""
+        return self._thread is not None
 
     def start(self) -> "FrameSource":
         """Start the grab thread and wait until the capture is open.
@@ -393,12 +396,11 @@ class _SequenceSource(FrameSource):
 class VideoFileSource(_SequenceSource):
     """A video file, paced at its frame rate (``pace=True``) or read losslessly.
 
-    A frame that fails to decode mid-file is skipped and counted in
-    ``stats()["corrupt"]``; the end of the file is told apart by comparing the
-    position with ``CAP_PROP_FRAME_COUNT`` (or, when the count is unknown, by
-    ``MAX_CONSECUTIVE_FAILURES`` failed reads in a row).
-    ``fps`` overrides the playback (pacing) rate; ``source_time`` always uses
-    the file's own rate.
+    Frames come from :class:`engines.media.VideoReader`, the reader ``mocap video`` uses too,
+    with the same rules: sequential reads, positions from the frames' timestamps, undecodable
+    frames mid-file and a missing tail (a truncated file) counted in ``stats()["corrupt"]``.
+    ``fps`` overrides the playback (pacing) rate; ``source_time`` always uses the file's own
+    rate.
     """
 
     def __init__(self, path: Union[str, os.PathLike], pace: bool = True, loop: bool = False,
@@ -409,71 +411,46 @@ class VideoFileSource(_SequenceSource):
             raise CaptureError(f"video file not found: {self.path}")
         self._fps_override = fps
         self._file_fps = 30.0
-        self._cap: Optional[cv2.VideoCapture] = None
-        self._frame_count = 0
-        self._pos = 0
-        self._pending_failures = 0
+        self._reader: Optional[VideoReader] = None
+        self._damage = 0
 
-    def _open_capture(self) -> None:
-        cap = cv2.VideoCapture(str(self.path))
-        if not cap.isOpened():
-            cap.release()
-            raise CaptureError(f"could not open video file {self.path}: not a video, or an unsupported codec")
-        self._cap = cap
-        self._pos = 0
-        self._pending_failures = 0
-        self._frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    @property
+    def problem(self) -> Optional[str]:
+        """The reader's one-line account of what could not be decoded, or None."""
+        return self._reader.problem if self._reader is not None else None
 
     def _open(self) -> None:
-        self._open_capture()
-        fps = self._cap.get(cv2.CAP_PROP_FPS)
-        if fps and fps > 0 and np.isfinite(fps):
-            self._file_fps = float(fps)
-        else:
+        try:
+            self._reader = VideoReader(self.path)
+        except VideoUnreadable as exc:
+            raise CaptureError(str(exc)) from None
+        if not self._reader.fps_known:
             logger.warning("%s: unknown frame rate, assuming 30 fps", self.name)
+        self._file_fps = self._reader.fps
         self._fps = float(self._fps_override) if self._fps_override else self._file_fps
-        w = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        h = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if w > 0 and h > 0:
-            self._frame_size = (w, h)
+        self._frame_size = self._reader.frame_size
 
     def _source_fps(self) -> float:
         return self._file_fps
 
     def _read_one(self) -> _Read:
-        pos = self._pos
-        ok, image = self._cap.read()
-        if ok and image is not None:
-            if self._pending_failures:
-                # failures followed by a good frame were corrupt frames, not the end
-                self._add_corrupt(self._pending_failures)
-                logger.warning("%s: skipped %d undecodable frame(s) before frame %d",
-                               self.name, self._pending_failures, pos)
-                self._pending_failures = 0
-            self._pos += 1
-            return image, pos
-        known_end = self._frame_count > 0 and pos >= self._frame_count
-        if known_end:
+        item = self._reader.step()
+        damage = self._reader.corrupt + self._reader.missing_tail
+        if damage > self._damage:
+            self._add_corrupt(damage - self._damage)
+            self._damage = damage
+        if item is None:
             return None
-        self._pending_failures += 1
-        if self._pending_failures >= MAX_CONSECUTIVE_FAILURES:
-            if self._frame_count > 0:  # the file claims more frames: a broken tail
-                self._add_corrupt(self._frame_count - (pos + 1 - self._pending_failures))
-                logger.warning("%s: unreadable from frame %d of %d on", self.name,
-                               pos + 1 - self._pending_failures, self._frame_count)
-            return None
-        self._pos += 1
-        return None, pos
+        position, image = item
+        return image, position
 
     def _rewind(self) -> bool:
-        self._release()
-        self._open_capture()
+        self._reader.rewind()
         return True
 
     def _release(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        if self._reader is not None:
+            self._reader.close()
 
 
 class ImageFolderSource(_SequenceSource):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -37,6 +38,30 @@ log = logging.getLogger(__name__)
 STAGES = ("wait", "track", "infer", "hold", "filter", "send")
 
 
+class Reservoir:
+    """A uniform random sample of at most ``capacity`` values from a stream (Vitter's algorithm R):
+    every value while there are at most ``capacity`` of them (percentiles exact), a uniform sample
+    after that, so memory stays bounded however long a session runs."""
+
+    def __init__(self, capacity: int = 20_000, seed: int = 0):
+        self.capacity = int(capacity)
+        self.values: List[float] = []
+        self.count = 0
+        self._rng = random.Random(seed)
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        if len(self.values) < self.capacity:
+            self.values.append(value)
+        else:
+            j = self._rng.randrange(self.count)
+            if j < self.capacity:
+                self.values[j] = value
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
 @dataclass
 class PipelineStats:
     """Counters and recent timings; ``snapshot()`` is safe to call from another thread."""
@@ -53,7 +78,8 @@ class PipelineStats:
     _out_times: deque = field(default_factory=lambda: deque(maxlen=120))
     _sink_ms: Dict[str, deque] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    all_latency_ms: List[float] = field(default_factory=list)
+    #: Capture-to-send latency of every frame (a bounded uniform sample after 20,000 frames).
+    all_latency_ms: Reservoir = field(default_factory=Reservoir)
 
     def record(self, result: FrameResult, t_done_ns: int) -> None:
         t = result.t_stages
@@ -64,7 +90,7 @@ class PipelineStats:
             self.max_people = max(self.max_people, self.people)
             lat = (t.get("send", t_done_ns) - result.t_capture_ns) / 1e6
             self._latency_ms.append(lat)
-            self.all_latency_ms.append(lat)
+            self.all_latency_ms.add(lat)
             prev = result.t_capture_ns
             for stage in STAGES:
                 if stage in t:
@@ -138,11 +164,17 @@ class Pipeline:
         self.error: Optional[BaseException] = None
         self._thread: Optional[threading.Thread] = None
         self._max_frames: Optional[int] = None
+        self._source_base: Dict[str, int] = {}  # source counters when the run began
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, max_frames: Optional[int] = None) -> "Pipeline":
         self._max_frames = max_frames
-        self.source.start()
+        if not getattr(self.source, "started", False):  # the caller may have started it already
+            self.source.start()
+        else:  # count from now: frames a camera grabbed while the model loaded are not this run's input
+            before = self.source.stats()
+            self._source_base = {k: before.get(k, 0) for k in ("grabbed", "dropped")}
+            self.stats.started_ns = time.perf_counter_ns()
         self._thread = threading.Thread(target=self._run, name="mocap-engine", daemon=True)
         self._thread.start()
         return self
@@ -275,11 +307,13 @@ class Pipeline:
     def status(self) -> Dict[str, float]:
         snap = self.stats.snapshot()
         src = self.source.stats()
+        base = self._source_base
+        grabbed = src.get("grabbed", 0) - base.get("grabbed", 0)
         elapsed = (time.perf_counter_ns() - self.stats.started_ns) / 1e9
         snap.update({
-            "in_fps": src.get("grabbed", 0) / elapsed if elapsed > 0 else 0.0,
-            "grabbed": src.get("grabbed", 0),
-            "dropped": src.get("dropped", 0),
+            "in_fps": grabbed / elapsed if elapsed > 0 else 0.0,
+            "grabbed": grabbed,
+            "dropped": src.get("dropped", 0) - base.get("dropped", 0),
             "corrupt": src.get("corrupt", 0),
             "detector_calls": getattr(self.tracker, "detector_calls", 0),
             "elapsed_s": elapsed,
@@ -311,7 +345,8 @@ class Pipeline:
 
     def summary(self) -> Dict[str, float]:
         s = self.status()
-        lat = np.array(self.stats.all_latency_ms) if self.stats.all_latency_ms else np.array([np.nan])
+        with self.stats._lock:
+            lat = np.array(self.stats.all_latency_ms.values) if len(self.stats.all_latency_ms) else np.array([np.nan])
         s["latency_ms_median"] = float(np.median(lat))
         s["latency_ms_p95"] = float(np.percentile(lat, 95))
         s["detector_calls_per_100"] = 100.0 * s["detector_calls"] / max(1, s["frames_out"])

@@ -21,13 +21,14 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from engines.types import PREDICTED_KEYS, FrameResult, Person, SMPLXParams
+from engines.stop import raise_if_stopped
+from engines.types import PARAM_SHAPES, PREDICTED_KEYS, FrameResult, Person, SMPLXParams
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,12 @@ def _official_dir(path: Path) -> Optional[Path]:
     return None
 
 
-def load_official(path: Union[str, Path]) -> List[Tuple[float, FrameResult]]:
-    """(time offset in frames, FrameResult) for an official-format results directory."""
+def load_official(path: Union[str, Path], problems: Optional[List[str]] = None) -> List[Tuple[float, FrameResult]]:
+    """(time offset in frames, FrameResult) for an official-format results directory.
+
+    A damaged result file (truncated, not an npz, arrays missing) or camera metadata file is
+    skipped, logged and described in ``problems``; only when no file is readable is it an error
+    (ValueError)."""
     path = Path(path)
     smplx_dir = _official_dir(path)
     if smplx_dir is None:
@@ -66,30 +71,40 @@ def load_official(path: Union[str, Path]) -> List[Tuple[float, FrameResult]]:
         raise FileNotFoundError(f"{smplx_dir}: no <frame>_<person>.npz files")
     first, last = min(by_frame), max(by_frame)
     out: List[Tuple[float, FrameResult]] = []
+    skipped: List[str] = [] if problems is None else problems
     image_size: Tuple[int, int] = (0, 0)
     for frame in range(first, last + 1):
         persons = []
         for person_idx, npz in sorted(by_frame.get(frame, [])):
             try:
-                with np.load(npz) as data:
-                    params = SMPLXParams.from_dict({k: data[k] for k in PREDICTED_KEYS})
-            except (OSError, ValueError, KeyError) as exc:
-                raise ValueError(f"{npz}: not a valid SMPL-X result file: {exc}") from exc
+                params = _read_result_npz(npz)
+            except ValueError as exc:
+                skipped.append(str(exc))
+                log.warning("%s", exc)
+                continue
             meta = {}
             meta_path = meta_dir / (npz.stem + ".json")
             if meta_path.is_file():
                 try:
                     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-                except ValueError as exc:
-                    raise ValueError(f"{meta_path}: invalid JSON: {exc}") from exc
-            princpt = np.asarray(meta.get("princpt", [0.0, 0.0]), np.float32).reshape(-1)[:2]
-            bbox = np.asarray(meta.get("bbox", [0.0, 0.0, 0.0, 0.0]), np.float32).reshape(-1)[:4]
-            persons.append(Person(
-                track_id=person_idx, params=params, bbox=bbox,
-                bbox_detector=np.asarray(meta.get("bbox_detector", bbox), np.float32).reshape(-1)[:4],
-                focal=np.asarray(meta.get("focal", [0.0, 0.0]), np.float32).reshape(-1)[:2],
-                princpt=princpt,
-            ))
+                    if not isinstance(meta, dict):
+                        raise ValueError("not a JSON object")
+                    princpt = np.asarray(meta.get("princpt", [0.0, 0.0]), np.float32).reshape(-1)[:2]
+                    bbox = np.asarray(meta.get("bbox", [0.0, 0.0, 0.0, 0.0]), np.float32).reshape(-1)[:4]
+                    bbox_detector = np.asarray(meta.get("bbox_detector", bbox), np.float32).reshape(-1)[:4]
+                    focal = np.asarray(meta.get("focal", [0.0, 0.0]), np.float32).reshape(-1)[:2]
+                    if princpt.shape != (2,) or bbox.shape != (4,) or focal.shape != (2,):
+                        raise ValueError("focal, princpt or bbox has the wrong length")
+                except (OSError, ValueError, TypeError) as exc:
+                    msg = f"{meta_path}: unreadable camera metadata ({exc}); camera left at zero"
+                    skipped.append(msg)
+                    log.warning("%s", msg)
+                    meta = {}
+            if not meta:
+                princpt, focal = np.zeros(2, np.float32), np.zeros(2, np.float32)
+                bbox = bbox_detector = np.zeros(4, np.float32)
+            persons.append(Person(track_id=person_idx, params=params, bbox=bbox, bbox_detector=bbox_detector,
+                                  focal=focal, princpt=princpt))
             if "princpt" in meta:
                 image_size = (int(round(2 * float(princpt[0]))), int(round(2 * float(princpt[1]))))
         out.append((float(frame - first), FrameResult(frame_id=frame, t_capture_ns=0, image_size=image_size,
@@ -97,23 +112,64 @@ def load_official(path: Union[str, Path]) -> List[Tuple[float, FrameResult]]:
     for _, r in out:  # frames before the first meta file get the size too
         if r.image_size == (0, 0):
             r.image_size = image_size
+    if not any(r.persons for _, r in out):
+        raise ValueError(f"{smplx_dir}: no readable result file ({len(skipped)} damaged: {skipped[0]})")
     return out
 
 
-def _load(path: Path, fps: float) -> List[Tuple[float, FrameResult]]:
-    """(seconds from the start, FrameResult) for either input kind."""
+def _read_result_npz(npz: Path) -> SMPLXParams:
+    """The parameters of one official result file; ValueError naming the file when it is damaged
+    (a killed writer leaves a truncated zip, a wrong file misses arrays or has other shapes)."""
+    try:
+        with np.load(npz, allow_pickle=False) as data:
+            values = {k: np.asarray(data[k], np.float32) for k in PREDICTED_KEYS}
+    except KeyError as exc:
+        raise ValueError(f"{npz}: not a valid SMPL-X result file: array {exc} missing; skipped") from None
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError (pickles)...
+        raise_if_stopped()
+        raise ValueError(f"{npz}: not a valid SMPL-X result file ({type(exc).__name__}: {exc}); skipped") from None
+    for k, v in values.items():
+        if v.size != int(np.prod(PARAM_SHAPES[k])):
+            raise ValueError(f"{npz}: not a valid SMPL-X result file: {k} has shape {v.shape}, "
+                             f"expected {PARAM_SHAPES[k]}; skipped")
+    return SMPLXParams.from_dict({k: v.reshape(PARAM_SHAPES[k]) for k, v in values.items()})
+
+
+@dataclass
+class Timeline:
+    """What :func:`replay` sends: (seconds from the start, frame) pairs, and what was skipped."""
+
+    path: Path
+    items: List[Tuple[float, FrameResult]]
+    problems: List[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def load_timeline(path: Union[str, Path], fps: float = 30.0) -> Timeline:
+    """Read a recording or an official results directory for :func:`replay`.
+
+    Raises FileNotFoundError (nothing replayable there) or ValueError (nothing intact), both
+    naming the path; damage that leaves something intact is skipped and listed in ``problems``."""
     from .recording import FRAMES_FILE, load_recording
 
+    path = Path(path)
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
     if not path.exists():
         raise FileNotFoundError(f"replay input {path} does not exist")
     if path.is_file() or (path / FRAMES_FILE).is_file():
         rec = load_recording(path)
         if not rec.frames:
-            raise ValueError(f"recording {path} holds no complete frame")
+            raise ValueError(f"recording {path} holds no intact frame" +
+                             (f" ({'; '.join(rec.problems())})" if rec.problems() else ""))
         t0 = rec.frames[0].t_capture_ns
-        return [((f.t_capture_ns - t0) * 1e-9, f) for f in rec.frames]
+        return Timeline(path, [((f.t_capture_ns - t0) * 1e-9, f) for f in rec.frames], rec.problems())
     if _official_dir(path) is not None:
-        return [(k / fps, f) for k, f in load_official(path)]
+        problems: List[str] = []
+        items = [(k / fps, f) for k, f in load_official(path, problems)]
+        return Timeline(path, items, problems)
     raise FileNotFoundError(f"{path} is neither a recording (meta.json + {FRAMES_FILE}) "
                             f"nor a directory of official results (smplx/*.npz)")
 
@@ -127,12 +183,13 @@ def _restamp(result: FrameResult, now_ns: int) -> FrameResult:
                        if result.t_capture_ns else {})
 
 
-def replay(path: Union[str, Path], sinks: Sequence, speed: float = 1.0, loop: bool = False,
+def replay(path: Union[str, Path, Timeline], sinks: Sequence, speed: float = 1.0, loop: bool = False,
            stop_event: Optional[threading.Event] = None, fps: float = 30.0) -> ReplayStats:
     """Send a recording or official results to ``sinks`` at the recorded pace.
 
     Args:
-        path: recording directory / ``frames.bin``, or official results directory.
+        path: recording directory / ``frames.bin``, official results directory, or a
+            :class:`Timeline` from :func:`load_timeline`.
         sinks: objects with ``send(FrameResult)`` (not closed here).
         speed: playback rate (2.0 = twice as fast); must be > 0.
         loop: start over at the end until ``stop_event`` is set.
@@ -146,8 +203,7 @@ def replay(path: Union[str, Path], sinks: Sequence, speed: float = 1.0, loop: bo
         raise ValueError(f"speed must be > 0, got {speed}")
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    path = Path(path)
-    timeline = _load(path, fps)
+    timeline = path.items if isinstance(path, Timeline) else load_timeline(path, fps).items
     stop = stop_event or threading.Event()
     stats = ReplayStats()
     start = time.perf_counter()
@@ -173,5 +229,5 @@ def replay(path: Union[str, Path], sinks: Sequence, speed: float = 1.0, loop: bo
                 continue
         break
     stats.duration_s = time.perf_counter() - start
-    log.info("replayed %d frames from %s", stats.frames_sent, path)
+    log.debug("replayed %d frames", stats.frames_sent)
     return stats

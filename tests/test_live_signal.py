@@ -19,7 +19,8 @@ def test_sigint_stops_cleanly(tmp_path, s32_ckpt, smplx_dir):
         [sys.executable, "-m", "realtime.cli", "live", "--source", "synthetic:320x240@15", "--viewer", "none",
          "--osc", "none", "--zmq", "none", "--engine", "torch", "--checkpoint", str(s32_ckpt),
          "--body-models", str(smplx_dir), "--record", str(rec)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even if pytest runs as a background job
     try:
         deadline = time.monotonic() + 120
         # wait until frames are being recorded, then press Ctrl-C

@@ -36,6 +36,8 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from engines.stop import raise_if_stopped
+
 log = logging.getLogger(__name__)
 
 #: Base colour of the mesh (RGB, 0..1), as in the official renderer.
@@ -130,6 +132,7 @@ class MeshRenderer:
         return self._failed is None
 
     def _fail(self, why: str) -> None:
+        raise_if_stopped()  # a stop signal that interrupted the import is not "Open3D unavailable"
         self._failed = why
         log.warning("Open3D mesh rendering unavailable (%s); overlays fall back to projected "
                     "vertices (draw_vertices)", why)

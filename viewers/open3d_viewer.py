@@ -25,9 +25,12 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
+
+from engines.stop import raise_if_stopped
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,7 @@ class Open3DViewer:
         try:
             import open3d as o3d
         except (ImportError, OSError) as exc:
+            raise_if_stopped()
             raise ViewerUnavailable(f"cannot import open3d: {exc}") from exc
         self._o3d = o3d
         self.faces = np.asarray(faces, dtype=np.int32).reshape(-1, 3)
@@ -324,8 +328,12 @@ class Open3DViewer:
         """Save the current view as an image file (PNG/JPEG by extension)."""
         import cv2
 
-        if not cv2.imwrite(str(path), self.screenshot()[:, :, ::-1]):
-            raise OSError(f"could not write {path}")
+        from engines.atomic import write_bytes_atomic
+
+        ok, buf = cv2.imencode(Path(path).suffix or ".png", self.screenshot()[:, :, ::-1])
+        if not ok:
+            raise OSError(f"could not encode {path} (unknown image extension?)")
+        write_bytes_atomic(path, buf.tobytes())
 
     def close(self) -> None:
         """Destroy the window (idempotent)."""

@@ -24,6 +24,7 @@ import logging
 from pathlib import Path
 from typing import Optional, Union
 
+from ..stop import raise_if_stopped
 from .base import INPUT_NAME, OUTPUT_NAMES, Engine  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,8 @@ def load_engine(model: Union[str, Path], kind: str = "torch", device: str = "cpu
         if chosen == "onnx":
             try:
                 return load_engine(model, "onnx", device, **kwargs)
-            except Exception as exc:  # export/runtime trouble must not stop the live pipeline
+            except Exception as exc:  # export/runtime trouble must not stop the live pipeline ...
+                raise_if_stopped()  # ... but a Ctrl-C that a library turned into an error must stop it
                 log.warning("ONNX Runtime engine unavailable (%s: %s); using optimised PyTorch",
                             type(exc).__name__, exc)
                 return load_engine(model, "torch", device, optimize=True, **kwargs)

@@ -15,9 +15,15 @@ from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 
+from ..errors import UserError
+from ..stop import raise_if_stopped
 from .base import INPUT_NAME, OUTPUT_NAMES, Engine
 
 log = logging.getLogger(__name__)
+
+
+class OnnxModelError(UserError, ValueError):
+    """An ONNX file that ONNX Runtime cannot load, or one that is not an SMPLer-X export."""
 
 
 def available_providers():
@@ -70,10 +76,22 @@ class OnnxEngine(Engine):
                 so.optimized_model_filepath = str(optimized_path)
         else:
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(load_from), so, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(load_from), so, providers=providers)
+        except Exception as exc:  # ORT raises its own types (InvalidProtobuf, Fail, NoSuchFile, ...)
+            raise_if_stopped()
+            if load_from == path:
+                raise OnnxModelError(f"{path} is not a usable ONNX model ({type(exc).__name__}: {exc}); "
+                                     f"export it again with `mocap export --to onnx`") from None
+            # the cached optimised graph is damaged (ORT writes it in place; a killed run can cut it):
+            # drop it and build it again from the model
+            log.warning("cached optimised graph %s is unreadable (%s); rebuilding it", load_from, exc)
+            Path(load_from).unlink(missing_ok=True)
+            return self.__init__(path, device, threads, optimized_path, tensorrt_ep, spinning)
         inp = self.session.get_inputs()[0]
         if inp.name != INPUT_NAME:
-            raise ValueError(f"{path}: input is named '{inp.name}', expected '{INPUT_NAME}'")
+            raise OnnxModelError(f"{path}: input is named '{inp.name}', expected '{INPUT_NAME}': "
+                                 f"not an SMPLer-X model exported by `mocap export`")
         self._in_dtype = np.float16 if "float16" in inp.type else np.float32
         self.precision = "fp16" if self._in_dtype is np.float16 else "fp32"
         meta = self.session.get_modelmeta().custom_metadata_map

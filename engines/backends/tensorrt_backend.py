@@ -21,6 +21,7 @@ from typing import Dict, Mapping, Tuple, Union
 
 import numpy as np
 
+from ..atomic import atomic_file
 from .base import INPUT_NAME, OUTPUT_NAMES, Engine
 
 MAGIC = b"MOCAPTRT"
@@ -44,7 +45,7 @@ def write_engine_file(path: Union[str, Path], meta: Mapping, engine: bytes) -> P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = json.dumps(dict(meta), sort_keys=True).encode("utf-8")
-    with open(path, "wb") as fh:
+    with atomic_file(path, "wb") as fh:
         fh.write(MAGIC)
         fh.write(struct.pack("<I", len(header)))
         fh.write(header)

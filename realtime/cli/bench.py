@@ -45,6 +45,8 @@ def cmd_bench(args) -> int:
           f"median {res['median_ms']:.1f} ms (p10 {res['p10_ms']:.1f}, p90 {res['p90_ms']:.1f}; "
           f"{res['iters']} runs after {res['warmup']} warm-up; CPU/wall {res['cpu_per_wall']:.2f})")
     if args.json:
+        from engines.atomic import write_text_atomic
+
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2, default=str))
+        write_text_atomic(args.json, json.dumps(res, indent=2, default=str))
     return 0

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import signal
+import socket
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from engines.errors import UserError
 
@@ -17,10 +21,23 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the network runs")
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (NaN and infinities are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def add_offline_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--bbox", nargs=4, type=float, action="append", metavar=("X", "Y", "W", "H"),
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier run in --out (by default such a folder is refused)")
+    p.add_argument("--bbox", nargs=4, type=finite_float, action="append", metavar=("X", "Y", "W", "H"),
                    help="person box in pixels (xywh) instead of the detector; repeat for several people")
     p.add_argument("--engine", default="torch", choices=["torch", "onnx", "auto"],
                    help="backend; torch (default) runs the network op for op like the official code")
@@ -34,6 +51,36 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
 
 #: People per frame when ``--max-people`` is not given (bounds the detector's passes).
 MAX_PEOPLE = 10
+
+
+def check_boxes(boxes) -> None:
+    """--bbox values: width and height must be positive."""
+    for box in boxes or ():
+        if box[2] <= 0 or box[3] <= 0:
+            values = " ".join(f"{v:g}" for v in box)
+            raise UserError(f"--bbox {values}: width and height must be > 0 (X Y W H in pixels)")
+
+
+def check_output_file(path: Optional[Path], option: str) -> None:
+    """Fail before any work when ``path`` (an output file option) cannot be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder: give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        why = "is not a folder" if parent.exists() else "does not exist"
+        raise UserError(f"{option} {path}: the folder {parent} {why}")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{option} {path}: the folder {parent} is not writable")
+
+
+def exit_code(stats) -> int:
+    """Exit code of an offline run: 128 + N when signal N stopped it early (SIGINT 130,
+    SIGTERM 143, SIGHUP 129), 1 when no frame could be processed, else 0."""
+    if stats.stopped:
+        return 128 + int(stats.stopped_by or signal.SIGINT)
+    return 0 if stats.frames else 1
 
 
 def load_detector(args):
@@ -63,14 +110,82 @@ def load_predictor(args):
         raise
 
 
-def host_port(text: str, default_port: int):
-    host, _, port = text.rpartition(":")
+def host_port(text: str, default_port: int, option: str = "--osc", resolve: bool = True) -> Tuple[str, int]:
+    """``HOST:PORT``, ``HOST``, ``[IPv6]:PORT`` or a bare IPv6 address as (host, port), with the
+    port checked to be 1-65535 and the host resolved; raises :class:`UserError` naming ``option``."""
+    text = text.strip()
+    hint = f"use HOST:PORT, e.g. 127.0.0.1:{default_port} or [::1]:{default_port}, or 'none'"
+    has_port = False
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1:]
+        if end <= 1 or (rest and not rest.startswith(":")):
+            raise UserError(f"bad {option} value {text!r}: {hint}")
+        host, has_port, port_text = text[1:end], bool(rest), rest[1:]
+    elif text.count(":") > 1:  # a bare IPv6 address: no port given
+        host, port_text = text, ""
+    else:
+        host, sep, port_text = text.rpartition(":")
+        has_port = bool(sep)
+        if not sep:
+            host = text
     if not host:
-        return text, default_port
-    try:
-        return host, int(port)
-    except ValueError:
-        raise UserError(f"bad --osc value {text!r}: use HOST:PORT, e.g. 127.0.0.1:39539, or 'none'") from None
+        raise UserError(f"bad {option} value {text!r}: the host is missing; {hint}")
+    port = default_port
+    if has_port:
+        if not port_text.isdigit():
+            raise UserError(f"bad {option} value {text!r}: port {port_text!r} is not a number; {hint}")
+        port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise UserError(f"bad {option} value {text!r}: port {port} is outside 1-65535")
+    if resolve:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise UserError(f"bad {option} value {text!r}: cannot resolve host {host!r} ({why}); "
+                            f"use an IP address such as 127.0.0.1 or a host name this machine knows") from None
+    return host, port
+
+
+_ZMQ_SCHEMES = ("tcp://", "ipc://", "inproc://")
+
+
+def zmq_endpoint(text: str, option: str = "--zmq") -> str:
+    """Check a ZMQ endpoint for binding: ``tcp://HOST:PORT`` (port 1-65535 or ``*``; HOST an
+    address, ``*``, ``[IPv6]`` or an interface), ``ipc://PATH`` or ``inproc://NAME``."""
+    hint = "use tcp://HOST:PORT, e.g. tcp://127.0.0.1:5555 (tcp://*:5555 for every interface), or 'none'"
+    text = text.strip()
+    if not text.startswith(_ZMQ_SCHEMES):
+        raise UserError(f"bad {option} value {text!r}: {hint}")
+    if not text.startswith("tcp://"):
+        return text
+    rest = text[len("tcp://"):]
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end <= 1 or not rest[end + 1:].startswith(":"):
+            raise UserError(f"bad {option} value {text!r}: {hint}")
+        host, port_text = rest[1:end], rest[end + 2:]
+    else:
+        host, sep, port_text = rest.rpartition(":")
+        if not sep or ":" in host:
+            raise UserError(f"bad {option} value {text!r}: {hint} (IPv6 addresses go in brackets: tcp://[::1]:5555)")
+    if not host:
+        raise UserError(f"bad {option} value {text!r}: the host is missing; {hint}")
+    if port_text != "*":
+        if not port_text.isdigit():
+            raise UserError(f"bad {option} value {text!r}: port {port_text!r} is not a number; {hint}")
+        if not 1 <= int(port_text) <= 65535:
+            raise UserError(f"bad {option} value {text!r}: port {int(port_text)} is outside 1-65535")
+    return text
+
+
+def check_stream_args(args) -> None:
+    """Check --osc and --zmq before anything slow is loaded."""
+    if args.osc and args.osc.lower() != "none":
+        host_port(args.osc, 39539)
+    if args.zmq and args.zmq.lower() != "none":
+        zmq_endpoint(args.zmq)
 
 
 def osc_targets(values: Optional[List[str]]) -> List[str]:
@@ -112,13 +227,19 @@ def make_sinks(args, body_model, record_dir: Optional[Path] = None, record_video
         if args.zmq and args.zmq.lower() != "none":
             from realtime.sinks.zmq_pub import ZMQSink
 
-            sinks.append(ZMQSink(args.zmq))
+            try:
+                sinks.append(ZMQSink(zmq_endpoint(args.zmq)))
+            except OSError as exc:
+                raise UserError(f"{exc} (is another program, perhaps another mocap, using it? choose another "
+                                f"endpoint with --zmq, or --zmq none)") from None
         if record_dir is not None:
             from realtime.sinks.recorder import Recorder
 
             sinks.append(Recorder(record_dir, save_video=record_video, fps=fps, source=source_desc))
-    except (OSError, FileExistsError, ValueError) as exc:
+    except BaseException as exc:
         for s in sinks:
             s.close()
-        raise UserError(str(exc)) from exc
+        if isinstance(exc, (OSError, ValueError)):
+            raise UserError(str(exc)) from None
+        raise
     return sinks

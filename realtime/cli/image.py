@@ -1,12 +1,14 @@
 """``mocap image``: SMPL-X from images, in the official output format."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import List
 
 from engines.errors import UserError
 
-from .common import add_offline_args, load_detector, load_predictor
+from .. import signals
+from .common import add_offline_args, check_boxes, exit_code, load_detector, load_predictor
 
 
 def register(sub) -> None:
@@ -36,22 +38,28 @@ def _overlay(args, predictor):
 
 
 def cmd_image(args) -> int:
-    from engines.offline import run_images
+    from engines.offline import check_output_dir, prepare_output_dir, run_images
 
+    check_boxes(args.bbox)
     images = _expand_images(args.images)
     missing = [str(p) for p in images if not p.is_file()]
     if missing and len(missing) == len(images):
         raise UserError(f"image(s) not found: {', '.join(missing)}")
+    check_output_dir(args.out, args.overwrite)  # before the slow model load
     predictor = load_predictor(args)
     detector = load_detector(args)
     overlay = _overlay(args, predictor)
+    stop = threading.Event()
     try:
-        stats = run_images(images, predictor, args.out, detector=detector, manual_boxes=args.bbox,
-                           save_mesh=args.save_mesh, overlay=overlay)
+        prepare_output_dir(args.out, args.overwrite)
+        with signals.deliver_to(stop):
+            stats = run_images(images, predictor, args.out, detector=detector, manual_boxes=args.bbox,
+                               save_mesh=args.save_mesh, overlay=overlay, stop=stop,
+                               run_info={"command": "image", "inputs": [str(p) for p in images]})
     finally:
         if detector is not None:
             detector.close()
         if overlay is not None:
             overlay.close()
     print(f"mocap image: {stats.summary()}; results in {args.out}")
-    return 0 if stats.frames else 1
+    return exit_code(stats)

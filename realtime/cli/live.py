@@ -1,17 +1,18 @@
 """``mocap live``: camera or video -> smoothed SMPL-X -> viewer, VMC/OSC, ZMQ, recording."""
 from __future__ import annotations
 
-import json
 import logging
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+from engines.atomic import write_json_atomic
 from engines.errors import UserError
+from engines.stop import signal_name, stop_requested
 
-from .common import add_model_args, add_stream_args, make_sinks
+from .. import signals
+from .common import add_model_args, add_stream_args, check_output_file, check_stream_args, make_sinks
 
 log = logging.getLogger("mocap.live")
 
@@ -55,10 +56,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_live)
 
 
-def _filter(args, body_model):
+def _filter_settings(args):
+    """The One-Euro settings (None with --no-filter); a bad file or override is a UserError."""
     if args.no_filter:
         return None
-    from realtime.filters import FilterSettings, MultiPersonFilter
+    from realtime.filters import FilterSettings
 
     try:
         settings = FilterSettings.from_file(args.filter_config) if args.filter_config else FilterSettings()
@@ -66,6 +68,14 @@ def _filter(args, body_model):
             settings = settings.with_overrides(args.filter)
     except (ValueError, OSError) as exc:
         raise UserError(f"filter settings: {exc}") from exc
+    return settings
+
+
+def _filter(settings, body_model):
+    if settings is None:
+        return None
+    from realtime.filters import MultiPersonFilter
+
     return MultiPersonFilter(settings, hand_mean=(body_model.hand_mean_left, body_model.hand_mean_right))
 
 
@@ -83,24 +93,19 @@ def cmd_live(args) -> int:
     from engines.detector import PersonDetector
     from engines.inference import Predictor
 
-    from realtime.capture import CaptureError, open_source
+    from realtime.capture import CameraSource, CaptureError, open_source
     from realtime.pipeline import Pipeline
     from engines.tracking import PersonTracker
 
-    viewer_kind = _viewer_choice(args)
-    try:
-        source = open_source(args.source, pace=not args.no_pace, loop=args.loop, fps=args.fps)
-    except CaptureError as exc:
-        raise UserError(str(exc)) from exc
-    try:
-        predictor = Predictor.from_files(args.checkpoint, args.body_models, device=args.device, engine=args.engine)
-    except (CheckpointError, BodyModelNotFound, RuntimeError) as exc:
-        raise UserError(str(exc)) from exc
-    # full meshes only for a consumer that draws them (the Open3D viewer); streams need parameters
-    predictor.with_mesh = viewer_kind in ("open3d", "overlay")
-    print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
-    body = predictor.body_model
-    filt = _filter(args, body)  # before the sinks: a bad setting must not leave a recording behind
+    # everything a user can get wrong is checked before the slow loads
+    check_output_file(args.summary_json, "--summary-json")
+    check_stream_args(args)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be >= 1")
+    if args.duration is not None and not args.duration > 0:
+        raise UserError("--duration must be > 0 seconds")
+    if args.fps is not None and not args.fps > 0:
+        raise UserError("--fps must be > 0")
     if args.max_people < 1:
         raise UserError("--max-people must be at least 1")
     if args.grace < 0:
@@ -108,59 +113,101 @@ def cmd_live(args) -> int:
     redetect = args.redetect_every if args.redetect_every is not None else (30 if args.max_people == 1 else 15)
     if redetect < 0:
         raise UserError("--redetect-every must be >= 0")
-    detector = PersonDetector(static=False, max_people=args.max_people)
-    tracker = PersonTracker(detector, max_people=args.max_people, redetect_every=redetect, grace_s=args.grace,
-                            background=True)
+    settings = _filter_settings(args)
+    viewer_kind = _viewer_choice(args)
     try:
-        sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
-    except BaseException:
-        detector.close()
-        raise
-    pipe = Pipeline(source, predictor, tracker, filt, sinks,
-                    mesh_after_filter=viewer_kind in ("open3d", "overlay") and not args.no_filter)
-
+        source = open_source(args.source, pace=not args.no_pace, loop=args.loop, fps=args.fps)
+    except (CaptureError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
+    detector = None
+    sinks = []
+    pipe = None
     viewer = None
+    status = None
     try:
+        if isinstance(source, CameraSource):
+            _start(source)  # a missing camera is found now, not after the model load (it keeps only its newest frame)
         try:
-            pipe.start(args.max_frames)
-        except CaptureError as exc:
+            predictor = Predictor.from_files(args.checkpoint, args.body_models, device=args.device, engine=args.engine)
+        except (CheckpointError, BodyModelNotFound, RuntimeError) as exc:
             raise UserError(str(exc)) from exc
-        viewer = _open_viewer(viewer_kind, body.faces)
-        last_status = 0.0
-        deadline = None if args.duration is None else time.monotonic() + args.duration
+        # full meshes only for a consumer that draws them (the 3-D and overlay views); streams need parameters
+        predictor.with_mesh = viewer_kind in ("open3d", "overlay")
+        body = predictor.body_model
+        filt = _filter(settings, body)
+        detector = PersonDetector(static=False, max_people=args.max_people)
+        tracker = PersonTracker(detector, max_people=args.max_people, redetect_every=redetect, grace_s=args.grace,
+                                background=True)
+        # files and folders start now (a paced one then starts at its beginning), and before the sinks:
+        # a source that cannot open leaves no recording behind, and the recording gets its frame rate
+        if not source.started:
+            _start(source)
+        print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
+        with signals.deliver_to(stop):  # from here on a stop signal ends the run cleanly
+            sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
+            pipe = Pipeline(source, predictor, tracker, filt, sinks,
+                            mesh_after_filter=viewer_kind in ("open3d", "overlay") and not args.no_filter)
+            pipe.start(args.max_frames)
+            viewer = _open_viewer(viewer_kind, body.faces)
+            status = StatusLine(sys.stderr)
+            last_status = time.monotonic()  # the first status line after a second, when its rates mean something
+            deadline = None if args.duration is None else time.monotonic() + args.duration
 
-        def tick() -> bool:
-            nonlocal last_status
-            if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
-                return False
-            if viewer is not None and viewer(pipe) is False:
-                return False
-            now = time.monotonic()
-            if now - last_status >= 1.0:
-                last_status = now
-                print("\r" + pipe.status_line(), end="", file=sys.stderr, flush=True)
-            return True
+            def tick() -> bool:
+                nonlocal last_status
+                if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                    return False
+                if viewer is not None and viewer(pipe) is False:
+                    return False
+                now = time.monotonic()
+                if now - last_status >= (1.0 if status.live else 5.0):
+                    last_status = now
+                    status.show(pipe.status_line(status.width()))
+                return True
 
-        pipe.wait(on_tick=tick, tick=0.01 if viewer is not None else 0.1)
+            if not stop.is_set():
+                pipe.wait(on_tick=tick, tick=0.01 if viewer is not None else 0.1)
     finally:
-        pipe.stop()
-        detector.close()
-        if viewer is not None:
-            viewer.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    print(file=sys.stderr)
+        with signals.deliver_to(stop):  # a second Ctrl-C must not cut the recording's finalisation short
+            if pipe is not None:
+                pipe.stop()
+            else:
+                source.stop()
+                for sink in sinks:
+                    sink.close()
+            if detector is not None:
+                detector.close()
+            if viewer is not None:
+                viewer.close()
+    if status is not None:
+        status.end()
     if pipe.error is not None:
         raise UserError(f"the engine stage failed: {pipe.error}")
     summary = pipe.summary()
-    if getattr(source, "error", None):
-        print(f"mocap live: source error: {source.error}", file=sys.stderr)
+    if stop.is_set() and stop_requested() is not None:
+        summary["stopped_by"] = signal_name(stop_requested())
+    problem = getattr(source, "error", None) or getattr(source, "problem", None)
+    if problem:
+        summary["source_problem"] = problem
+        print(f"mocap live: source: {problem}", file=sys.stderr)
     print(_format_summary(summary))
     if args.summary_json:
-        args.summary_json.write_text(json.dumps(summary, indent=2))
+        try:
+            write_json_atomic(args.summary_json, summary)
+        except OSError as exc:
+            raise UserError(f"cannot write --summary-json {args.summary_json}: {exc.strerror or exc} "
+                            f"(the summary is printed above)") from None
     return 0
+
+
+def _start(source) -> None:
+    from realtime.capture import CaptureError
+
+    try:
+        source.start()
+    except CaptureError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _format_summary(s) -> str:
@@ -241,3 +288,29 @@ def _open_viewer(kind: str, faces):
         return _Open3DLoop(faces)
     except RuntimeError as exc:  # no display: say how to run without a window
         raise UserError(f"{exc} (use --viewer none to run without a window)") from exc
+
+
+class StatusLine:
+    """The live status line: redrawn in place (fitted to the terminal's width) on a terminal; a
+    plain line every few seconds when stderr is a file or a pipe (no carriage returns in logs)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.live = bool(getattr(stream, "isatty", lambda: False)())
+        self._shown = False
+
+    def width(self) -> int:
+        import shutil
+
+        return max(40, shutil.get_terminal_size((80, 24)).columns - 1) if self.live else 200
+
+    def show(self, line: str) -> None:
+        if self.live:
+            print("\r" + line.ljust(self.width()), end="", file=self.stream, flush=True)
+        else:
+            print(line, file=self.stream, flush=True)
+        self._shown = True
+
+    def end(self) -> None:
+        if self.live and self._shown:
+            print(file=self.stream)

@@ -1,13 +1,13 @@
 """``mocap replay``: send a recording or a ``mocap video`` result folder to the streams."""
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
 
 from engines.errors import UserError
 
-from .common import add_stream_args, make_sinks, osc_targets
+from .. import signals
+from .common import add_stream_args, check_stream_args, make_sinks, osc_targets
 
 
 def register(sub) -> None:
@@ -25,31 +25,36 @@ def register(sub) -> None:
 def cmd_replay(args) -> int:
     from engines.body_model import BodyModel, BodyModelNotFound
 
-    from realtime.replay import replay
+    from realtime.replay import load_timeline, replay
 
+    if not args.speed > 0 or (args.fps is not None and not args.fps > 0):
+        raise UserError("--speed and --fps must be > 0")
+    check_stream_args(args)
     if not args.path.exists():
         raise UserError(f"nothing to replay at {args.path}")
+    fps = args.fps
+    if fps is None:  # a mocap video folder says its rate in video.json
+        from engines.offline import read_video_info
+
+        fps = (read_video_info(args.path) or {}).get("fps") or 30.0
+    try:
+        timeline = load_timeline(args.path, fps=fps)  # damaged input is found before any sink opens
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
     body = None
     if osc_targets(args.osc):
         try:
             body = BodyModel(args.body_models)
         except BodyModelNotFound as exc:
             raise UserError(f"{exc} (VMC output needs the body model for bone offsets; or pass --osc none)") from exc
-    fps = args.fps
-    if fps is None:
-        from engines.offline import read_video_info
-
-        fps = (read_video_info(args.path) or {}).get("fps") or 30.0
-    sinks = make_sinks(args, body)
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        stats = replay(args.path, sinks, speed=args.speed, loop=args.loop, stop_event=stop, fps=fps)
-    except (ValueError, OSError) as exc:
-        raise UserError(str(exc)) from exc
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        for s in sinks:
-            s.close()
-    print(f"mocap replay: {stats.frames_sent} frame(s) sent from {args.path}")
+    with signals.deliver_to(stop):
+        sinks = make_sinks(args, body)
+        try:
+            stats = replay(timeline, sinks, speed=args.speed, loop=args.loop, stop_event=stop)
+        finally:
+            for s in sinks:
+                s.close()
+    skipped = f"; {len(timeline.problems)} damaged part(s) skipped (see the warnings above)" if timeline.problems else ""
+    print(f"mocap replay: {stats.frames_sent} frame(s) sent from {args.path}{skipped}")
     return 0

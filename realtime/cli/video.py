@@ -1,11 +1,13 @@
 """``mocap video``: SMPL-X from every frame of a video (official output format + overlay.mp4)."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from engines.errors import UserError
 
-from .common import add_offline_args, load_detector, load_predictor
+from .. import signals
+from .common import add_offline_args, check_boxes, exit_code, load_detector, load_predictor
 from .image import _overlay
 
 
@@ -18,22 +20,33 @@ def register(sub) -> None:
 
 
 def cmd_video(args) -> int:
-    from engines.offline import run_video
+    from engines.media import VideoReader, VideoUnreadable
+    from engines.offline import check_output_dir, prepare_output_dir, run_video
 
-    if not args.video.is_file():
-        raise UserError(f"video not found: {args.video}")
+    check_boxes(args.bbox)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be >= 1")
+    try:
+        VideoReader(args.video).close()  # an unreadable video fails before the slow model load
+    except VideoUnreadable as exc:
+        raise UserError(str(exc)) from None
+    check_output_dir(args.out, args.overwrite)
     predictor = load_predictor(args)
     detector = load_detector(args)
     overlay = _overlay(args, predictor)
+    stop = threading.Event()
     try:
-        stats = run_video(args.video, predictor, args.out, detector=detector, manual_boxes=args.bbox,
-                          save_mesh=args.save_mesh, overlay=overlay, max_frames=args.max_frames)
-    except (IOError, FileNotFoundError) as exc:
-        raise UserError(str(exc)) from exc
+        prepare_output_dir(args.out, args.overwrite)
+        with signals.deliver_to(stop):
+            stats = run_video(args.video, predictor, args.out, detector=detector, manual_boxes=args.bbox,
+                              save_mesh=args.save_mesh, overlay=overlay, max_frames=args.max_frames, stop=stop,
+                              run_info={"command": "video"})
+    except VideoUnreadable as exc:
+        raise UserError(str(exc)) from None
     finally:
         if detector is not None:
             detector.close()
         if overlay is not None:
             overlay.close()
     print(f"mocap video: {stats.summary()}; results in {args.out}")
-    return 0 if stats.frames else 1
+    return exit_code(stats)

@@ -244,9 +244,22 @@ class VMCSink:
         self.on_empty = on_empty
         self.router = router
         self.slot = int(slot)
-        family, _, _, _, addr = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)[0]
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"VMC port {port} is outside 1-65535")
+        try:
+            family, _, _, _, addr = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)[0]
+        except socket.gaierror as exc:
+            raise ValueError(f"cannot resolve VMC receiver host {host!r}: {exc.strerror}") from None
         self._addr = addr
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            # connecting fixes the local address to the interface that reaches the receiver (the
+            # loopback one for 127.0.0.1) instead of a socket bound on every interface, and makes
+            # the socket ignore datagrams from anyone but the receiver
+            self._sock.connect(addr)
+        except OSError as exc:
+            self._sock.close()
+            raise ValueError(f"cannot send VMC to {host}:{port}: {exc.strerror or exc}") from None
         self._t0 = time.perf_counter()
         #: Frames handed to ``send``, frames fully sent, frames replaced before sending,
         #: datagrams that failed (e.g. an ICMP "port unreachable" surfaced by the OS).
@@ -321,10 +334,10 @@ class VMCSink:
                 continue
             for d in datagrams:
                 try:
-                    self._sock.sendto(d, self._addr)
+                    self._sock.send(d)
                 except OSError as exc:  # no listener / network down: UDP is best effort
                     self.send_errors += 1
-                    log.debug("VMC: sendto %s failed: %s", self._addr, exc)
+                    log.debug("VMC: send to %s failed: %s", self._addr, exc)
             if datagrams:
                 self.sent += 1
 

@@ -26,11 +26,11 @@ from typing import Any, Deque, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from engines.atomic import write_json_atomic
 from engines.types import FrameResult
 
 from ..codec import SCHEMA, pack, result_to_dict
-from ..recording import (FRAMES_FILE, META_FILE, RECORDING_SCHEMA, VIDEO_DIR, encode_record, tool_version,
-                         write_json_atomic)
+from ..recording import FRAMES_FILE, META_FILE, RECORDING_SCHEMA, VIDEO_DIR, encode_record, tool_version
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,14 @@ class Recorder:
                  *, source: Optional[str] = None, image_size: Optional[Tuple[int, int]] = None,
                  fsync_every: int = 30, jpeg_quality: int = 90, max_pending_images: int = 8):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise NotADirectoryError(f"recording directory {self.directory} is a file: choose a folder path")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "a part of the path is a file" if isinstance(exc, (NotADirectoryError, FileExistsError)) \
+                else (exc.strerror or str(exc))
+            raise OSError(f"cannot create recording directory {self.directory}: {why}") from None
         self.frames_path = self.directory / FRAMES_FILE
         if self.frames_path.exists():
             raise FileExistsError(f"{self.frames_path} already exists: choose a new recording directory")

@@ -42,6 +42,8 @@ class ZMQSink:
         self._sock = self._ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.SNDHWM, int(sndhwm))
         self._sock.setsockopt(zmq.LINGER, 0)
+        if "://[" in endpoint:  # an IPv6 address: ZMQ sockets are IPv4-only unless told otherwise
+            self._sock.setsockopt(zmq.IPV6, 1)
         try:
             if bind:
                 self._sock.bind(endpoint)

@@ -1,0 +1,64 @@
+"""Files that appear whole or not at all: write to a temporary name beside the target, fsync,
+then rename over it (``os.replace`` is atomic on one file system). A killed process leaves at
+most a ``*.tmp`` file, never a half-written result under the real name."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+def temporary_name(path: PathLike) -> Path:
+    """Where a file is written before it is renamed to ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + ".tmp")
+
+
+@contextmanager
+def atomic_file(path: PathLike, mode: str = "wb", fsync: bool = True) -> Iterator[Any]:
+    """Open ``path``'s temporary name for writing; on success it is renamed to ``path``,
+    on any error it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: PathLike, data: bytes, fsync: bool = True) -> None:
+    with atomic_file(path, "wb", fsync) as fh:
+        fh.write(data)
+
+
+def write_text_atomic(path: PathLike, text: str, fsync: bool = True) -> None:
+    with atomic_file(path, "w", fsync) as fh:
+        fh.write(text)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, so the JSON written is valid
+    (``json.dump`` would write the non-standard ``NaN`` / ``Infinity``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: PathLike, data: Any, indent: int = 2, fsync: bool = True) -> None:
+    """Valid JSON (non-finite floats written as null), atomically."""
+    write_text_atomic(path, json.dumps(json_safe(data), indent=indent, allow_nan=False), fsync)
