@@ -169,3 +169,20 @@ def test_console_script_runs(tmp_path):
     assert res.returncode == 0
     for cmd in ("image", "video", "weights", "live", "replay", "convert"):
         assert cmd in res.stdout
+
+
+@pytest.mark.slow
+def test_third_party_chatter_only_with_verbose(tmp_path, media_dir, ckpt_args):
+    """MediaPipe/absl/TFLite and Open3D notices stay off the terminal; -v lets them through; the
+    progress bar and our own lines always get there."""
+    img = str(media_dir / "coco_000785_skier.jpg")
+    quiet = subprocess.run([sys.executable, "-m", "realtime.cli", "image", img, "--out", str(tmp_path / "q"),
+                            *ckpt_args], capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    noisy = ("W0000", "TensorFlow Lite", "absl::InitializeLog", "[Open3D", "XDG_RUNTIME_DIR")
+    assert not [n for n in noisy if n in quiet.stderr + quiet.stdout], quiet.stderr[-2000:]
+    assert "images: 100%" in quiet.stderr and "mocap image: 1 frame(s)" in quiet.stdout
+    loud = subprocess.run([sys.executable, "-m", "realtime.cli", "-v", "image", img, "--out", str(tmp_path / "l"),
+                           *ckpt_args], capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
+    assert loud.returncode == 0
+    assert any(n in loud.stderr + loud.stdout for n in noisy)

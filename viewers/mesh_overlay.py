@@ -155,7 +155,11 @@ class MeshRenderer:
             self._o3d = o3d
         o3d = self._o3d
         vis = o3d.visualization.Visualizer()
-        if not vis.create_window(window_name="mesh-renderer", width=cw, height=ch, visible=False):
+        from engines.quiet import quiet_open3d
+
+        quiet_open3d(o3d)  # Open3D's EGL/GLFW notices
+        created = vis.create_window(window_name="mesh-renderer", width=cw, height=ch, visible=False)
+        if not created:
             self._fail("Visualizer.create_window(visible=False) failed (no EGL / OpenGL?)")
         opt = vis.get_render_option()
         opt.background_color = np.zeros(3)

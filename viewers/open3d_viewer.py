@@ -120,8 +120,12 @@ class Open3DViewer:
         self._vis.register_key_callback(ord("R"), lambda vis: self.reset_view() or False)
         self._vis.register_key_callback(ord("P"), lambda vis: self._toggle_pause())
         self._quit = False
-        if not self._vis.create_window(window_name=title, width=self.width, height=self.height,
-                                       visible=not headless):
+        from engines.quiet import quiet_open3d
+
+        quiet_open3d(o3d)  # Open3D's EGL/GLFW notices
+        created = self._vis.create_window(window_name=title, width=self.width, height=self.height,
+                                          visible=not headless)
+        if not created:
             raise ViewerUnavailable("Open3D could not create a window (OpenGL / EGL missing?); "
                                     "run with --viewer none")
         opt = self._vis.get_render_option()

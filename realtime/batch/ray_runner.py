@@ -191,7 +191,7 @@ class _WriterActor:
 
     def close(self) -> Tuple[int, int, int]:
         w, self.input = self.input, None
-        self._close_input(w)
+        self._close_input(w, complete=True)
         return w.frames, w.persons, w.empty_frames
 
     def abort(self) -> None:
@@ -199,8 +199,8 @@ class _WriterActor:
             w, self.input = self.input, None
             self._close_input(w)
 
-    def _close_input(self, w: InputWriter) -> None:
-        w.close()
+    def _close_input(self, w: InputWriter, complete: bool = False) -> None:
+        w.close(complete)
         if self.overlay is not None:
             self.overlay.close()
             self.overlay = None

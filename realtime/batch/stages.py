@@ -259,6 +259,11 @@ class InputWriter:
                 write_image_results(self.writer, self.source, image, preds, self._overlay)
         return len(images.frames)
 
-    def close(self) -> None:
+    def close(self, complete: bool = False) -> None:
+        """Finalise the overlay video; ``complete``: every frame was written (run.json says so)."""
         if self._video is not None:
             self._video.close()
+        if complete:
+            from engines.offline import RunStats
+
+            self.writer.finish(RunStats(frames=self.frames, persons=self.persons, empty_frames=self.empty_frames))

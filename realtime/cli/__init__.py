@@ -42,10 +42,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.verbose:  # OpenCV's and FFmpeg's own complaints, which our one-line messages replace
         os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        import warnings
+
+        for category in (FutureWarning, DeprecationWarning):  # library internals, not news for a user
+            warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|onnx|onnxscript|smplx)\b")
+    else:
+        os.environ["MOCAP_VERBOSE"] = "1"  # engines.quiet lets native libraries talk
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):  # exporter internals, not news for a user
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from engines.quiet import StderrFilter
+
+    chatter = StderrFilter() if not args.verbose else None  # MediaPipe/absl/TFLite notices from C++
+    if chatter is not None:
+        chatter.start()
     signals.install()
     try:
         return int(args.func(args) or 0)
@@ -53,6 +65,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _report(args, exc)
     finally:
         signals.uninstall()
+        if chatter is not None:
+            chatter.stop()
 
 
 def _report(args, exc: BaseException) -> int:

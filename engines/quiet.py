@@ -1,0 +1,104 @@
+"""Keeps third-party native chatter off the terminal unless the user asks for it (``mocap -v``).
+
+MediaPipe (absl/TFLite: ``W0000 ... inference_feedback_manager``, ``Created TensorFlow Lite
+XNNPACK delegate``, written from its own threads, at any time) and OpenCV/Open3D write from C++
+straight to the process's standard error, where Python's logging settings cannot reach them.
+:class:`StderrFilter` puts a pipe behind file descriptor 2 and a thread that forwards every line
+to the real stderr except the ones matching :data:`NOISE` (progress bars and our own messages go
+through unchanged, partial lines after 50 ms of quiet). Open3D's own notices go to stdout and are
+turned off by :func:`quiet_open3d`. ``MOCAP_VERBOSE=1`` (set by ``mocap -v``) turns all of it off.
+"""
+from __future__ import annotations
+
+import os
+import re
+import select
+import sys
+import threading
+from typing import Optional
+
+#: Lines dropped from stderr: absl/glog-style MediaPipe notices, TFLite's delegate notice, the
+#: absl start-up banner, Open3D's and GLFW's display complaints, OpenCV's own warnings.
+NOISE = re.compile(rb"^(?:[WIE]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+\.cc:\d+\]"
+                   rb"|INFO: Created TensorFlow Lite"
+                   rb"|WARNING: All log messages before absl::InitializeLog"
+                   rb"|error: XDG_RUNTIME_DIR"
+                   rb"|(?:\x1b\[[0-9;]*m)?\[Open3D (?:INFO|WARNING)\]"
+                   rb"|\[ ?(?:WARN|INFO):\d*@)")
+
+
+def verbose() -> bool:
+    return os.environ.get("MOCAP_VERBOSE") == "1"
+
+
+def quiet_open3d(o3d) -> None:
+    """Open3D prints INFO/WARNING notices (EGL fallback, GLFW) to stdout: errors only, unless verbose."""
+    if not verbose():
+        o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+
+
+class StderrFilter:
+    """While started, native and Python writes to file descriptor 2 pass through :data:`NOISE`."""
+
+    def __init__(self):
+        self._orig: Optional[int] = None
+        self._read: Optional[int] = None
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+
+    def start(self) -> "StderrFilter":
+        try:
+            sys.stderr.flush()
+            orig = os.dup(2)
+            r, w = os.pipe()
+            os.dup2(w, 2)
+            os.close(w)
+        except (OSError, ValueError, AttributeError):  # no real fd 2: nothing to filter
+            return self
+        self._orig, self._read = orig, r
+        self._thread = threading.Thread(target=self._pump, name="stderr-filter", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._orig is None:
+            return
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        os.dup2(self._orig, 2)  # the pipe's write end at fd 2 goes away here
+        os.close(self._orig)
+        os.close(self._read)
+        self._orig = self._read = None
+
+    def _emit(self, data: bytes) -> None:
+        if data and not NOISE.match(data):
+            os.write(self._orig, data)
+
+    def _pump(self) -> None:
+        buf = b""
+        try:
+            while True:
+                ready, _, _ = select.select([self._read], [], [], 0.05)
+                if ready:
+                    chunk = os.read(self._read, 65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                while True:  # complete segments (a line, or a progress bar's "\r" refresh)
+                    cut = min((i for i in (buf.find(b"\n"), buf.find(b"\r")) if i >= 0), default=-1)
+                    if cut < 0:
+                        break
+                    self._emit(buf[:cut + 1])
+                    buf = buf[cut + 1:]
+                if buf and not ready:  # quiet for 50 ms: let a partial line (a progress bar) through
+                    self._emit(buf)
+                    buf = b""
+                if self._stop.is_set() and not ready:
+                    break
+            self._emit(buf)
+        except Exception:  # never leave writers blocked on a pipe nobody reads
+            os.dup2(self._orig, 2)
