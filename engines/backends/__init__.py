@@ -57,16 +57,27 @@ def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Opt
     from ..export import check_onnx, torch_to_onnx
     from ..optimize import optimize_for_cpu
 
+    import contextlib
+    import io
+    import time
+
+    from ..quiet import verbose
+
     net = load_network(ckpt)
-    log.info("exporting %s to ONNX (once; cached at %s)", ckpt.name, path)
+    log.info("building the CPU engine for %s (once, about a minute; cached in %s)", ckpt.name, cache)
     tmp = path.with_suffix(".tmp.onnx")
+    t0 = time.perf_counter()
+    chatter = io.StringIO()  # the exporter prints its own progress: shown with -v only
     try:
-        torch_to_onnx(optimize_for_cpu(net) if optimized else net, tmp,
-                      metadata={"checkpoint": ckpt.name, "rewrites": "fold_bn,subpixel2x2,sdpa" if optimized else "none"})
-        check_onnx(tmp, net)
+        with contextlib.redirect_stdout(chatter) if not verbose() else contextlib.nullcontext():
+            torch_to_onnx(optimize_for_cpu(net) if optimized else net, tmp,
+                          metadata={"checkpoint": ckpt.name,
+                                    "rewrites": "fold_bn,subpixel2x2,sdpa" if optimized else "none"})
+            check_onnx(tmp, net)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)  # a failed export or check leaves nothing half-written behind
+    log.info("CPU engine built in %.0f s (%.0f MB)", time.perf_counter() - t0, path.stat().st_size / 1e6)
     return path
 
 
