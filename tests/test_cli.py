@@ -186,3 +186,45 @@ def test_third_party_chatter_only_with_verbose(tmp_path, media_dir, ckpt_args):
                            *ckpt_args], capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
     assert loud.returncode == 0
     assert any(n in loud.stderr + loud.stdout for n in noisy)
+
+
+def _commands():
+    import argparse
+
+    from realtime.cli import build_parser
+
+    def walk(name, parser):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from walk(f"{name} {sub_name}".strip(), sub)
+
+    yield from walk("", build_parser())
+
+
+def test_every_option_has_help_and_every_command_examples():
+    import argparse
+
+    for name, parser in _commands():
+        if not name:
+            continue
+        has_subcommands = any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+        if not has_subcommands:
+            assert parser.epilog and parser.epilog.startswith("examples:"), f"mocap {name}: no examples"
+            assert all(f"mocap {name.split()[0]}" in line for line in parser.epilog.splitlines()[1:])
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction, argparse._VersionAction)):
+                continue
+            assert action.help, f"mocap {name}: {action.option_strings or action.dest} has no help text"
+
+
+def test_readme_lists_every_option_of_every_command():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = []
+    for name, parser in _commands():
+        for action in parser._actions:
+            for opt in action.option_strings:
+                if opt.startswith("--") and opt not in ("--help", "--version") and opt not in readme:
+                    missing.append(f"mocap {name}: {opt}")
+    assert not missing, missing

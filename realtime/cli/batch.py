@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_offline_args
+from .common import add_examples, add_offline_args
 
 
 def register(sub) -> None:
@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="with --ray: crops per network call, across frames and videos (default 16 on CUDA, 4 on CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_examples(p, "mocap batch videos/ --out dataset/",
+                 "mocap batch list.txt --out dataset/ --workers 2 --max-people 1",
+                 "mocap batch videos/ --out dataset/ --ray 10.0.0.5:6379 --device cuda")
     p.set_defaults(func=cmd_batch)
 
 

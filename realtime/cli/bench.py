@@ -6,6 +6,8 @@ from pathlib import Path
 
 from engines.errors import UserError
 
+from .common import add_examples
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="time the model forward (network + SMPL-X layer) on a real crop")
@@ -14,13 +16,15 @@ def register(subparsers) -> None:
                    "stand-in with the real shapes is used when absent)")
     p.add_argument("--engine", choices=["torch", "onnx", "tensorrt"], default=None,
                    help="backend (default: the fastest available, as the live pipeline uses)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the network runs (default cpu)")
     p.add_argument("--fp16", action="store_true", help="half precision (torch autocast on CUDA)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--batch", type=int, default=1, help="crops per forward (default 1)")
+    p.add_argument("--iters", type=int, default=20, help="timed runs (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the results as JSON")
+    add_examples(p, "mocap bench --checkpoint s32",
+                 "mocap bench --checkpoint b32 --device cuda --fp16 --batch 4 --json b32.json")
     p.set_defaults(func=cmd_bench)
 
 

@@ -12,6 +12,12 @@ from typing import List, Optional, Tuple
 from engines.errors import UserError
 
 
+def add_examples(p: argparse.ArgumentParser, *examples: str) -> None:
+    """End the command's ``--help`` with a few example command lines."""
+    p.epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default="s32",
                    help="checkpoint path, or a size name (s32, b32, l32, h32, h32_correct) resolved in the "

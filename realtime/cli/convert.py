@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .common import add_examples
+
 
 def register(sub) -> None:
     p = sub.add_parser("convert", help="a recording or a `mocap video`/`mocap image` result folder to an "
@@ -25,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--max-gap", type=float, default=0.5, metavar="S",
                    help="interpolate across gaps up to S seconds where the person was not seen; longer gaps "
                         "hold the last seen pose (default 0.5)")
+    add_examples(p, "mocap convert takes/take1 --to fbx --out take1.fbx",
+                 "mocap convert results/dance --to glb --out dance.glb --person 0",
+                 "mocap convert takes/take1 --to npz --out take1.npz --fps 30")
     p.set_defaults(func=cmd_convert)
 
 

@@ -24,9 +24,12 @@ def register(sub) -> None:
                               "  mocap cache clear --weights  # also the downloaded checkpoints",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     csub = c.add_subparsers(dest="cache_command", required=True)
-    ls = csub.add_parser("list", help="each cache folder with its size")
+    ls = csub.add_parser("list", help="each cache folder with its size",
+                         epilog="examples:\n  mocap cache list", formatter_class=argparse.RawDescriptionHelpFormatter)
     ls.set_defaults(func=cmd_cache_list)
-    cl = csub.add_parser("clear", help="delete exported engines (rebuilt on demand); --weights: checkpoints too")
+    cl = csub.add_parser("clear", help="delete exported engines (rebuilt on demand); --weights: checkpoints too",
+                         epilog="examples:\n  mocap cache clear\n  mocap cache clear --weights",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     cl.add_argument("--weights", action="store_true", help="also delete downloaded checkpoints")
     cl.set_defaults(func=cmd_cache_clear)
 

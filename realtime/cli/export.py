@@ -5,6 +5,8 @@ from pathlib import Path
 
 from engines.errors import UserError
 
+from .common import add_examples
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="export the network to ONNX or a TensorRT engine (checked against PyTorch)")
@@ -15,6 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1, help="batch the engine is optimised for (ONNX batch axis stays dynamic)")
     p.add_argument("--static-batch", action="store_true", help="fix the ONNX batch axis to --batch")
     p.add_argument("--no-optimize", action="store_true", help="export the network as written (no BN folding / sub-pixel deconvs)")
+    add_examples(p, "mocap export --checkpoint s32 --to onnx",
+                 "mocap export --checkpoint b32 --to engine --fp16 --batch 4")
     p.set_defaults(func=cmd_export)
 
 

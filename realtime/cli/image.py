@@ -8,13 +8,16 @@ from typing import List
 from engines.errors import UserError
 
 from .. import signals
-from .common import add_offline_args, check_boxes, exit_code, load_detector, load_predictor
+from .common import add_examples, add_offline_args, check_boxes, exit_code, load_detector, load_predictor
 
 
 def register(sub) -> None:
     p = sub.add_parser("image", help="SMPL-X from images (official output format)")
     p.add_argument("images", nargs="+", type=Path, help="image files or directories of images")
     add_offline_args(p)
+    add_examples(p, "mocap image photo.jpg --out results/",
+                 "mocap image photos/ --out results/ --max-people 1 --save-mesh",
+                 "mocap image photo.jpg --out results/ --bbox 120 40 200 420")
     p.set_defaults(func=cmd_image)
 
 

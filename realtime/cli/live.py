@@ -12,7 +12,7 @@ from engines.errors import UserError
 from engines.stop import signal_name, stop_requested
 
 from .. import signals
-from .common import add_model_args, add_stream_args, check_output_file, check_stream_args, make_sinks
+from .common import add_examples, add_model_args, add_stream_args, check_output_file, check_stream_args, make_sinks
 
 log = logging.getLogger("mocap.live")
 
@@ -53,6 +53,9 @@ def register(sub) -> None:
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="override a filter setting, e.g. body.min_cutoff=2.0 (repeatable)")
     p.add_argument("--summary-json", type=Path, default=None, help="write the end-of-run summary to this file")
+    add_examples(p, "mocap live --source 0 --viewer preview",
+                 "mocap live --source 0 --osc 127.0.0.1:39539 --record takes/take1",
+                 "mocap live --source duet.mp4 --max-people 2 --osc 127.0.0.1:39539 --osc 127.0.0.1:39540")
     p.set_defaults(func=cmd_live)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from engines.errors import UserError
 
 from .. import signals
-from .common import add_stream_args, check_stream_args, make_sinks, osc_targets
+from .common import add_examples, add_stream_args, check_stream_args, make_sinks, osc_targets
 
 
 def register(sub) -> None:
@@ -18,7 +18,14 @@ def register(sub) -> None:
     r.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
     r.add_argument("--fps", type=float, default=None,
                    help="frame rate of official result folders (default: the folder's video.json, else 30)")
-    r.add_argument("--loop", action="store_true")
+    r.add_argument("--loop", action="store_true", help="start over at the end until stopped (Ctrl-C)")
+    r.add_argument("--settle", type=float, default=0.5, metavar="S",
+                   help="seconds to wait after opening the streams before the first frame, so that ZMQ "
+                        "subscribers already waiting receive it (ZMQ drops what is published before a "
+                        "subscriber has joined). Default 0.5; 0 to start at once")
+    add_examples(r, "mocap replay takes/rec1 --osc 127.0.0.1:39539",
+                 "mocap replay results/clip --zmq tcp://127.0.0.1:5555 --osc none --speed 0.5",
+                 "mocap replay takes/rec1 --loop --osc 127.0.0.1:39539 --osc 127.0.0.1:39540")
     r.set_defaults(func=cmd_replay)
 
 
@@ -29,6 +36,8 @@ def cmd_replay(args) -> int:
 
     if not args.speed > 0 or (args.fps is not None and not args.fps > 0):
         raise UserError("--speed and --fps must be > 0")
+    if not args.settle >= 0:
+        raise UserError("--settle must be >= 0 seconds")
     check_stream_args(args)
     if not args.path.exists():
         raise UserError(f"nothing to replay at {args.path}")
@@ -51,6 +60,8 @@ def cmd_replay(args) -> int:
     with signals.deliver_to(stop):
         sinks = make_sinks(args, body)
         try:
+            if args.settle and any(type(s).__name__ == "ZMQSink" for s in sinks):
+                stop.wait(args.settle)  # subscribers that connect now get the first frame
             stats = replay(timeline, sinks, speed=args.speed, loop=args.loop, stop_event=stop)
         finally:
             for s in sinks:

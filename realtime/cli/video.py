@@ -7,15 +7,18 @@ from pathlib import Path
 from engines.errors import UserError
 
 from .. import signals
-from .common import add_offline_args, check_boxes, exit_code, load_detector, load_predictor
+from .common import add_examples, add_offline_args, check_boxes, exit_code, load_detector, load_predictor
 from .image import _overlay
 
 
 def register(sub) -> None:
     p = sub.add_parser("video", help="SMPL-X from every frame of a video (official output format + overlay.mp4)")
-    p.add_argument("video", type=Path)
+    p.add_argument("video", type=Path, help="the video file (mp4, mov, avi, mkv...)")
     add_offline_args(p)
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    add_examples(p, "mocap video dance.mp4 --out results/dance",
+                 "mocap video duet.mp4 --out results/duet --max-people 2 --checkpoint b32",
+                 "mocap video clip.mp4 --out results/clip --device cuda --no-overlay")
     p.set_defaults(func=cmd_video)
 
 

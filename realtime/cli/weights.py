@@ -5,6 +5,8 @@ from pathlib import Path
 
 from engines.errors import UserError
 
+from .common import add_examples
+
 
 def register(sub) -> None:
     p = sub.add_parser("weights", help="download or list the official SMPLer-X checkpoints")
@@ -13,8 +15,10 @@ def register(sub) -> None:
     d.add_argument("names", nargs="+", help="s32 b32 l32 h32 h32_correct")
     d.add_argument("--dir", type=Path, default=None, help="target directory (default: the weights cache)")
     d.add_argument("--force", action="store_true", help="download again even if present")
+    add_examples(d, "mocap weights download s32", "mocap weights download s32 b32 --dir /data/weights")
     d.set_defaults(func=cmd_weights_download)
     ls = wsub.add_parser("list", help="show the cache and which checkpoints are present")
+    add_examples(ls, "mocap weights list")
     ls.set_defaults(func=cmd_weights_list)
 
 
