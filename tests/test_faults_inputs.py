@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,3 +318,30 @@ def test_latency_sample_stays_bounded():
     for v in (3.0, 1.0, 2.0):
         small.add(v)
     assert sorted(small.values) == [1.0, 2.0, 3.0]  # every value kept while under capacity: exact percentiles
+
+
+def test_a_full_disk_ends_the_run_in_one_line_and_leaves_whole_files(tmp_path, ckpt, smplx_dir, media_dir):
+    """RLIMIT_FSIZE stands in for a full disk: a write past 100 kB fails (EFBIG) like one on a full disk
+    (ENOSPC). The mesh (about 1 MB) cannot be written; the smaller results can."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "realtime.cli", "image", str(media_dir / "astronaut.png"),
+                          "--out", str(out), "--bbox", "100", "50", "300", "400", "--save-mesh", "--no-overlay",
+                          "--checkpoint", ckpt, "--body-models", str(smplx_dir)],
+                         capture_output=True, text=True, preexec_fn=small_disk, timeout=300,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert res.returncode == 2, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "cannot write results" in errors[0] and "Traceback" not in res.stderr
+    assert json.loads((out / "run.json").read_text())["complete"] is False
+    assert (out / "smplx" / "astronaut_0.npz").is_file()  # what fitted is whole ...
+    np.load(out / "smplx" / "astronaut_0.npz")["body_pose"]
+    assert not list((out / "mesh").iterdir())  # ... and what did not left nothing behind

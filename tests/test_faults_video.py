@@ -108,14 +108,3 @@ def test_video_and_live_agree_on_a_truncated_clip(tmp_path, clips, s32_ckpt, smp
     recording = load_recording(tmp_path / "rec")
     assert len(recording) == len(decoded) and recording.meta["fps"] == 30.0  # was null for video sources
     assert "truncated" in s["source_problem"]
-
-
-@pytest.mark.slow
-def test_video_numbering_skips_an_undecodable_frame(tmp_path, s32_ckpt, smplx_dir):
-    clip = _write_avi_with_broken_frame(tmp_path / "b.avi", 7, broken=3)
-    out = tmp_path / "vid"
-    assert main(["video", clip, "--out", str(out), "--bbox", "10", "10", "100", "100", "--no-overlay",
-                 "--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir)]) == 0
-    assert sorted(p.stem for p in (out / "smplx").glob("*.npz")) == [f"{i:05d}_0" for i in (1, 2, 3, 5, 6, 7)]
-    meta = json.loads((out / "meta" / "00005_0.json").read_text())
-    assert meta["frame"] == 5 and meta["img_path"].endswith("#5")

@@ -89,6 +89,13 @@ def exit_code(stats) -> int:
     return 0 if stats.frames else 1
 
 
+def write_failure(out_dir: Path, exc: OSError) -> str:
+    """The one line for a result that could not be written."""
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return (f"cannot write results in --out {out_dir}{where}: {exc.strerror or exc}; the results written so far "
+            f"are kept and run.json marks the run incomplete")
+
+
 def load_detector(args):
     if args.bbox:
         return None

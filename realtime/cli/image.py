@@ -8,7 +8,7 @@ from typing import List
 from engines.errors import UserError
 
 from .. import signals
-from .common import add_examples, add_offline_args, check_boxes, exit_code, load_detector, load_predictor
+from .common import add_examples, add_offline_args, check_boxes, exit_code, load_detector, load_predictor, write_failure
 
 
 def register(sub) -> None:
@@ -59,6 +59,8 @@ def cmd_image(args) -> int:
             stats = run_images(images, predictor, args.out, detector=detector, manual_boxes=args.bbox,
                                save_mesh=args.save_mesh, overlay=overlay, stop=stop,
                                run_info={"command": "image", "inputs": [str(p) for p in images]})
+    except OSError as exc:  # the disk is full, the folder went away...
+        raise UserError(write_failure(args.out, exc)) from None
     finally:
         if detector is not None:
             detector.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 from engines.errors import UserError
 
 from .. import signals
-from .common import add_examples, add_offline_args, check_boxes, exit_code, load_detector, load_predictor
+from .common import add_examples, add_offline_args, check_boxes, exit_code, load_detector, load_predictor, write_failure
 from .image import _overlay
 
 
@@ -46,6 +46,8 @@ def cmd_video(args) -> int:
                               run_info={"command": "video"})
     except VideoUnreadable as exc:
         raise UserError(str(exc)) from None
+    except OSError as exc:  # the disk is full, the folder went away...
+        raise UserError(write_failure(args.out, exc)) from None
     finally:
         if detector is not None:
             detector.close()
