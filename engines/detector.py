@@ -314,29 +314,6 @@ def cover_person(image: np.ndarray, box_xywh: Sequence[float]) -> None:
     image[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)] = 127
 
 
-def largest(detections: Iterable[Detection]) -> Optional[Detection]:
-    """The detection with the largest box area (the official demo's single-person rule)."""
-    best = None
-    for det in detections:
-        if best is None or det.area > best.area:
-            best = det
-    return best
-
-
-def manual_detection(x: float, y: float, w: float, h: float,
-                     image_size: Optional[Tuple[int, int]] = None) -> Detection:
-    """A fixed box given by the user (``--bbox x y w h``), clipped to the image when its size is given."""
-    if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
-        raise ValueError(f"--bbox needs a positive width and height, got x={x} y={y} w={w} h={h}")
-    box = np.array([x, y, w, h], dtype=np.float32)
-    if image_size is not None:
-        clipped = pad_and_clip_box(x, y, x + w, y + h, image_size, pad=0.0, min_pad=0.0)
-        if clipped is None:
-            raise ValueError(f"--bbox {x} {y} {w} {h} lies outside the {image_size[0]}x{image_size[1]} image")
-        box = clipped
-    return Detection(bbox_xywh=box, score=1.0, landmarks=None, source="manual")
-
-
 # --------------------------------------------------------------------------- mediapipe
 
 

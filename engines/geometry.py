@@ -167,10 +167,17 @@ class FullFrameCamera:
     princpt: Tuple[float, float]
 
     def project(self, points_cam: np.ndarray) -> np.ndarray:
-        p = np.asarray(points_cam, dtype=np.float64)
-        z = p[..., 2]
-        return np.stack([p[..., 0] / z * self.focal[0] + self.princpt[0],
-                         p[..., 1] / z * self.focal[1] + self.princpt[1]], axis=-1)
+        return project_points(points_cam, self.focal, self.princpt)
+
+
+def project_points(points_cam: np.ndarray, focal, princpt) -> np.ndarray:
+    """The one pinhole projection of the project: camera-space points (..., 3) (OpenCV frame:
+    x right, y down, z forward) to pixels (..., 2): ``x / z * fx + cx``, ``y / z * fy + cy``."""
+    p = np.asarray(points_cam, dtype=np.float64)
+    f = np.asarray(focal, dtype=np.float64).reshape(2)
+    c = np.asarray(princpt, dtype=np.float64).reshape(2)
+    z = p[..., 2]
+    return np.stack([p[..., 0] / z * f[0] + c[0], p[..., 1] / z * f[1] + c[1]], axis=-1)
 
 
 def full_frame_camera(bbox) -> FullFrameCamera:
@@ -226,7 +233,7 @@ def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
     return torch.stack((b1, b2, b3), dim=-1)
 
 
-def rotmat_to_quat_wxyz(rot: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def _rotmat_to_quat_wxyz(rot: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Rotation matrices (N, 3, 3) -> quaternions (w, x, y, z).
 
     Same case analysis and arithmetic as torchgeometry 0.1.2's
@@ -261,7 +268,7 @@ def rotmat_to_quat_wxyz(rot: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return q * 0.5
 
 
-def quat_wxyz_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
+def _quat_wxyz_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
     """Quaternions (..., 4) (w, x, y, z) -> axis-angle (..., 3), the atan2 (ceres-style) route."""
     q1, q2, q3 = q[..., 1], q[..., 2], q[..., 3]
     sin_sq = q1 * q1 + q2 * q2 + q3 * q3
@@ -278,7 +285,7 @@ def quat_wxyz_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
 
 def rot6d_to_axis_angle(x: torch.Tensor) -> torch.Tensor:
     """(N, 6) network rotations -> (N, 3) axis-angle (NaNs replaced by 0, as officially)."""
-    aa = quat_wxyz_to_axis_angle(rotmat_to_quat_wxyz(rot6d_to_rotmat(x)))
+    aa = _quat_wxyz_to_axis_angle(_rotmat_to_quat_wxyz(rot6d_to_rotmat(x)))
     return torch.where(torch.isnan(aa), torch.zeros_like(aa), aa)
 
 

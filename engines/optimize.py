@@ -181,12 +181,23 @@ def set_fused_attention(net: nn.Module, enabled: bool = True) -> None:
             m.fused = enabled
 
 
-#: The rewrites :func:`optimize_for_cpu` applies by default (the fastest measured set).
+#: The rewrites :func:`optimize_for_cpu` applies by default (the fastest measured set), as data:
+#: BatchNorm folded into convolutions, 4x4/stride-2 deconvolutions as 2x2 sub-pixel convolutions,
+#: fused attention. Exported graphs carry :func:`rewrites_label` of the set in their metadata.
 DEFAULT_CPU_REWRITES = {"fold_bn": True, "subpixel": "2x2", "fused_attention": True}
 
 
-def optimize_for_cpu(net: nn.Module, fold_bn: bool = True, subpixel: Optional[str] = "2x2",
-                     fused_attention: bool = True, inplace: bool = False) -> nn.Module:
+def rewrites_label(rewrites=None) -> str:
+    """A short label of a rewrite set ("fold_bn,subpixel2x2,sdpa"; "none" for no rewrite)."""
+    r = DEFAULT_CPU_REWRITES if rewrites is None else rewrites
+    parts = (["fold_bn"] if r.get("fold_bn") else []) + ([f"subpixel{r['subpixel']}"] if r.get("subpixel") else []) \
+        + (["sdpa"] if r.get("fused_attention") else [])
+    return ",".join(parts) or "none"
+
+
+def optimize_for_cpu(net: nn.Module, fold_bn: bool = DEFAULT_CPU_REWRITES["fold_bn"],
+                     subpixel: Optional[str] = DEFAULT_CPU_REWRITES["subpixel"],
+                     fused_attention: bool = DEFAULT_CPU_REWRITES["fused_attention"], inplace: bool = False) -> nn.Module:
     """The network with the exact CPU rewrites applied (a copy unless ``inplace``), in eval mode."""
     if not inplace:
         net = copy.deepcopy(net)

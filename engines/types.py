@@ -106,7 +106,8 @@ class FrameResult:
     t_capture_ns: int
     image_size: tuple  # (width, height)
     persons: List[Person] = field(default_factory=list)
-    #: Named stage timestamps (perf_counter_ns), e.g. "detect", "infer", "filter", "send".
+    #: Stage timestamps (perf_counter_ns) by name: see ``realtime.pipeline.STAGES`` (wait, track,
+    #: infer, hold, filter, send).
     t_stages: Dict[str, int] = field(default_factory=dict)
     #: The frame image (BGR) for previews and recordings; may be None.
     image: Optional[np.ndarray] = None

@@ -13,7 +13,7 @@ smoothed hard, fast motion passes with little lag. For a sample ``x`` at time
 
 The derivative is taken between consecutive *raw* samples, as in the
 authors' reference code (``lastRawValue`` in Casiez's 1euro C++), not from
-the previous filtered value (the paper's formula, VRPN, STREAMING.md 5.1).
+the previous filtered value (the formula of the One-Euro paper, Casiez et al. 2012, as in VRPN).
 The difference matters here: measured from the filtered value, the speed of a
 steady motion comes out as ``v / alpha``, which includes the filter's own lag
 and depends on the frame rate, so frames dropped upstream would open the
@@ -296,7 +296,7 @@ class FilterSettings:
     ``depth`` (z, metres; monocular depth is noisier, hence a lower cutoff),
     ``expression`` (per coefficient) and ``betas`` (see :class:`BetasParams`).
     Rotation speeds are in rad/s, translation speeds in m/s. Defaults follow
-    STREAMING.md section 5.3 for 30-60 Hz input.
+    the One-Euro paper's tuning advice for 30-60 Hz input.
     """
 
     enabled: bool = True

@@ -4,7 +4,7 @@ The receiver is assumed to be a VRM0-normalised rig: T-pose rest with every rest
 rotation the identity, which is also the SMPL-X rest convention, so local
 (parent-relative) joint rotations map 1:1 once the handedness is fixed.
 
-Conversion (docs/streaming.md, STREAMING.md §1.4):
+Conversion (docs/streaming.md, section 2):
 
 1. SMPLer-X gives ``global_orient`` and ``transl`` in the OpenCV camera frame
    (x right, y down, z forward). They are rotated into a Y-up world by

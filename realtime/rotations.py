@@ -1,7 +1,10 @@
 """Rotation conversions in numpy, vectorised over leading axes.
 
-Quaternions are stored ``(x, y, z, w)`` (scipy's order). Axis-angle vectors are
-rotation vectors (axis * angle, radians). Matrices act on column vectors.
+Quaternions are stored ``(x, y, z, w)`` (scipy's order): the project's one quaternion layout
+(filters, VMC, exports). The network's own 6-D -> axis-angle conversion goes through a w-first
+quaternion inside :func:`engines.geometry.rot6d_to_axis_angle`, a private step kept only to match
+the official code's arithmetic. Axis-angle vectors are rotation vectors (axis * angle, radians).
+Matrices act on column vectors.
 """
 from __future__ import annotations
 
@@ -85,10 +88,6 @@ def quat_angle(q: np.ndarray) -> np.ndarray:
     return 2.0 * np.arctan2(np.linalg.norm(q[..., :3], axis=-1), np.abs(q[..., 3]))
 
 
-def axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
-    return quat_to_matrix(axis_angle_to_quat(aa))
-
-
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     x, y, z, w = np.moveaxis(quat_normalize(q), -1, 0)
     return np.stack([
@@ -96,33 +95,6 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
         np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
         np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
     ], -2)
-
-
-def matrix_to_quat(m: np.ndarray) -> np.ndarray:
-    """Rotation matrix to unit quaternion (x, y, z, w), w >= 0 (Shepperd's method)."""
-    m = np.asarray(m, dtype=np.float64)
-    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    cand = np.stack([
-        np.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1], 1 + tr], -1),
-        np.stack([1 + 2 * m[..., 0, 0] - tr, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0], m[..., 2, 1] - m[..., 1, 2]], -1),
-        np.stack([m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - tr, m[..., 1, 2] + m[..., 2, 1], m[..., 0, 2] - m[..., 2, 0]], -1),
-        np.stack([m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 + 2 * m[..., 2, 2] - tr, m[..., 1, 0] - m[..., 0, 1]], -1),
-    ], -2)
-    choice = np.argmax(np.stack([tr, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1), axis=-1)
-    q = np.take_along_axis(cand, choice[..., None, None], axis=-2)[..., 0, :]
-    q = quat_normalize(q)
-    return q * np.where(q[..., 3:4] < 0, -1.0, 1.0)
-
-
-def rot6d_to_matrix(r6: np.ndarray) -> np.ndarray:
-    """6D (first two columns, stacked ``[c0, c1]``) to a rotation matrix by Gram-Schmidt."""
-    r6 = np.asarray(r6, dtype=np.float64)
-    a1, a2 = r6[..., :3], r6[..., 3:6]
-    b1 = a1 / np.maximum(np.linalg.norm(a1, axis=-1, keepdims=True), _EPS)
-    a2 = a2 - np.sum(b1 * a2, -1, keepdims=True) * b1
-    b2 = a2 / np.maximum(np.linalg.norm(a2, axis=-1, keepdims=True), _EPS)
-    b3 = np.cross(b1, b2)
-    return np.stack([b1, b2, b3], axis=-1)
 
 
 def matrix_to_euler_zyx(m: np.ndarray) -> np.ndarray:

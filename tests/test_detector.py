@@ -13,13 +13,10 @@ cv2 = pytest.importorskip("cv2")
 
 from engines.detector import (  # noqa: E402
     INSTALL_HINT,
-    Detection,
     DetectorUnavailable,
     PersonDetector,
     iou_xywh,
     landmarks_box,
-    largest,
-    manual_detection,
     missing_model_files,
     pad_and_clip_box,
 )
@@ -303,18 +300,3 @@ def test_limb_leaving_the_picture_extends_box_to_border():
     assert box_tall[1] + box_tall[3] < 0.8 * 400 + 100
 
 
-def test_manual_detection_and_largest():
-    det = manual_detection(10, 20, 30, 40)
-    assert det.source == "manual" and det.score == 1.0 and det.landmarks is None
-    np.testing.assert_array_equal(det.bbox_xywh, np.array([10, 20, 30, 40], np.float32))
-    assert det.bbox_xywh.dtype == np.float32
-    clipped = manual_detection(-10, 50, 100, 100, image_size=(64, 120))
-    np.testing.assert_allclose(clipped.bbox_xywh, [0, 50, 64, 70])
-    with pytest.raises(ValueError):
-        manual_detection(0, 0, 0, 10)
-    with pytest.raises(ValueError):
-        manual_detection(500, 500, 10, 10, image_size=(100, 100))
-    a = Detection(np.array([0, 0, 10, 50]), 0.9)
-    b = Detection(np.array([0, 0, 30, 30]), 0.6)
-    assert largest([a, b]) is b
-    assert largest([]) is None

@@ -60,13 +60,12 @@ class RendererUnavailable(RuntimeError):
 
 def project(vertices: np.ndarray, focal, princpt) -> Tuple[np.ndarray, np.ndarray]:
     """Pinhole projection of (N, 3) camera-space points; returns (uv (N, 2), in_front (N,))."""
+    from engines.geometry import project_points
+
     v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
-    fx, fy = (float(f) for f in np.asarray(focal, dtype=np.float64).reshape(2))
-    cx, cy = (float(c) for c in np.asarray(princpt, dtype=np.float64).reshape(2))
-    z = v[:, 2]
-    in_front = z > Z_NEAR
-    zs = np.where(in_front, z, 1.0)
-    uv = np.stack([fx * v[:, 0] / zs + cx, fy * v[:, 1] / zs + cy], axis=1)
+    in_front = v[:, 2] > Z_NEAR
+    safe = np.where(in_front[:, None], v, np.array([0.0, 0.0, 1.0]))  # behind the camera: no division by ~0
+    uv = project_points(safe, focal, princpt)
     return uv, in_front
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from engines.body_model import NUM_JOINTS, PARENTS
 from engines.types import FrameResult, Person
 
-from .mesh_overlay import person_color
+from .mesh_overlay import person_color, project
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,10 @@ def _draw_vertices(img: np.ndarray, person: Person) -> None:
     v = np.asarray(person.vertices, dtype=np.float64).reshape(-1, 3)
     step = max(1, len(v) // _MAX_VERTEX_DOTS)
     v = v[::step]
-    v = v[v[:, 2] > 1e-3]
-    if not len(v):
+    uv, in_front = project(v, person.focal, person.princpt)
+    uv = uv[in_front]
+    if not len(uv):
         return
-    f = np.asarray(person.focal, np.float64).reshape(2)
-    c = np.asarray(person.princpt, np.float64).reshape(2)
-    uv = v[:, :2] * f / v[:, 2:3] + c
     h, w = img.shape[:2]
     inside = (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
     for p in uv[inside]:

@@ -55,7 +55,7 @@ def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Opt
     if path.is_file():
         return path
     from ..export import check_onnx, torch_to_onnx
-    from ..optimize import optimize_for_cpu
+    from ..optimize import optimize_for_cpu, rewrites_label
 
     import contextlib
     import io
@@ -72,7 +72,7 @@ def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Opt
         with contextlib.redirect_stdout(chatter) if not verbose() else contextlib.nullcontext():
             torch_to_onnx(optimize_for_cpu(net) if optimized else net, tmp,
                           metadata={"checkpoint": ckpt.name,
-                                    "rewrites": "fold_bn,subpixel2x2,sdpa" if optimized else "none"})
+                                    "rewrites": rewrites_label() if optimized else "none"})
             check_onnx(tmp, net)
         tmp.replace(path)
     finally:

@@ -1,4 +1,4 @@
-"""TensorRT backend: a serialized engine behind a JSON metadata header, buffers allocated once.
+"""TensorRT backend: a serialized engine behind a JSON metadata header; device buffers allocated once per batch size.
 
 File layout (``.engine``)::
 

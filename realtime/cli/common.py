@@ -194,11 +194,13 @@ def zmq_endpoint(text: str, option: str = "--zmq") -> str:
 
 
 def check_stream_args(args) -> None:
-    """Check --osc and --zmq before anything slow is loaded."""
-    if args.osc and args.osc.lower() != "none":
-        host_port(args.osc, 39539)
+    """Check --osc and --zmq (and the VMC settings) before anything slow is loaded."""
+    for target in osc_targets(args.osc):
+        host_port(target, 39539)
     if args.zmq and args.zmq.lower() != "none":
         zmq_endpoint(args.zmq)
+    if not getattr(args, "vmc_jaw_open_max", 0.5) > 0:
+        raise UserError("--vmc-jaw-open-max must be > 0 radians")
 
 
 def osc_targets(values: Optional[List[str]]) -> List[str]:
@@ -219,6 +221,15 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--osc-split", action="store_true",
                    help="split bone bundles under 1400 bytes (for Wi-Fi / LAN receivers)")
     p.add_argument("--osc-no-raw", action="store_true", help="do not send the raw /SMPLX address space")
+    p.add_argument("--vmc-root", choices=["root", "hips"], default="root",
+                   help="where the body's position and orientation go: /VMC/Ext/Root/Pos (root, default) or the "
+                        "Hips bone (hips); try the other if the avatar floats, spins or sticks in place")
+    p.add_argument("--vmc-recenter", action="store_true",
+                   help="the first frame's position becomes the avatar's origin (default: the camera is the origin)")
+    p.add_argument("--vmc-zero-positions", action="store_true",
+                   help="send zero positions for every bone but Hips (for receivers that stretch limbs)")
+    p.add_argument("--vmc-jaw-open-max", type=float, default=0.5, metavar="RAD",
+                   help="jaw opening (radians) that maps to the mouth blend value 1.0 (default 0.5)")
     p.add_argument("--zmq", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                    help="ZMQ PUB endpoint to bind, or 'none'. Default tcp://127.0.0.1:5555")
 
@@ -236,7 +247,9 @@ def make_sinks(args, body_model, record_dir: Optional[Path] = None, record_video
             for slot, target in enumerate(targets):
                 host, port = host_port(target, 39539)
                 sinks.append(VMCSink(host, port, body_model, split_bundles=args.osc_split,
-                                     send_raw=not args.osc_no_raw, router=router, slot=slot))
+                                     send_raw=not args.osc_no_raw, router=router, slot=slot,
+                                     root_motion=args.vmc_root, recenter=args.vmc_recenter,
+                                     zero_positions=args.vmc_zero_positions, jaw_open_max=args.vmc_jaw_open_max))
         if args.zmq and args.zmq.lower() != "none":
             from realtime.sinks.zmq_pub import ZMQSink
 

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 def cmd_export(args) -> int:
     from engines.checkpoints import CheckpointError, load_network, resolve_checkpoint
     from engines.export import check_onnx, onnx_to_engine, summarize, tensorrt_unsupported_ops, torch_to_onnx
-    from engines.optimize import optimize_for_cpu
+    from engines.optimize import optimize_for_cpu, rewrites_label
 
     if args.batch < 1:
         raise UserError("--batch must be >= 1")
@@ -49,7 +49,7 @@ def cmd_export(args) -> int:
     fp16_graph = args.fp16 and args.to == "onnx"
     torch_to_onnx(exported, onnx_path, batch=args.batch, dynamic_batch=not args.static_batch, fp16=fp16_graph,
                   metadata={"checkpoint": ckpt.name,
-                            "rewrites": "none" if args.no_optimize else "fold_bn,subpixel2x2,sdpa"})
+                            "rewrites": "none" if args.no_optimize else rewrites_label()})
     if fp16_graph:
         print(f"wrote {onnx_path} (fp16; not checked on CPU: ONNX Runtime's CPU provider lacks fp16 kernels)")
     else:

@@ -194,13 +194,18 @@ def cmd_live(args) -> int:
     if problem:
         summary["source_problem"] = problem
         print(f"mocap live: source: {problem}", file=sys.stderr)
+    if args.record is not None:
+        summary["recording"] = str(args.record)
     print(_format_summary(summary))
+    if args.record is not None:
+        print(f"mocap live: recording in {args.record} (mocap replay / mocap convert read it)")
     if args.summary_json:
         try:
             write_json_atomic(args.summary_json, summary)
         except OSError as exc:
             raise UserError(f"cannot write --summary-json {args.summary_json}: {exc.strerror or exc} "
                             f"(the summary is printed above)") from None
+        print(f"mocap live: summary in {args.summary_json}")
     return 0
 
 
@@ -214,7 +219,8 @@ def _start(source) -> None:
 
 
 def _format_summary(s) -> str:
-    return (f"mocap live: {s['frames_out']} frames processed ({s['frames_with_person']} with a person) "
+    return (f"mocap live: {s['frames_out']} frames processed ({s['frames_with_person']} with a person, "
+            f"at most {s.get('max_people', 0)} at once) "
             f"in {s['elapsed_s']:.1f} s; input {s['in_fps']:.1f} fps, output {s['out_fps_mean']:.1f} fps, "
             f"dropped {s['dropped']}; capture-to-send latency median {s['latency_ms_median']:.1f} ms, "
             f"p95 {s['latency_ms_p95']:.1f} ms; detector calls per 100 frames {s['detector_calls_per_100']:.1f}")

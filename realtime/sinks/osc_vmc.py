@@ -48,6 +48,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..retarget import RestModel, Retargeter, UnityPose
+from ..slot import LatestSlot
 from engines.types import PREDICTED_KEYS, FrameResult, Person
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,6 @@ def _osc_floats(address: str, head: Sequence[int], values: np.ndarray) -> bytes:
 def osc_bundle(messages: Iterable[bytes]) -> bytes:
     """Encode an OSC bundle (time tag "immediately") of already encoded messages."""
     return _BUNDLE_HEAD + b"".join(struct.pack(">i", len(m)) + m for m in messages)
-
-
-def bundle_size(message_sizes: Iterable[int]) -> int:
-    """Datagram size of a bundle holding messages of these sizes."""
-    return len(_BUNDLE_HEAD) + sum(4 + s for s in message_sizes)
 
 
 def pack_bundles(messages: List[bytes], max_bytes: int) -> List[bytes]:
@@ -261,15 +257,12 @@ class VMCSink:
             self._sock.close()
             raise ValueError(f"cannot send VMC to {host}:{port}: {exc.strerror or exc}") from None
         self._t0 = time.perf_counter()
-        #: Frames handed to ``send``, frames fully sent, frames replaced before sending,
-        #: datagrams that failed (e.g. an ICMP "port unreachable" surfaced by the OS).
-        self.received = 0
+        #: Frames fully sent, datagrams that failed (e.g. an ICMP "port unreachable" surfaced by
+        #: the OS); frames handed to ``send`` and those replaced before sending: :attr:`received`,
+        #: :attr:`dropped`.
         self.sent = 0
-        self.dropped = 0
         self.send_errors = 0
-        self._slot: Optional[FrameResult] = None
-        self._cond = threading.Condition()
-        self._closing = False
+        self._slot: LatestSlot[FrameResult] = LatestSlot()  # the sender thread takes the newest frame
         self._thread = threading.Thread(target=self._run, name="vmc-sink", daemon=True)
         self._thread.start()
 
@@ -284,22 +277,21 @@ class VMCSink:
         persons = [Person(p.track_id, p.params.copy(), np.array(p.bbox), np.array(p.bbox_detector),
                           np.array(p.focal), np.array(p.princpt)) for p in chosen]
         snapshot = FrameResult(result.frame_id, result.t_capture_ns, tuple(result.image_size), persons)
-        with self._cond:
-            if self._closing:
-                return
-            self.received += 1
-            if self._slot is not None:
-                self.dropped += 1
-            self._slot = snapshot
-            self._cond.notify()
+        self._slot.put(snapshot)  # refused once closed; replaces (and counts) an unsent frame
+
+    @property
+    def received(self) -> int:
+        return self._slot.put_count
+
+    @property
+    def dropped(self) -> int:
+        return self._slot.dropped
 
     def close(self) -> None:
         """Send the pending frame, stop the thread and release the socket."""
-        with self._cond:
-            if self._closing:
-                return
-            self._closing = True
-            self._cond.notify()
+        if self._slot.closed:
+            return
+        self._slot.close()
         self._thread.join(timeout=5.0)
         self._sock.close()
 
@@ -318,12 +310,9 @@ class VMCSink:
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while self._slot is None and not self._closing:
-                    self._cond.wait()
-                result, self._slot = self._slot, None
-                if result is None:  # closing with nothing pending
-                    return
+            result = self._slot.get()
+            if result is None:  # closed, and the last frame was sent
+                return
             try:
                 datagrams = self.build_datagrams(result)
             except (ValueError, TypeError, FloatingPointError) as exc:
