@@ -198,13 +198,22 @@ _CONSTANTS: dict = {}
 def constant(values, like: torch.Tensor, dtype=None) -> torch.Tensor:
     """A small constant tensor on ``like``'s device, made once and then reused: no host-to-device
     copy per call, so the forward can be captured in a CUDA graph (the first, eager warm-up run
-    creates it)."""
+    creates it). Under tracing (``torch.export``, the ONNX exporter, ``torch.compile``) the
+    tensor made is a fake one: it is returned but never kept, or a later eager call would get it."""
     dtype = like.dtype if dtype is None else dtype
     key = (tuple(values), dtype, like.device)
     t = _CONSTANTS.get(key)
     if t is None:
-        t = _CONSTANTS[key] = torch.tensor(list(values), dtype=dtype, device=like.device)
+        t = torch.tensor(list(values), dtype=dtype, device=like.device)
+        if not _is_traced(t):
+            _CONSTANTS[key] = t
     return t
+
+
+def _is_traced(t: torch.Tensor) -> bool:
+    from torch._subclasses.fake_tensor import is_fake
+
+    return is_fake(t) or torch.compiler.is_compiling()
 
 
 def camera_translation(cam_param: torch.Tensor) -> torch.Tensor:

@@ -177,3 +177,17 @@ def test_torch_crop_matches_opencv_crop(media_dir, raw):
     diff = np.abs(got - ref) * 255
     assert diff.max() < 0.05, diff.max()
     assert diff.mean() < 1e-3
+
+
+def test_constants_made_while_tracing_are_not_kept():
+    """A constant first asked for under tracing (the ONNX export does this before any eager call)
+    is a fake tensor: it must not be cached, or the next eager forward would get it."""
+    from torch._subclasses.fake_tensor import FakeTensorMode, is_fake
+
+    values = (1.25, 7.5, 0.125)  # a key no other code uses
+    with FakeTensorMode():
+        traced = G.constant(values, torch.zeros(2))
+        assert is_fake(traced)
+    real = G.constant(values, torch.zeros(2))
+    assert not is_fake(real) and real.tolist() == list(values)
+    assert G.constant(values, torch.zeros(3)) is real  # eager constants are still made once
