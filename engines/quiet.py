@@ -17,9 +17,9 @@ import sys
 import threading
 from typing import Optional
 
-#: Lines dropped from stderr: absl/glog-style MediaPipe notices, TFLite's delegate notice, the
+#: Notices dropped from stderr (each from where it starts to its line's end): absl/glog-style MediaPipe notices, TFLite's delegate notice, the
 #: absl start-up banner, Open3D's and GLFW's display complaints, OpenCV's own warnings.
-NOISE = re.compile(rb"^(?:[WIE]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+\.cc:\d+\]"
+NOISE = re.compile(rb"(?:[WIE]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+\.cc:\d+\]"
                    rb"|INFO: Created TensorFlow Lite"
                    rb"|WARNING: All log messages before absl::InitializeLog"
                    rb"|error: XDG_RUNTIME_DIR"
@@ -75,7 +75,12 @@ class StderrFilter:
         self._orig = self._read = None
 
     def _emit(self, data: bytes) -> None:
-        if data and not NOISE.match(data):
+        # a native notice can land right after a progress bar's partial line (same segment):
+        # the bar goes through, the notice (to the segment's end) does not
+        m = NOISE.search(data)
+        if m:
+            data = data[:m.start()]
+        if data:
             os.write(self._orig, data)
 
     def _pump(self) -> None:

@@ -228,3 +228,19 @@ def test_readme_lists_every_option_of_every_command():
                 if opt.startswith("--") and opt not in ("--help", "--version") and opt not in readme:
                     missing.append(f"mocap {name}: {opt}")
     assert not missing, missing
+
+
+def test_stderr_filter_drops_a_notice_glued_to_a_progress_bar():
+    """A native notice written right after a progress bar's partial line (one pipe segment):
+    the bar and the lines after it get through, the notice does not."""
+    code = ("import os; from engines.quiet import StderrFilter\n"
+            "f = StderrFilter().start()\n"
+            "os.write(2, b'images:   0%|          | 0/1 [00:00<?, ?img/s]'"
+            " + b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+            "os.write(2, b'W0000 00:00:1764.5 1234 inference_feedback_manager.cc:114] x\\n')\n"
+            "os.write(2, b'our own line\\n')\n"
+            "f.stop()\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                         cwd=Path(__file__).parents[1])
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == b"images:   0%|          | 0/1 [00:00<?, ?img/s]our own line\n"
