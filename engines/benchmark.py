@@ -123,12 +123,9 @@ def run_bench(checkpoint, engine: Optional[str] = None, device: str = "cpu", fp1
     torch.set_num_threads(threads)
     os.environ.setdefault("MOCAP_THREADS", str(threads))
     kind = engine or "auto"
-    precision = "fp16" if fp16 else "fp32"
-    kwargs = {"threads": threads} if kind in ("onnx", "auto") or device == "cpu" else {}
-    if kind == "torch":
-        eng = load_engine(checkpoint, "torch", device, precision, **kwargs)
-    else:
-        eng = load_engine(checkpoint, kind, device, **kwargs) if kind != "tensorrt" else load_engine(checkpoint, kind, device)
+    precision = "fp16" if fp16 else None  # None: the backend's own (ONNX/TensorRT: the file's)
+    kwargs = {"threads": threads} if kind in ("onnx", "auto") or (kind == "torch" and device == "cpu") else {}
+    eng = load_engine(checkpoint, kind, device, precision, **kwargs)
     body, body_what = body_model_or_stand_in(body_models)
     img, what = bench_input(batch)
 

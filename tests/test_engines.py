@@ -212,6 +212,25 @@ def test_auto_engine_on_cpu_uses_cached_onnx(s32_ckpt, s32_onnx, img2):
         assert _rel(a[k], b[k]) < 1e-5, k
 
 
+@pytest.mark.slow  # uses the S32 ONNX export (about a minute, built once per run)
+def test_every_backend_refuses_what_it_cannot_do(s32_ckpt, s32_onnx):
+    """One signature, Backend(source, device, precision, **options): nothing is silently dropped."""
+    with pytest.raises(ValueError, match="fp32 model but fp16 was asked for.*--fp16"):
+        load_engine(s32_onnx, "onnx", "cpu", "fp16")
+    assert load_engine(s32_onnx, "onnx", "cpu", "fp32", threads=1).precision == "fp32"
+    with pytest.raises(ValueError, match="onnx engine has no option cuda_graph"):
+        load_engine(s32_onnx, "onnx", "cpu", cuda_graph=True)
+    with pytest.raises(ValueError, match="torch engine has no option spinning"):
+        load_engine(s32_ckpt, "torch", "cpu", spinning=True)
+    with pytest.raises(ValueError, match="no engine has the option bogus"):
+        load_engine(s32_ckpt, "auto", "cpu", bogus=1)
+    with pytest.raises(ValueError, match="CUDA only"):
+        load_engine(s32_onnx.with_suffix(".engine"), "tensorrt", "cpu")
+    # auto hands each backend only its own options: a torch option must not break the ONNX pick
+    eng = load_engine(s32_ckpt, "auto", "cpu", threads=1, fused_attention=True)
+    assert eng.name == "onnx"
+
+
 def test_auto_engine_skips_onnx_for_checkpoints_over_2gb(tmp_path, monkeypatch):
     """H32's fp32 weights (2.6 GB) cannot go into one ONNX file: auto picks torch instead."""
     import engines.backends as B

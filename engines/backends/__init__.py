@@ -1,6 +1,6 @@
 """Inference backends behind :class:`engines.backends.base.Engine`; optional ones import lazily.
 
-``load_engine(model, kind, device, precision)`` with ``kind``:
+``load_engine(model, kind, device, precision, **options)`` with ``kind``:
 
 * ``"torch"`` -- PyTorch (``model`` = checkpoint path or size name);
 * ``"onnx"`` -- ONNX Runtime (``model`` = an ``.onnx`` file, or a checkpoint: exported once and
@@ -135,41 +135,52 @@ def _too_big_for_onnx(model: Union[str, Path]) -> bool:
         return False
 
 
-def load_engine(model: Union[str, Path], kind: str = "torch", device: str = "cpu", precision: str = "fp32",
-                **kwargs) -> Engine:
-    """Open a model with a backend (see the module docstring for ``kind``)."""
+#: Options each backend accepts besides ``device`` and ``precision`` (one signature for all:
+#: ``Backend(source, device, precision, **options)``); anything else is refused by name.
+OPTIONS = {
+    "torch": ("fused_attention", "optimize", "cuda_graph", "compile", "threads"),
+    "onnx": ("threads", "tensorrt_ep", "spinning", "optimized_path"),
+    "tensorrt": (),
+}
+
+
+def _check_options(kind: str, options: dict) -> None:
+    unknown = sorted(set(options) - set(OPTIONS[kind]))
+    if unknown:
+        allowed = ", ".join(OPTIONS[kind]) or "none"
+        raise ValueError(f"the {kind} engine has no option {', '.join(unknown)} (its options: {allowed})")
+
+
+def load_engine(model: Union[str, Path], kind: str = "torch", device: str = "cpu",
+                precision: Optional[str] = None, **options) -> Engine:
+    """Open a model with a backend (see the module docstring for ``kind``).
+
+    Every backend is built the same way, ``Backend(source, device, precision, **options)``:
+    ``precision`` None means the backend's own (torch fp32; ONNX and TensorRT: the file's),
+    a precision the file was not built with is an error, and an option the backend does not
+    have is an error (:data:`OPTIONS`), never silently dropped. ``kind="auto"`` passes only
+    the options of the backend it picks.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown engine '{kind}' (choose from {', '.join(KINDS)})")
     if kind == "auto":
-        chosen = auto_kind(model, device)
-        if chosen == "onnx":
-            try:
-                return load_engine(model, "onnx", device, **kwargs)
-            except Exception as exc:  # export/runtime trouble must not stop the live pipeline ...
-                raise_if_stopped()  # ... but a Ctrl-C that a library turned into an error must stop it
-                log.warning("ONNX Runtime engine unavailable (%s: %s); using optimised PyTorch",
-                            type(exc).__name__, exc)
-                return load_engine(model, "torch", device, optimize=True, **kwargs)
-        if chosen == "tensorrt":
-            return load_engine(model, "tensorrt", device)
-        if device.startswith("cuda"):
-            return load_engine(model, "torch", device, precision="fp16", cuda_graph=True, **kwargs)
-        return load_engine(model, "torch", device, optimize=True, **kwargs)
+        return _load_auto(model, device, precision, options)
+    _check_options(kind, options)
     if kind == "torch":
         from ..checkpoints import load_network, resolve_checkpoint
         from .torch_backend import TorchEngine
 
         net = load_network(resolve_checkpoint(model))
-        return TorchEngine(net, device=device, precision=precision, **kwargs)
+        return TorchEngine(net, device, precision or "fp32", **options)
     if kind == "onnx":
         from .onnx_backend import OnnxEngine
 
         path = Path(model)
         if path.suffix != ".onnx":
             path = cached_onnx(model)
-        opt = path.with_name(path.stem + ".ort.onnx") if str(path).startswith(str(engines_cache_dir())) else None
-        return OnnxEngine(path, device=device, optimized_path=opt,
-                          **{k: v for k, v in kwargs.items() if k in ("threads", "tensorrt_ep", "spinning")})
+        if "optimized_path" not in options and str(path).startswith(str(engines_cache_dir())):
+            options = dict(options, optimized_path=path.with_name(path.stem + ".ort.onnx"))
+        return OnnxEngine(path, device, precision, **options)
     from .tensorrt_backend import TensorRTEngine
 
     path = Path(model)
@@ -178,4 +189,30 @@ def load_engine(model: Union[str, Path], kind: str = "torch", device: str = "cpu
         if not path.is_file():
             raise FileNotFoundError(f"no TensorRT engine for {model} at {path}; build one with "
                                     f"`mocap export --checkpoint {model} --to engine`")
-    return TensorRTEngine(path)
+    return TensorRTEngine(path, device, precision)
+
+
+def _load_auto(model, device: str, precision: Optional[str], options: dict) -> Engine:
+    """``kind="auto"``: the backend :func:`auto_kind` picks, given the options it understands."""
+    def own(kind: str) -> dict:
+        return {k: v for k, v in options.items() if k in OPTIONS[kind]}
+
+    unknown = sorted(set(options) - set(OPTIONS["torch"]) - set(OPTIONS["onnx"]))
+    if unknown:
+        raise ValueError(f"no engine has the option {', '.join(unknown)}")
+    chosen = auto_kind(model, device)
+    if chosen == "onnx" and precision in (None, "fp32"):
+        try:
+            return load_engine(model, "onnx", device, precision, **own("onnx"))
+        except Exception as exc:  # export/runtime trouble must not stop the live pipeline ...
+            raise_if_stopped()  # ... but a Ctrl-C that a library turned into an error must stop it
+            log.warning("ONNX Runtime engine unavailable (%s: %s); using optimised PyTorch",
+                        type(exc).__name__, exc)
+    if chosen == "tensorrt":
+        return load_engine(model, "tensorrt", device, precision)
+    torch_options = dict(own("torch"))
+    if device.startswith("cuda"):
+        torch_options.setdefault("cuda_graph", True)
+        return load_engine(model, "torch", device, precision or "fp16", **torch_options)
+    torch_options.setdefault("optimize", True)
+    return load_engine(model, "torch", device, precision, **torch_options)

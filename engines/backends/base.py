@@ -3,12 +3,13 @@
 An engine runs the SMPLer-X *network* (not the SMPL-X layer): input ``img``
 (B, 3, 512, 384) float RGB in [0, 1]; outputs named as in :data:`OUTPUT_NAMES`.
 Each backend reads its precision from the model file it loads (ONNX input type,
-engine header, or the torch module's dtype), so no flag has to agree with the file.
+engine header, or the torch module's dtype); a precision asked for that the file was not
+built with is refused (:func:`check_precision`), never silently ignored.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -44,3 +45,9 @@ class Engine(ABC):
 
     def describe(self) -> str:
         return f"{self.name}/{self.device}/{self.precision} SMPLer-X-{self.variant.upper()}"
+
+
+def check_precision(asked: Optional[str], found: str, source: object, how: str) -> None:
+    """Refuse a precision that differs from the one a model file was built with (ONNX, TensorRT)."""
+    if asked is not None and asked != found:
+        raise ValueError(f"{source} is a {found} model but {asked} was asked for; {how}")

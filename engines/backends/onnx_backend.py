@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..stop import raise_if_stopped
-from .base import INPUT_NAME, OUTPUT_NAMES, Engine
+from .base import INPUT_NAME, OUTPUT_NAMES, Engine, check_precision
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ def available_providers():
 class OnnxEngine(Engine):
     name = "onnx"
 
-    def __init__(self, path: Union[str, Path], device: str = "cpu", threads: Optional[int] = None,
-                 optimized_path: Optional[Union[str, Path]] = None, tensorrt_ep: bool = False,
-                 spinning: Optional[bool] = None):
+    def __init__(self, path: Union[str, Path], device: str = "cpu", precision: Optional[str] = None,
+                 threads: Optional[int] = None, optimized_path: Optional[Union[str, Path]] = None,
+                 tensorrt_ep: bool = False, spinning: Optional[bool] = None):
         import onnxruntime as ort
 
         self._ort = ort
@@ -87,7 +87,7 @@ class OnnxEngine(Engine):
             # drop it and build it again from the model
             log.warning("cached optimised graph %s is unreadable (%s); rebuilding it", load_from, exc)
             Path(load_from).unlink(missing_ok=True)
-            return self.__init__(path, device, threads, optimized_path, tensorrt_ep, spinning)
+            return self.__init__(path, device, precision, threads, optimized_path, tensorrt_ep, spinning)
         inp = self.session.get_inputs()[0]
         if inp.name != INPUT_NAME:
             raise OnnxModelError(f"{path}: input is named '{inp.name}', expected '{INPUT_NAME}': "
@@ -99,6 +99,8 @@ class OnnxEngine(Engine):
         self.variant = meta.get("variant", "?")
         if "precision" in meta and meta["precision"] in ("int8",):
             self.precision = meta["precision"]
+        check_precision(precision, self.precision, path,
+                        f"export one with `mocap export --to onnx{' --fp16' if precision == 'fp16' else ''}`")
         names = [o.name for o in self.session.get_outputs()]
         missing = [k for k in OUTPUT_NAMES if k not in names]
         if missing:

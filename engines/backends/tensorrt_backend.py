@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Dict, Mapping, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from ..atomic import atomic_file
-from .base import INPUT_NAME, OUTPUT_NAMES, Engine
+from .base import INPUT_NAME, OUTPUT_NAMES, Engine, check_precision
 
 MAGIC = b"MOCAPTRT"
 
@@ -71,7 +71,9 @@ class TensorRTEngine(Engine):
     name = "tensorrt"
     device = "cuda"
 
-    def __init__(self, path: Union[str, Path]):
+    def __init__(self, path: Union[str, Path], device: str = "cuda", precision: Optional[str] = None):
+        if not device.startswith("cuda"):
+            raise ValueError(f"the TensorRT engine runs on CUDA only, not on --device {device}")
         trt = import_tensorrt()
         import torch
 
@@ -79,6 +81,8 @@ class TensorRTEngine(Engine):
             raise RuntimeError("the TensorRT backend needs a CUDA device; none is visible")
         self.meta, blob = read_engine_file(path)
         self.precision = self.meta.get("precision", "fp16")
+        check_precision(precision, self.precision, path,
+                        f"build one with `mocap export --to engine{' --fp16' if precision == 'fp16' else ''}`")
         self.variant = self.meta.get("variant", "?")
         self._trt, self._torch = trt, torch
         logger = trt.Logger(trt.Logger.WARNING)
