@@ -328,6 +328,58 @@ class VideoFrames:
         self.close()
 
 
+#: ``predict(image_bgr, boxes) -> [Prediction]`` with ``person.track_id`` = the box's index
+#: (:meth:`Predictor.predict`, or a stand-in that runs the network elsewhere).
+PredictFn = Callable[[np.ndarray, Sequence[np.ndarray]], List[Prediction]]
+
+
+class VideoPeople:
+    """The people of each frame of a video as ``mocap video`` finds and names them: boxes from a
+    :class:`engines.tracking.PersonTracker` around ``detector`` (the detector on every frame, its
+    ``max_people`` the bound; ``--bbox`` boxes instead keep their index as id), the prediction,
+    then the tracker learns from it and gives each person their track id and detector score."""
+
+    def __init__(self, detector, manual_boxes, fps: float, grace_s: float = 1.0):
+        from .tracking import PersonTracker
+
+        self.detector = detector
+        self.manual_boxes = manual_boxes
+        self.fps = fps
+        self.tracker = None
+        if not manual_boxes:
+            self.tracker = PersonTracker(detector, max_people=getattr(detector, "max_people", 1), redetect_every=1,
+                                         grace_s=grace_s, confirm_passes=max(2, int(round(fps * 0.5))))
+
+    def frame(self, index: int, image: np.ndarray, predict: PredictFn,
+              stats: Optional[RunStats] = None) -> List[Prediction]:
+        """Frame ``index``'s people: ``person.track_id`` their id, ``score`` the detector's."""
+        t1 = time.perf_counter()
+        now = (index - 1) / self.fps
+        if self.tracker is None:
+            boxes, scores = find_boxes(image, self.detector, self.manual_boxes)
+            targets = None
+        else:
+            targets = self.tracker.update(image, now)
+            boxes, scores = [t.bbox_xywh for t in targets], [t.score for t in targets]
+        t2 = time.perf_counter()
+        preds = predict(image, boxes) if boxes else []
+        t3 = time.perf_counter()
+        if targets is not None:
+            by_box = {p.person.track_id: p for p in preds}
+            seen = [None if by_box.get(i) is None else (by_box[i].person.joints_2d, by_box[i].person.joints[0])
+                    for i in range(len(targets))]
+            ids = self.tracker.observe(targets, seen, now, (image.shape[1], image.shape[0]))
+        for pred in preds:
+            k = pred.person.track_id  # index of the box
+            pred.score = scores[k]
+            if targets is not None:
+                pred.person.track_id = ids.get(targets[k].track_id, targets[k].track_id)
+        if stats is not None:
+            stats.add("detect", t2 - t1)
+            stats.add("model", t3 - t2)
+        return preds
+
+
 class VideoResults:
     """What ``mocap video`` writes per frame: ``<index:05d>_<track id>`` per person,
     ``overlay/<index:05d>.jpg`` and the frame appended to ``overlay.mp4`` (opened on the first frame
@@ -420,19 +472,14 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
     finalised."""
     from tqdm import tqdm
 
-    from .tracking import PersonTracker
-
     frames = VideoFrames(path, max_frames)  # raises VideoUnreadable (an IOError) naming the file
     fps = frames.fps
     writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh,
                           {"input": str(path), "frames_in_index": frames.frame_count, **(run_info or {})})
     write_video_info(out_dir, frames.container_fps, frames.total, str(path))
     results = VideoResults(writer, path, fps, overlay)
+    people = VideoPeople(detector, manual_boxes, fps, grace_s)
     stats = RunStats()
-    tracker = None
-    if not manual_boxes:
-        tracker = PersonTracker(detector, max_people=getattr(detector, "max_people", 1), redetect_every=1,
-                                grace_s=grace_s, confirm_passes=max(2, int(round(fps * 0.5))))
     ids_seen = set()
     bar = tqdm(total=frames.total, desc=Path(path).name, unit="frame", disable=not progress)
     try:
@@ -441,35 +488,13 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
             if _stopped(stop, stats):
                 break
             stats.frames += 1
-            t1 = time.perf_counter()
-            now = (index - 1) / fps
-            if tracker is None:
-                boxes, scores = find_boxes(image, detector, manual_boxes)
-                targets = None
-            else:
-                targets = tracker.update(image, now)
-                boxes, scores = [t.bbox_xywh for t in targets], [t.score for t in targets]
-            t2 = time.perf_counter()
-            preds = predictor.predict(image, boxes) if boxes else []
-            t3 = time.perf_counter()
-            if targets is not None:
-                by_box = {p.person.track_id: p for p in preds}
-                seen = [None if by_box.get(i) is None else (by_box[i].person.joints_2d, by_box[i].person.joints[0])
-                        for i in range(len(targets))]
-                ids = tracker.observe(targets, seen, now, (image.shape[1], image.shape[0]))
+            stats.add("decode", time.perf_counter() - t0)
+            preds = people.frame(index, image, predictor.predict, stats)
             if not preds:
                 stats.empty_frames += 1
-            for pred in preds:
-                k = pred.person.track_id  # index of the box
-                pred.score = scores[k]
-                if targets is not None:
-                    pred.person.track_id = ids.get(targets[k].track_id, targets[k].track_id)
-                ids_seen.add(pred.person.track_id)
+            ids_seen.update(p.person.track_id for p in preds)
             stats.persons += len(preds)
             stats.track_ids = sorted(ids_seen)
-            stats.add("decode", t1 - t0)
-            stats.add("detect", t2 - t1)
-            stats.add("model", t3 - t2)
             results.write(index, image, preds, stats)
             if on_frame is not None:
                 on_frame(index, preds)

@@ -27,10 +27,13 @@ def files_under(folder: Path):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-def assert_same_results(ref: Path, got: Path, exact: bool) -> None:
-    """Same files; ``exact``: byte for byte; else boxes, cameras and frame numbers equal and SMPL-X
-    parameters equal to float32 rounding (a different batch size or thread count in the network)."""
-    assert files_under(got) == files_under(ref)
+def assert_same_results(ref: Path, got: Path, exact: bool, extra=()) -> None:
+    """Same files (``got`` may hold the ``extra`` ones too); ``exact``: byte for byte; else ids,
+    frames and scores equal, and SMPL-X parameters, boxes and cameras equal up to float32 rounding
+    (another batch size or thread count in the network) as the tracker carries it from frame to
+    frame: where it follows a person by the previous prediction's joints, the rounding reaches the
+    next box (with random weights it grows, to 4e-4 rad by the 5th frame of the test clips)."""
+    assert [f for f in files_under(got) if f not in extra] == files_under(ref)
     for rel in files_under(ref):
         a, b = ref / rel, got / rel
         if rel == "run.json":  # when and how the run went (times, command): both complete
@@ -44,16 +47,19 @@ def assert_same_results(ref: Path, got: Path, exact: bool) -> None:
             x, y = np.load(a), np.load(b)
             assert x.files == y.files
             for k in x.files:
-                np.testing.assert_allclose(y[k], x[k], atol=1e-4, rtol=0, err_msg=f"{rel}:{k}")
-        elif rel == "video.json":
-            assert json.loads(a.read_text()) == json.loads(b.read_text())
+                np.testing.assert_allclose(y[k], x[k], atol=2e-3, rtol=0, err_msg=f"{rel}:{k}")
         elif rel.endswith(".json"):
             x, y = json.loads(a.read_text()), json.loads(b.read_text())
+            if not rel.startswith("meta"):  # video.json: the same frame rate, count and source
+                assert x == y, rel
+                continue
             assert x.keys() == y.keys()
-            for k in ("focal", "princpt", "bbox", "bbox_detector", "bbox_id", "track_id", "score", "img_path", "frame"):
+            for k in ("bbox_id", "track_id", "score", "img_path", "frame"):
                 assert x.get(k) == y.get(k), f"{rel}:{k}"
+            for k in ("focal", "princpt", "bbox", "bbox_detector"):  # joint boxes carry the rounding
+                np.testing.assert_allclose(y[k], x[k], rtol=1e-4, atol=1e-2, err_msg=f"{rel}:{k}")
             for k in ("lhand_bbox", "rhand_bbox", "face_bbox"):
-                np.testing.assert_allclose(y[k], x[k], atol=1e-2, err_msg=f"{rel}:{k}")
+                np.testing.assert_allclose(y[k], x[k], rtol=1e-4, atol=0.1, err_msg=f"{rel}:{k}")
         elif rel.endswith(".jpg"):
             import cv2
 
@@ -77,8 +83,8 @@ def corrupt_clip(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_args(s32_ckpt, smplx_dir):
-    return ["--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir)]
+def model_args(batch_ckpt, smplx_dir):
+    return ["--checkpoint", str(batch_ckpt), "--body-models", str(smplx_dir)]
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -181,11 +187,20 @@ def test_manifest_owns_its_folder_and_survives_a_torn_line(tmp_path):
     assert bad == 0 and len((out / MANIFEST).read_text().splitlines()) == 3
     with pytest.raises(UserError, match=r"other settings \(max_frames: 5 there, 9 now\)"):
         BatchDir.open(out, {**settings, "max_frames": 9})
+    (out / "clip").mkdir()  # a result folder the manifest lists, and a file of the user's
+    (out / "clip" / "x.npz").write_bytes(b"x")
+    (out / "notes.txt").write_text("mine")
+    with BatchDir.open(out, {**settings, "max_frames": 9}, overwrite=True) as bdir:  # start over
+        assert bdir.entries == {}
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [MANIFEST, "notes.txt"]
+    assert read_journal(out / MANIFEST)[0]["settings"]["max_frames"] == 9
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "results.txt").write_text("mine")
     with pytest.raises(UserError, match="not a mocap batch folder"):
         BatchDir.open(foreign, settings)
+    with pytest.raises(UserError, match="only replaces a batch"):
+        BatchDir.open(foreign, settings, overwrite=True)
     assert sorted(p.name for p in foreign.iterdir()) == [".lock", "results.txt"]  # nothing else written
     with pytest.raises(UserError, match="is a file"):
         BatchDir.open(foreign / "results.txt", settings)
@@ -229,22 +244,60 @@ def test_stage_split_gives_what_predict_gives(media_dir, s32_net, body_model):
     assert len(expected[0]) == 1 and len(expected[1]) == 2
 
 
+def test_staged_path_writes_what_mocap_video_writes(tmp_path, media_dir, offline_reference, batch_ckpt, smplx_dir):
+    """What the Ray tasks and writers run, without Ray: frames tracked by mocap video's own loop, crops
+    made apart from the network, the network behind an engine stage, chunks written by InputWriter.
+    With one frame's crops per forward (as when one input is in flight) the files are byte-identical."""
+    from engines.inference import Predictor
+    from realtime.batch.stages import EngineStage, InputStart, InputWriter, PeopleChunk, crop_predictor, track_and_predict
+    from viewers.mesh_overlay import PersonOverlay
+
+    predictor = Predictor.from_files(batch_ckpt, smplx_dir)
+    stage = EngineStage(predictor, batch_size=16)
+    predict = crop_predictor(lambda chunk: stage.infer([chunk])[0])
+    for name in ("posetrack_1280x720.mp4", "astronaut.png"):
+        kind = "image" if name.endswith(".png") else "video"
+        out = tmp_path / Path(name).stem
+        items = list(track_and_predict(media_dir / name, kind, predict, max_people=10, chunk_frames=2))
+        assert isinstance(items[0], InputStart) and [type(i) for i in items[1:-1]] == [PeopleChunk] * (len(items) - 2)
+        overlay = PersonOverlay(predictor.body_model.faces)
+        writer = InputWriter(out, media_dir / name, items[0], predictor.body_model.faces, False, overlay)
+        assert sum(writer.write(chunk) for chunk in items[1:-1]) == items[-1].frames
+        writer.close(items[-1])
+        overlay.close()
+        assert_same_results(offline_reference[name], out, exact=True)
+
+
 # --------------------------------------------------------------------------------------------- local runs
 
 
-def test_local_batch_equals_mocap_video_and_resumes(tmp_path, media_dir, offline_reference, model_args):
-    """One worker: every result folder byte-identical to mocap video / mocap image; the corrupt and
-    the empty file are reported and fail alone; a rerun redoes nothing that is done."""
+def test_local_batch_equals_mocap_video_and_resumes(tmp_path, media_dir, offline_reference, model_args, smplx_dir):
+    """One worker: every result folder byte-identical to mocap video / mocap image (several people,
+    track ids), the --export files byte-identical to mocap convert's; the corrupt and the empty
+    file are reported and fail alone; a rerun redoes nothing that is done."""
+    from realtime.animation.convert import convert
+
     bad = tmp_path / "bad"
     bad.mkdir()
     corrupt = corrupt_clip(bad)
     (bad / "empty.mp4").write_bytes(b"")
     out = tmp_path / "out"
-    args = [str(media_dir / n) for n in BATCH_MEDIA] + [str(bad), "--out", str(out), "--workers", "1", *model_args]
+    args = [str(media_dir / n) for n in BATCH_MEDIA] + [str(bad), "--out", str(out), "--workers", "1", *model_args,
+                                                         "--export", "bvh", "npz"]
     assert main(["batch", *args]) == 1  # something failed
-    for name, ref in offline_reference.items():
-        assert_same_results(ref, out / Path(name).stem, exact=True)
     entries = manifest_entries(out)
+    for name, ref in offline_reference.items():
+        folder = out / Path(name).stem
+        exports = entries[str((media_dir / name).resolve())]["exports"]
+        assert_same_results(ref, folder, exact=True, extra=exports)
+        expected = tmp_path / "convert" / Path(name).stem
+        expected.mkdir(parents=True)
+        for fmt in ("bvh", "npz"):
+            convert(ref, expected / f"{Path(name).stem}.{fmt}", to=fmt, body_models=smplx_dir)
+        assert sorted(exports) == sorted(p.name for p in expected.iterdir()) and exports
+        for f in exports:
+            assert (folder / f).read_bytes() == (expected / f).read_bytes(), f
+    assert len(manifest_entries(out)[str((media_dir / BATCH_MEDIA[0]).resolve())]["exports"]) > 2  # one per person
     assert entries[str(corrupt)]["state"] == "failed"
     assert "cannot open video" in entries[str(corrupt)]["error"]
     assert "empty file (0 bytes)" in entries[str((bad / "empty.mp4").resolve())]["error"]
@@ -319,7 +372,8 @@ def test_kill_in_the_middle_then_resume(tmp_path, media_dir, model_args):
     entries = manifest_entries(out)
     assert all(e["state"] == "done" for e in entries.values()) and len(entries) == 3
     assert (kept.stat().st_mtime_ns, kept.stat().st_ino) == stamp and entries[first]["updated"] == updated
-    assert [len(list((out / Path(n).stem / "smplx").glob("*.npz"))) for n in names] == [1, 2, 2]
+    assert [entries[str((media_dir / n).resolve())]["frames"] for n in names] == [1, 2, 2]
+    assert all(list((out / Path(n).stem / "smplx").glob("*.npz")) for n in names)
     assert list((out / ".tmp").iterdir()) == []
 
 

@@ -33,8 +33,8 @@ def ray_address():
 
 
 @pytest.fixture(scope="module")
-def model_args(s32_ckpt, smplx_dir):
-    return ["--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir)]
+def model_args(batch_ckpt, smplx_dir):
+    return ["--checkpoint", str(batch_ckpt), "--body-models", str(smplx_dir)]
 
 
 def test_ray_batch_equals_mocap_video(ray_address, tmp_path, media_dir, offline_reference, model_args):
@@ -45,11 +45,13 @@ def test_ray_batch_equals_mocap_video(ray_address, tmp_path, media_dir, offline_
     corrupt = corrupt_clip(tmp_path)
     out = tmp_path / "out"
     args = ["batch", *[str(media_dir / n) for n in BATCH_MEDIA], str(corrupt), "--out", str(out), "--ray",
-            "--batch-size", "3", *model_args]
+            "--batch-size", "3", *model_args, "--export", "bvh"]
     assert main(args) == 1
-    for name, ref in offline_reference.items():
-        assert_same_results(ref, out / Path(name).stem, exact=False)
     entries = manifest_entries(out)
+    for name, ref in offline_reference.items():
+        exports = entries[str((media_dir / name).resolve())]["exports"]
+        assert exports and all(f.endswith(".bvh") and (out / Path(name).stem / f).is_file() for f in exports)
+        assert_same_results(ref, out / Path(name).stem, exact=False, extra=exports)
     assert entries[str(corrupt)]["state"] == "failed" and "cannot open video" in entries[str(corrupt)]["error"]
     assert sorted(e["frames"] for e in entries.values() if e["state"] == "done") == [1, 5, 5]
     assert {e["worker"] for e in entries.values()} == {"ray"}
@@ -86,7 +88,8 @@ def test_ray_driver_killed_then_resumed(ray_address, tmp_path, media_dir, model_
     entries = manifest_entries(out)
     assert all(e["state"] == "done" for e in entries.values()) and len(entries) == 3
     assert (kept.stat().st_mtime_ns, kept.stat().st_ino) == stamp
-    assert [len(list((out / Path(n).stem / "smplx").glob("*.npz"))) for n in names] == [1, 2, 2]
+    assert [entries[str((media_dir / n).resolve())]["frames"] for n in names] == [1, 2, 2]
+    assert all(list((out / Path(n).stem / "smplx").glob("*.npz")) for n in names)
 
 
 def test_unreachable_cluster_is_a_clear_error(tmp_path, media_dir, model_args, capsys):

@@ -32,9 +32,10 @@ MAX_SETUP_DEATHS = 3
 
 
 def default_workers(device: str, checkpoint: str) -> int:
-    """As many workers as the engine allows: one per GPU on CUDA; on CPU one per core, each with one
-    network thread (on a shared or busy machine, two-thread workers stall whenever one of their
-    threads loses its core: see docs/benchmarks.md), capped by free memory."""
+    """One worker per GPU on CUDA; one on CPU, where the engine already uses every core: it keeps
+    ``mocap video``'s thread count, so its files are byte-identical to ``mocap video``'s. More
+    workers split the cores (faster on a busy or large machine, see docs/benchmarks.md), which
+    changes float32 rounding, and the tracker carries that rounding from frame to frame."""
     if device.startswith("cuda"):
         try:
             import torch
@@ -42,14 +43,7 @@ def default_workers(device: str, checkpoint: str) -> int:
             return max(1, torch.cuda.device_count())
         except Exception:  # no torch CUDA: the worker will report the device error
             return 1
-    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:  # about 1.5 GB per worker (detector, renderer, body model) plus three times the checkpoint
-        per_worker = 1.5e9 + 3 * Path(checkpoint).stat().st_size
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        workers = min(workers, max(1, int(available // per_worker)))
-    except (OSError, ValueError, AttributeError):
-        pass
-    return max(1, workers)
+    return 1
 
 
 # ---------------------------------------------------------------------------------------- worker side
@@ -104,7 +98,7 @@ def _worker_main(worker_id: int, options: Dict, threads: Optional[int], gpu: Opt
                 break
             if job is None:
                 break
-            key, path, kind, tmp = job
+            key, path, kind, tmp, name = job
 
             def on_frame(index, preds):
                 if os.getppid() != parent_pid:
@@ -118,6 +112,10 @@ def _worker_main(worker_id: int, options: Dict, threads: Optional[int], gpu: Opt
                     image_detector = PersonDetector(static=True, max_people=opts.max_people)
                 result = _process(Path(path), kind, Path(tmp), predictor, opts, image_overlay, image_detector,
                                   on_frame)
+                if result.frames:
+                    from .exports import write_exports
+
+                    result.exports = write_exports(Path(tmp), name, opts.exports, opts.body_models)
                 conn.send(("finished", key, asdict(result)))
             except Exception as exc:
                 log.debug("input %s failed", path, exc_info=True)
@@ -144,7 +142,8 @@ def _process(path: Path, kind: str, tmp: Path, predictor, opts: BatchOptions, im
 
     if kind == "image":
         stats = run_images([path], predictor, tmp, detector=image_detector, manual_boxes=opts.manual_boxes(),
-                           save_mesh=opts.save_mesh, overlay=image_overlay, progress=False)
+                           save_mesh=opts.save_mesh, overlay=image_overlay, progress=False,
+                           run_info={"command": "batch"})
         if stats.frames:
             on_frame(1, [])
         return InputResult(stats.frames, stats.persons, stats.empty_frames)
@@ -158,13 +157,13 @@ def _process(path: Path, kind: str, tmp: Path, predictor, opts: BatchOptions, im
     try:
         stats = run_video(path, predictor, tmp, detector=detector, manual_boxes=opts.manual_boxes(),
                           save_mesh=opts.save_mesh, overlay=overlay, progress=False, max_frames=opts.max_frames,
-                          on_frame=on_frame)
+                          on_frame=on_frame, run_info={"command": "batch"})
     finally:
         if detector is not None:
             detector.close()
         if overlay is not None:
             overlay.close()
-    return InputResult(stats.frames, stats.persons, stats.empty_frames, list(stats.failed))
+    return InputResult(stats.frames, stats.persons, stats.empty_frames, stats.input_problem)
 
 
 # ---------------------------------------------------------------------------------------- parent side
@@ -190,7 +189,7 @@ class _Worker:
 
     def give(self, task: Task) -> None:
         self.task = task
-        self.send((task.media.key, str(task.media.path), task.media.kind, str(task.tmp)))
+        self.send((task.media.key, str(task.media.path), task.media.kind, str(task.tmp), task.name))
 
     def kill(self) -> None:
         if self.process.is_alive():

@@ -101,14 +101,15 @@ class BatchDir:
 
     # ------------------------------------------------------------------ open / close
     @classmethod
-    def open(cls, root: Path, settings: Dict) -> "BatchDir":
+    def open(cls, root: Path, settings: Dict, overwrite: bool = False) -> "BatchDir":
         """Create or reopen ``root`` for a batch with ``settings``; UserError when it belongs to
-        another batch, to something else, or is in use by a running batch."""
+        another batch, to something else, or is in use by a running batch. ``overwrite``: start over,
+        removing the batch found there (the result folders its manifest lists, and the manifest)."""
         bdir = cls(root, settings)
-        bdir._open()
+        bdir._open(overwrite)
         return bdir
 
-    def _open(self) -> None:
+    def _open(self, overwrite: bool = False) -> None:
         root = self.root
         if root.exists() and not root.is_dir():
             raise UserError(f"--out {root} is a file, not a folder")
@@ -119,21 +120,26 @@ class BatchDir:
         self._lock()
         try:
             manifest = root / MANIFEST
+            was_batch = manifest.is_file()
+            if was_batch and overwrite:
+                self._remove_batch(manifest)
             if manifest.is_file():
                 header, self.entries, bad = read_journal(manifest)
                 diff = _settings_diff(header.get("settings", {}), self.settings)
                 if diff:
                     raise UserError(f"{root} holds a batch made with other settings ({'; '.join(diff)}); "
-                                    "rerun with the same settings to resume it, or choose another --out folder")
+                                    "rerun with the same settings to resume it, pass --overwrite to start it over, "
+                                    "or choose another --out folder")
                 if bad:
                     log.warning("%s: %d unreadable line(s) ignored (a write cut short)", manifest, bad)
                 self._header = header
-            else:
+            elif not was_batch:
                 others = sorted(p.name for p in root.iterdir() if p.name not in (TMP, LOCK))
                 if others:
                     shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
                     raise UserError(f"{root} is not empty ({shown}) and is not a mocap batch folder (no {MANIFEST}); "
-                                    "choose a new or empty --out folder")
+                                    "choose a new or empty --out folder (--overwrite only replaces a batch)")
+            if not manifest.is_file():
                 self._header = {"format": FORMAT, "version": VERSION, "created": _now(), "settings": self.settings}
             for entry in self.entries.values():
                 if entry.get("state") == "running":
@@ -146,6 +152,16 @@ class BatchDir:
         except BaseException:
             self.close()
             raise
+
+    def _remove_batch(self, manifest: Path) -> None:
+        """Remove the batch in this folder: the result folders its manifest names, then the manifest."""
+        _, entries, _ = read_journal(manifest)
+        for entry in entries.values():
+            name = entry.get("output")
+            if name and name not in RESERVED and "/" not in name and (self.root / name).is_dir():
+                shutil.rmtree(self.root / name)
+        shutil.rmtree(self.root / TMP, ignore_errors=True)
+        manifest.unlink()
 
     def _lock(self) -> None:
         import fcntl

@@ -4,27 +4,30 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from engines.errors import UserError
+
+#: Animation formats ``--export`` writes into each result folder (``mocap convert``'s formats).
+EXPORT_FORMATS = ("npz", "bvh", "glb", "fbx")
 
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """Options shared by ``mocap video`` / ``mocap image`` and the batch (same meaning)."""
+    """Options shared with ``mocap video`` / ``mocap image`` (same meaning), plus ``exports``."""
 
     checkpoint: str
     body_models: Optional[str] = None
     device: str = "cpu"
     engine: str = "torch"
     bbox: Optional[Tuple[Tuple[float, float, float, float], ...]] = None
+    max_people: int = 1
     save_mesh: bool = False
     overlay: bool = True
-    max_frames: Optional[int] = None
-    #: People per frame at most (``--max-people``; ``mocap video`` / ``image`` default 10).
-    max_people: int = 10
-    #: Overlays draw boxes and ids (``--no-boxes`` turns it off).
     boxes: bool = True
+    max_frames: Optional[int] = None
+    #: Animation files to write into each result folder (``mocap convert``), in this order.
+    exports: Tuple[str, ...] = ()
 
     def results_identity(self) -> Dict:
         """The settings results depend on (device and worker counts do not change what is written)."""
@@ -32,17 +35,18 @@ class BatchOptions:
         for key in ("body_models", "device"):
             d.pop(key)
         d["bbox"] = [list(b) for b in self.bbox] if self.bbox else None
+        d["exports"] = list(self.exports)
         return d
 
     def manual_boxes(self) -> Optional[List[List[float]]]:
         return [list(b) for b in self.bbox] if self.bbox else None
 
 
-def resolve_options(checkpoint: str, body_models: Optional[str], device: str, engine: str, bbox, save_mesh: bool,
-                    overlay: bool, max_frames: Optional[int], max_people: Optional[int] = None,
-                    draw_boxes: bool = True) -> BatchOptions:
-    """Options with the checkpoint resolved to a file and the body model found (clear errors first,
-    before any worker starts)."""
+def resolve_options(checkpoint: str, body_models: Optional[str], device: str, engine: str, bbox, max_people: int,
+                    save_mesh: bool, overlay: bool, boxes: bool, max_frames: Optional[int],
+                    exports: Sequence[str] = ()) -> BatchOptions:
+    """Options with the checkpoint resolved to a file, the body model found and the export formats
+    checked (clear errors first, before any worker starts)."""
     from engines.body_model import BodyModelNotFound, find_smplx_file
     from engines.checkpoints import CheckpointError, resolve_checkpoint
 
@@ -53,9 +57,17 @@ def resolve_options(checkpoint: str, body_models: Optional[str], device: str, en
         raise UserError(str(exc)) from exc
     if max_frames is not None and max_frames < 1:
         raise UserError(f"--max-frames must be at least 1, got {max_frames}")
-    if max_people is not None and max_people < 1:
-        raise UserError(f"--max-people must be at least 1, got {max_people}")
-    boxes = tuple(tuple(float(v) for v in b) for b in bbox) if bbox else None
+    if max_people < 1:
+        raise UserError("--max-people must be at least 1")
+    unknown = [f for f in exports if f not in EXPORT_FORMATS]
+    if unknown:
+        raise UserError(f"unknown --export format(s) {', '.join(unknown)}: use {', '.join(EXPORT_FORMATS)}")
+    if "fbx" in exports:
+        from realtime.animation.fbx import require_bpy
+
+        require_bpy()  # the FBX writer is Blender itself: say so now, not after the first input
+    boxes_t = tuple(tuple(float(v) for v in b) for b in bbox) if bbox else None
     return BatchOptions(checkpoint=str(ckpt), body_models=str(Path(body_models).expanduser()) if body_models else None,
-                        device=device, engine=engine, bbox=boxes, save_mesh=bool(save_mesh), overlay=bool(overlay),
-                        max_frames=max_frames, max_people=int(max_people or 10), boxes=bool(draw_boxes))
+                        device=device, engine=engine, bbox=boxes_t, max_people=int(max_people),
+                        save_mesh=bool(save_mesh), overlay=bool(overlay), boxes=bool(boxes), max_frames=max_frames,
+                        exports=tuple(dict.fromkeys(exports)))

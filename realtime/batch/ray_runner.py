@@ -2,18 +2,20 @@
 
 Stages (see :mod:`realtime.batch.stages`), scheduled by Ray:
 
-* **decode + detect**: one streaming task per input (1 CPU, anywhere in the cluster) yields chunks
-  of a few frames: the crops for the engines and, separately, the frames for the writer;
-* **engines**: actors holding the network and SMPL-X layer, one per GPU (``num_gpus=1``) or a few
-  on CPU; each call takes the crops of several chunks -- frames of different inputs -- and runs
-  them ``batch_size`` at a time;
+* **inputs**: one streaming task per input (1 CPU, anywhere in the cluster) decodes its frames,
+  finds and follows the people exactly as ``mocap video`` does and makes their crops; the tracker
+  learns from each frame's predictions, so the task asks an engine for every frame and waits for
+  the answer (Ray lends its CPU to others meanwhile), then yields chunks of frames with their people;
+* **engines**: asynchronous actors holding the network and SMPL-X layer, one per GPU
+  (``num_gpus=1``) or a few on CPU; the crops of all calls waiting when a forward ends -- frames of
+  different inputs -- go through the next forward together, ``batch_size`` crops at most;
 * **writers**: actors on this machine (results land in ``--out`` here), one input each at a time,
-  writing frames in order as their predictions come back.
+  writing frames in order and, at the end, the ``--export`` files.
 
-This process drives the stages: it starts decoders for as many inputs as there are writers,
-batches ready crops into engine calls, hands predictions to writers in frame order, and commits a
-result folder (rename) and its manifest line when the writer closes it. Memory stays bounded: a
-decoder pauses while its input has more than a few chunks not yet written.
+This process drives them: it starts a task for as many inputs as there are writers, hands each
+chunk to the input's writer, and commits a result folder (rename) and its manifest line when the
+writer closes it. Memory stays bounded: a task pauses while its input has a few chunks not yet
+written.
 """
 from __future__ import annotations
 
@@ -33,14 +35,13 @@ from engines.errors import UserError  # noqa: E402
 
 from .options import BatchOptions  # noqa: E402
 from .session import BatchSession, InputResult, Task, error_text  # noqa: E402
-from .stages import CHUNK_FRAMES, CropChunk, EngineStage, InputEnd, InputStart, InputWriter, decode_and_detect  # noqa: E402
+from .stages import (CHUNK_FRAMES, CropChunk, EngineStage, InputEnd, InputStart, InputWriter,  # noqa: E402
+                     PeopleChunk, crop_predictor, track_and_predict)
 
 log = logging.getLogger(__name__)
 
-#: Chunks of one input that may wait (decoded, not yet written) before its decoder pauses.
+#: Chunks of one input that may wait (done, not yet written) before its task pauses.
 MAX_UNWRITTEN_CHUNKS = 4
-#: Engine calls in flight per engine actor (one running, one ready to go).
-CALLS_PER_ENGINE = 2
 #: Seconds to wait for a TCP answer from a cluster address before calling it unreachable.
 CONNECT_TIMEOUT_S = 5.0
 
@@ -122,23 +123,27 @@ def plan_resources(cluster_cpus: float, cluster_gpus: float, driver_cpus: float,
 
 # ------------------------------------------------------------------------------------------ Ray parts
 @ray.remote
-def _decode(path: str, kind: str, manual_boxes, max_frames, chunk_frames: int, max_people: int = 10):
-    """Streaming task: InputStart, then per chunk a small dict, the CropChunk and the ImageChunk,
-    then InputEnd (the dict says what the next two objects are without fetching them)."""
+def _input_task(path: str, kind: str, options: Dict, engine, chunk_frames: int):
+    """Streaming task: InputStart, then per chunk a small dict and the PeopleChunk, then InputEnd
+    (the dict says a chunk follows without fetching it)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
-    for item in decode_and_detect(path, kind, manual_boxes, max_frames, chunk_frames, max_people):
-        if isinstance(item, tuple):
-            crops, images = item
-            yield {"crops": crops.crops, "frames": len(images.frames)}
-            yield crops
-            yield images
-        else:
-            yield item
+    opts = BatchOptions(**options)
+    predict = crop_predictor(lambda chunk: ray.get(engine.infer.remote(chunk)))
+    for item in track_and_predict(path, kind, predict, opts.manual_boxes(), opts.max_people, opts.max_frames,
+                                  chunk_frames):
+        if isinstance(item, PeopleChunk):
+            yield {"frames": len(item.frames)}
+        yield item
 
 
 @ray.remote
 class _EngineActor:
+    """Runs :class:`EngineStage` on the crops of every call waiting when the previous forward ends
+    (calls from many inputs at once), ``batch_size`` crops per forward at most."""
+
     def __init__(self, options: Dict, batch_size: int, threads: int):
+        from concurrent.futures import ThreadPoolExecutor
+
         import torch
 
         from engines.inference import Predictor
@@ -147,20 +152,54 @@ class _EngineActor:
         opts = BatchOptions(**options)
         self.stage = EngineStage(Predictor.from_files(opts.checkpoint, opts.body_models, device=opts.device,
                                                       engine=opts.engine), batch_size)
+        self._queue: Deque = deque()
+        self._busy = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")  # the event loop stays free
 
-    def ready(self) -> str:
+    async def ready(self) -> str:
         return socket.gethostname()
 
-    def infer(self, *chunks: CropChunk):
-        results = self.stage.infer(chunks)
-        return results[0] if len(results) == 1 else tuple(results)
+    async def infer(self, chunk: CropChunk):
+        import asyncio
+
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((chunk, future))
+        if not self._busy:
+            self._busy = True
+            asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                await asyncio.sleep(0)  # calls that arrived together go together
+                batch, crops = [], 0
+                while self._queue and (not batch or crops + self._queue[0][0].crops <= self.stage.batch_size):
+                    item = self._queue.popleft()
+                    batch.append(item)
+                    crops += item[0].crops
+                try:
+                    results = await loop.run_in_executor(self._pool, self.stage.infer, [c for c, _ in batch])
+                except Exception as exc:  # the callers get the error
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._busy = False
 
 
 @ray.remote
 class _WriterActor:
     """Writes one input at a time (two Open3D renderers interleaved in one thread corrupt each other's
     images); a fresh renderer per video (as each `mocap video` run starts one), one shared by images
-    (as in `mocap image DIR`)."""
+    (as in `mocap image DIR`); the ``--export`` files when the input is complete."""
 
     def __init__(self, options: Dict):
         from engines.body_model import BodyModel
@@ -168,6 +207,7 @@ class _WriterActor:
         self.opts = BatchOptions(**options)
         self.faces = BodyModel(self.opts.body_models).faces
         self.input: Optional[InputWriter] = None
+        self.name = ""
         self.overlay = None
         self.image_overlay = None
 
@@ -182,25 +222,30 @@ class _WriterActor:
         self.overlay = PersonOverlay(self.faces, boxes=self.opts.boxes)
         return self.overlay
 
-    def open(self, out_dir: str, source: str, start: InputStart) -> None:
+    def open(self, out_dir: str, name: str, source: str, start: InputStart) -> None:
         self.abort()
+        self.name = name
         self.input = InputWriter(out_dir, source, start, self.faces, self.opts.save_mesh, self._renderer(start.kind))
 
-    def write(self, images, predictions) -> int:
-        return self.input.write(images, predictions)
+    def write(self, chunk: PeopleChunk) -> int:
+        return self.input.write(chunk)
 
-    def close(self) -> Tuple[int, int, int]:
+    def close(self, end: InputEnd) -> Tuple[int, int, int, List[str]]:
+        """The input is complete: finalise its files (``run.json`` says complete), then the exports."""
+        from .exports import write_exports
+
         w, self.input = self.input, None
-        self._close_input(w, complete=True)
-        return w.frames, w.persons, w.empty_frames
+        self._close_input(w, end)
+        exports = write_exports(w.writer.out_dir, self.name, self.opts.exports, self.opts.body_models) if w.frames else []
+        return w.frames, w.persons, w.empty_frames, exports
 
     def abort(self) -> None:
         if self.input is not None:
             w, self.input = self.input, None
             self._close_input(w)
 
-    def _close_input(self, w: InputWriter, complete: bool = False) -> None:
-        w.close(complete)
+    def _close_input(self, w: InputWriter, end: Optional[InputEnd] = None) -> None:
+        w.close(end)
         if self.overlay is not None:
             self.overlay.close()
             self.overlay = None
@@ -208,23 +253,12 @@ class _WriterActor:
 
 # ------------------------------------------------------------------------------------------ driver
 @dataclass
-class _Chunk:
-    crops: int
-    frames: int
-    crops_ref: Any
-    images_ref: Any
-    preds_ref: Any = None
-    ready: bool = False
-
-
-@dataclass
 class _Active:
     task: Task
     writer: int
     gen: Any
     started: bool = False
     end: Optional[InputEnd] = None
-    chunks: Deque[_Chunk] = field(default_factory=deque)  # decoded, not yet handed to the writer
     writes: int = 0  # write calls in flight
     closing: bool = False
     error: Optional[str] = None  # set once the input failed; its writer is being stopped
@@ -235,15 +269,14 @@ class _Driver:
         self.session = session
         self.options = options
         self.plan = plan
-        self.batch_size = batch_size
-        opts = _asdict(options)
-        log.info("Ray: %d engine(s) (%d CPU, %d GPU each), %d inputs at once, batches of %d crops",
+        self.opts = _asdict(options)
+        log.info("Ray: %d engine(s) (%d CPU, %d GPU each), %d inputs at once, batches of up to %d crops",
                  plan.engines, plan.engine_cpus, plan.engine_gpus, plan.active, batch_size)
         self.engines = [_EngineActor.options(num_cpus=plan.engine_cpus, num_gpus=plan.engine_gpus, max_restarts=2,
-                                             max_task_retries=2).remote(opts, batch_size, plan.engine_cpus)
+                                             max_task_retries=2).remote(self.opts, batch_size, plan.engine_cpus)
                         for _ in range(plan.engines)]
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        self._new_writer = lambda: _WriterActor.options(num_cpus=0, scheduling_strategy=here).remote(opts)
+        self._new_writer = lambda: _WriterActor.options(num_cpus=0, scheduling_strategy=here).remote(self.opts)
         self.writers = [self._new_writer() for _ in range(plan.active)]
         self.free_writers = list(range(plan.active))
         try:
@@ -252,10 +285,9 @@ class _Driver:
             for actor in self.engines + self.writers:
                 ray.kill(actor)
             raise UserError(f"the Ray workers could not load the engine: {error_text(exc)}") from exc
-        self.engine_calls = [0] * plan.engines
-        self.waiting: Deque[Tuple[_Active, _Chunk]] = deque()  # chunks waiting for an engine
         self.handlers: Dict[Any, Tuple] = {}  # waitable -> (what, ...)
         self.active: List[_Active] = []
+        self.started = 0
 
     # --------------------------------------------------------------------------- run
     def run(self, tasks: List[Task]) -> None:
@@ -265,23 +297,21 @@ class _Driver:
             while queue and self.free_writers:
                 active.append(self._start(queue.popleft()))
             waitables = list(self.handlers)
+            polled = []
             for a in active:
-                if a.error is None and a.end is None and len(a.chunks) < MAX_UNWRITTEN_CHUNKS:
+                if a.error is None and a.end is None and a.writes < MAX_UNWRITTEN_CHUNKS:
                     waitables.append(a.gen)
+                    polled.append(a)
                     self.handlers[a.gen] = ("gen", a)
-            if not waitables:  # nothing in flight (cannot last: every active input waits on something)
-                self._feed_engines()
-                continue
-            ready, _ = ray.wait(waitables, num_returns=1, timeout=1.0)
-            if ready:
-                ready, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0)
-            for w in ready:
-                what = self.handlers.pop(w)
-                getattr(self, f"_on_{what[0]}")(w, *what[1:])
-            for a in active:
-                if a.gen in self.handlers and self.handlers[a.gen][0] == "gen":
-                    del self.handlers[a.gen]
-            self._feed_engines()
+            if waitables:
+                ready, _ = ray.wait(waitables, num_returns=1, timeout=1.0)
+                if ready:
+                    ready, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0)
+                for w in ready:
+                    what = self.handlers.pop(w)
+                    getattr(self, f"_on_{what[0]}")(w, *what[1:])
+            for a in polled:
+                self.handlers.pop(a.gen, None)
             for a in list(active):
                 self._advance(a)
                 if a.task is None:  # finished or failed, writer released
@@ -289,11 +319,12 @@ class _Driver:
 
     def _start(self, task: Task) -> _Active:
         writer = self.free_writers.pop(0)
+        engine = self.engines[self.started % len(self.engines)]
+        self.started += 1
         self.session.started(task, "ray")
-        gen = _decode.options(num_cpus=1, max_retries=0, num_returns="streaming",
-                              _generator_backpressure_num_objects=3 * MAX_UNWRITTEN_CHUNKS).remote(
-            str(task.media.path), task.media.kind, self.options.manual_boxes(), self.options.max_frames, CHUNK_FRAMES,
-            self.options.max_people)
+        gen = _input_task.options(num_cpus=1, max_retries=0, num_returns="streaming",
+                                  _generator_backpressure_num_objects=2 * MAX_UNWRITTEN_CHUNKS + 2).remote(
+            str(task.media.path), task.media.kind, self.opts, engine, CHUNK_FRAMES)
         return _Active(task, writer, gen)
 
     # --------------------------------------------------------------------------- events
@@ -302,37 +333,23 @@ class _Driver:
             ref = next(gen)
         except StopIteration:
             if a.end is None:
-                self._fail(a, "the decoder stopped early")
+                self._fail(a, "the input's task stopped early")
             return
         try:
             item = ray.get(ref)
         except ray.exceptions.RayError as exc:
             self._fail(a, error_text(exc))
             return
+        writer = self.writers[a.writer]
         if isinstance(item, InputStart):
-            self.writers[a.writer].open.remote(str(a.task.tmp), str(a.task.media.path), item)
+            writer.open.remote(str(a.task.tmp), a.task.name, str(a.task.media.path), item)
             a.started = True
         elif isinstance(item, InputEnd):
             a.end = item
-        else:
-            chunk = _Chunk(item["crops"], item["frames"], next(gen), next(gen))
-            a.chunks.append(chunk)
-            if chunk.crops:
-                self.waiting.append((a, chunk))
-            else:
-                chunk.ready = True  # nobody in these frames: straight to the writer
-
-    def _on_engine(self, ref, a: _Active, chunk: _Chunk, engine: int, last: bool) -> None:
-        if last:
-            self.engine_calls[engine] -= 1
-        if a.error is not None:
-            return
-        try:
-            ray.get(ref)  # on this node anyway (the writers are here); a failed engine call shows here
-        except ray.exceptions.RayError as exc:
-            self._fail(a, f"engine: {error_text(exc)}")
-            return
-        chunk.ready = True
+        else:  # a chunk follows: straight to the writer, in order
+            ref = writer.write.remote(next(gen))
+            a.writes += 1
+            self.handlers[ref] = ("write", a, item["frames"])
 
     def _on_write(self, ref, a: _Active, frames: int) -> None:
         a.writes -= 1
@@ -348,13 +365,12 @@ class _Driver:
 
     def _on_close(self, ref, a: _Active) -> None:
         try:
-            frames, persons, empty = ray.get(ref)
+            frames, persons, empty, exports = ray.get(ref)
         except ray.exceptions.RayError as exc:
             self._replace_dead_writer(a, exc)
             self._release(a, error_text(exc))
             return
-        end = a.end or InputEnd(frames)
-        self.session.finished(a.task, InputResult(frames, persons, empty, list(end.skipped_frames)))
+        self.session.finished(a.task, InputResult(frames, persons, empty, a.end.problem, exports))
         self._release(a, None)
 
     def _on_abort(self, ref, a: _Active, error: str) -> None:
@@ -365,44 +381,15 @@ class _Driver:
         self._release(a, error)
 
     # --------------------------------------------------------------------------- steps
-    def _feed_engines(self) -> None:
-        while self.waiting:
-            free = [i for i, n in enumerate(self.engine_calls) if n < CALLS_PER_ENGINE]
-            if not free:
-                return
-            engine = min(free, key=lambda i: self.engine_calls[i])
-            batch, crops = [], 0
-            while self.waiting and (not batch or crops + self.waiting[0][1].crops <= self.batch_size):
-                a, chunk = self.waiting.popleft()
-                if a.error is not None:
-                    continue
-                batch.append((a, chunk))
-                crops += chunk.crops
-            if not batch:
-                return
-            refs = self.engines[engine].infer.options(num_returns=len(batch)).remote(*[c.crops_ref for _, c in batch])
-            refs = [refs] if len(batch) == 1 else refs
-            self.engine_calls[engine] += 1
-            for k, ((a, chunk), ref) in enumerate(zip(batch, refs)):
-                chunk.preds_ref = ref
-                self.handlers[ref] = ("engine", a, chunk, engine, k == len(refs) - 1)
-
     def _advance(self, a: _Active) -> None:
-        """Hand ready chunks to the writer in order; close the input when everything is written."""
-        if a.error is not None or a.closing:
+        """Close the input when its task ended and everything is written."""
+        if a.error is not None or a.closing or a.end is None or a.writes:
             return
-        writer = self.writers[a.writer]
-        while a.started and a.chunks and a.chunks[0].ready:
-            chunk = a.chunks.popleft()
-            ref = writer.write.remote(chunk.images_ref, chunk.preds_ref)
-            a.writes += 1
-            self.handlers[ref] = ("write", a, chunk.frames)
-        if a.end is not None and not a.chunks and a.writes == 0:
-            if not a.started:
-                self._fail(a, "the decoder produced nothing")
-                return
-            a.closing = True
-            self.handlers[writer.close.remote()] = ("close", a)
+        if not a.started:
+            self._fail(a, "the input's task produced nothing")
+            return
+        a.closing = True
+        self.handlers[self.writers[a.writer].close.remote(a.end)] = ("close", a)
 
     def _fail(self, a: _Active, error: str) -> None:
         if a.error is not None:
@@ -412,7 +399,6 @@ class _Driver:
             ray.cancel(a.gen)
         except Exception:  # already finished
             pass
-        a.chunks.clear()
         self.handlers[self.writers[a.writer].abort.remote()] = ("abort", a, error)
 
     def _replace_dead_writer(self, a: _Active, exc: Exception) -> None:

@@ -51,11 +51,12 @@ def frames_expected(media: MediaInput, max_frames: Optional[int]) -> int:
 
 def run_batch(items: Iterable[Path], out: Path, options: BatchOptions, workers: Optional[int] = None,
               ray_address: Optional[str] = None, use_ray: bool = False, batch_size: Optional[int] = None,
-              progress: bool = True, verbose: bool = False) -> BatchReport:
+              progress: bool = True, verbose: bool = False, overwrite: bool = False) -> BatchReport:
     """Process every media file named by ``items`` into ``out/<name>/`` (see the module docstring).
 
     ``use_ray``: on Ray, joining ``ray_address`` (``HOST:PORT``) or starting a local instance
-    (None); ``workers`` then counts engine actors, else local worker processes.
+    (None); ``workers`` then counts engine actors, else local worker processes. ``overwrite``: start
+    over, removing the batch already in ``out``.
     """
     inputs, problems = expand_inputs(items)
     report = BatchReport(Path(out), inputs=len(inputs))
@@ -71,7 +72,7 @@ def run_batch(items: Iterable[Path], out: Path, options: BatchOptions, workers: 
             raise UserError(f"--ray needs Ray: pip install 'smplerx-mocap[batch]' ({exc})") from exc
         if ray_address is not None:
             ray_runner.check_address(ray_address)  # before anything is written
-    with BatchDir.open(Path(out), options.results_identity()) as bdir:
+    with BatchDir.open(Path(out), options.results_identity(), overwrite) as bdir:
         report.already_done = [m for m in inputs if bdir.is_done(m)]
         tasks, refused = [], []
         for media in inputs:

@@ -39,8 +39,10 @@ class InputResult:
     frames: int = 0
     persons: int = 0
     empty_frames: int = 0
-    #: Corrupt frames skipped mid-file (``frame@N``).
-    skipped_frames: List[str] = field(default_factory=list)
+    #: The video reader's one-line account of damage (undecodable frames, a cut tail), or None.
+    input_problem: Optional[str] = None
+    #: Animation files written into the folder (``--export``).
+    exports: List[str] = field(default_factory=list)
 
     def error(self, media: MediaInput) -> Optional[str]:
         """Why the input does not count as done (None when it does)."""
@@ -108,13 +110,12 @@ class BatchSession:
         self.bdir.commit(task.name, task.tmp)
         seconds = time.monotonic() - self._t0.get(task.media.key, time.monotonic())
         self.bdir.record(task.media, state="done", error=None, frames=result.frames, persons=result.persons,
-                         empty_frames=result.empty_frames, skipped_frames=result.skipped_frames,
-                         seconds=round(seconds, 3))
+                         empty_frames=result.empty_frames, input_problem=result.input_problem,
+                         exports=result.exports, seconds=round(seconds, 3))
         self.done.append(task.media)
         self._settle_bar(task, result.frames)
-        if result.skipped_frames:
-            log.warning("%s: %d corrupt frame(s) skipped (%s)", task.media.path.name, len(result.skipped_frames),
-                        ", ".join(result.skipped_frames[:5]))
+        if result.input_problem:
+            self.bar.write(f"warning: {task.media.path}: {result.input_problem}")
 
     def failed(self, task: Task, error: str) -> None:
         self.bdir.discard(task.tmp)

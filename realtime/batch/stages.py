@@ -1,26 +1,28 @@
 """``mocap video`` / ``mocap image`` split into stages that can run in different processes and
 machines (the Ray executor schedules them; nothing here imports Ray):
 
-1. :func:`decode_and_detect` -- frames of one input, the detector's boxes and the model's crops, in
-   chunks of a few frames (CPU). Crops are made by :meth:`engines.inference.Predictor.preprocess`,
-   so they are the crops ``mocap video`` feeds the network.
-2. :class:`EngineStage` -- the network and the SMPL-X layer over the crops of many chunks at once
+1. :func:`track_and_predict` -- one input: its frames, the people found and followed exactly as
+   ``mocap video`` does (:class:`engines.offline.VideoPeople`: the tracker learns from each frame's
+   predictions, so a video goes frame after frame), their crops made here by
+   :meth:`engines.inference.Predictor.preprocess`, the network run by ``infer`` somewhere else;
+   yields chunks of frames with their named people.
+2. :class:`EngineStage` -- the network and the SMPL-X layer over the crops of many calls at once
    (frames of several inputs in one batch), turned back into per-frame predictions by
    :func:`engines.inference.assemble_predictions` (what ``Predictor.predict`` uses).
-3. :class:`InputWriter` -- one input's result folder, written frame by frame with the writers of
-   :mod:`engines.offline` (npz / json / overlay images / overlay.mp4, the same files).
+3. :class:`InputWriter` -- one input's result folder, written with the writers of
+   :mod:`engines.offline` (npz / json / overlay images / overlay.mp4 / video.json, the same files).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from engines.inference import Prediction
 
-#: Frames per chunk sent from a decoder to the engines.
+#: Frames per chunk sent from an input's task to its writer.
 CHUNK_FRAMES = 4
 
 
@@ -35,14 +37,11 @@ class FrameCrops:
     kept: List[int]
     boxes: List[np.ndarray]
     invs: List[np.ndarray]
-    #: Per raw box: the detector's score and the person's track id (videos; images: the box index).
-    scores: List[float] = field(default_factory=list)
-    ids: List[int] = field(default_factory=list)
 
 
 @dataclass
 class CropChunk:
-    """What the engines need from a chunk: the crops of all its frames, stacked."""
+    """What an engine needs: the crops of some frames, stacked."""
 
     frames: List[FrameCrops]
     #: (N, 3, 512, 384) float32 network input (N = crops in the chunk; None when N = 0).
@@ -53,76 +52,84 @@ class CropChunk:
         return 0 if self.img is None else int(self.img.shape[0])
 
 
-@dataclass
-class ImageChunk:
-    """What the writer needs from a chunk: the frames themselves (BGR)."""
+#: ``infer(chunk) -> [(frame index, [Prediction])]``, one entry per frame of the chunk.
+InferFn = Callable[[CropChunk], List[Tuple[int, List[Prediction]]]]
 
-    frames: List[Tuple[int, np.ndarray]]
+
+@dataclass
+class PeopleChunk:
+    """What the writer needs: frames (BGR) with their people (``person.track_id`` = the name,
+    ``score`` the detector's), in order."""
+
+    frames: List[Tuple[int, np.ndarray, List[Prediction]]]
 
 
 @dataclass
 class InputStart:
     kind: str
+    #: The frame rate used (30 when the container does not say) and the frames to expect.
     fps: float
     total: Optional[int]
-    #: The container's own frame rate (0: it does not say), for ``video.json``.
+    #: For ``video.json`` and ``run.json``: the container's own rate (0: unknown) and frame count.
     container_fps: float = 0.0
+    frame_count: Optional[int] = None
 
 
 @dataclass
 class InputEnd:
     frames: int
-    skipped_frames: List[str] = field(default_factory=list)
+    #: Frames that could not be decoded, and the reader's one-line account of it (or None).
+    undecodable: int = 0
+    problem: Optional[str] = None
 
 
-_STATIC_DETECTOR = None
+_IMAGE_DETECTORS: Dict[int, object] = {}
 
 
 def _image_detector(max_people: int):
-    """One detector in still-image mode per process (stateless between images, as in ``mocap image``)."""
-    global _STATIC_DETECTOR
-    if _STATIC_DETECTOR is None or _STATIC_DETECTOR.max_people != max_people:
+    """One still-image detector per process (stateless between images, as in ``mocap image DIR``)."""
+    if max_people not in _IMAGE_DETECTORS:
         from engines.detector import PersonDetector
 
-        _STATIC_DETECTOR = PersonDetector(static=True, max_people=max_people)
-    return _STATIC_DETECTOR
+        _IMAGE_DETECTORS[max_people] = PersonDetector(static=True, max_people=max_people)
+    return _IMAGE_DETECTORS[max_people]
 
 
-def crops_of_frame(index: int, image_bgr: np.ndarray, raw_boxes: Sequence[np.ndarray],
-                   scores: Sequence[float] = (), ids: Sequence[int] = ()) -> Tuple[FrameCrops, List]:
-    """A frame's crops exactly as :meth:`Predictor.predict` makes them (and the patches)."""
+def crops_of_frame(index: int, image_bgr: np.ndarray, raw_boxes: Sequence[np.ndarray]) -> Tuple[FrameCrops, List]:
+    """A frame's crops exactly as :meth:`Predictor.predict` makes them on the CPU (and the patches)."""
     from engines import geometry as G
     from engines.inference import Predictor
 
-    scores = list(scores) or [1.0] * len(raw_boxes)
-    ids = list(ids) or list(range(len(raw_boxes)))
-    if not len(raw_boxes):
+    if not raw_boxes:
         return FrameCrops(index, [], [], [], []), []
     rgb = G.bgr_to_rgb_float(image_bgr)
     # preprocess uses no predictor state: the same code path as Predictor.predict, without an engine
     kept, patches, boxes, invs = Predictor.preprocess(None, rgb, raw_boxes)
-    return FrameCrops(index, [np.asarray(b, np.float64) for b in raw_boxes], kept, boxes, invs, scores, ids), patches
+    return FrameCrops(index, [np.asarray(b, np.float64) for b in raw_boxes], kept, boxes, invs), patches
 
 
-def _chunk(frames: List[Tuple[int, np.ndarray, FrameCrops, List]]) -> Tuple[CropChunk, ImageChunk]:
+def crop_predictor(infer: InferFn):
+    """A ``predict(image, boxes)`` like :meth:`Predictor.predict` that crops here and runs the
+    network through ``infer``."""
     from engines import geometry as G
 
-    patches = [p for _, _, _, ps in frames for p in ps]
-    img = G.to_input_batch(patches) if patches else None
-    return CropChunk([fc for _, _, fc, _ in frames], img), ImageChunk([(i, im) for i, im, _, _ in frames])
+    def predict(image_bgr: np.ndarray, boxes: Sequence[np.ndarray]) -> List[Prediction]:
+        fc, patches = crops_of_frame(0, image_bgr, boxes)
+        if not fc.kept:
+            return []
+        return infer(CropChunk([fc], G.to_input_batch(patches)))[0][1]
+
+    return predict
 
 
-def decode_and_detect(path: Path, kind: str, manual_boxes=None, max_frames: Optional[int] = None,
-                      chunk_frames: int = CHUNK_FRAMES, max_people: int = 10
-                      ) -> Iterator[Union[InputStart, Tuple[CropChunk, ImageChunk], InputEnd]]:
-    """Yields :class:`InputStart`, then ``(CropChunk, ImageChunk)`` pairs, then :class:`InputEnd`.
-    Raises ``IOError`` / ``FileNotFoundError`` for an input that cannot be read.
-
-    In videos the people get track ids from the detections alone (matched frame to frame by box
-    overlap): the predictions come back later, on another machine, so the model's joints cannot
-    bridge a frame where the detector misses someone, as they do in ``mocap video``. Where the
-    detector sees everyone in every frame, ids and files are those of ``mocap video``."""
-    from engines.offline import VideoFrames, find_boxes
+def track_and_predict(path: Path, kind: str, predict, manual_boxes=None, max_people: int = 1,
+                      max_frames: Optional[int] = None, chunk_frames: int = CHUNK_FRAMES
+                      ) -> Iterator[Union[InputStart, PeopleChunk, InputEnd]]:
+    """Yields :class:`InputStart`, then :class:`PeopleChunk` s, then :class:`InputEnd`: the people of
+    every frame as ``mocap video`` / ``mocap image`` find, predict and name them, with ``predict``
+    (:func:`crop_predictor`) for the network. Raises ``IOError`` / ``FileNotFoundError`` for an
+    input that cannot be read."""
+    from engines.offline import VideoFrames, VideoPeople, find_boxes
 
     path = Path(path)
     if kind == "image":
@@ -131,39 +138,33 @@ def decode_and_detect(path: Path, kind: str, manual_boxes=None, max_frames: Opti
         image = read_image(path)
         detector = None if manual_boxes else _image_detector(max_people)
         yield InputStart("image", 0.0, 1)
-        fc, patches = crops_of_frame(1, image, *find_boxes(image, detector, manual_boxes))
-        yield _chunk([(1, image, fc, patches)])
+        boxes, scores = find_boxes(image, detector, manual_boxes)
+        preds = predict(image, boxes) if boxes else []
+        for pred in preds:
+            pred.score = scores[pred.person.track_id]  # the box's index: people are numbered largest first
+        yield PeopleChunk([(1, image, preds)])
         yield InputEnd(1)
         return
-    detector = tracker = None
+    detector = None
     with VideoFrames(path, max_frames) as frames:
         try:
             if not manual_boxes:
                 from engines.detector import PersonDetector
-                from engines.tracking import PersonTracker
 
-                detector = PersonDetector(static=False, max_people=max_people)  # fresh per video, as in `mocap video`
-                tracker = PersonTracker(detector, max_people=max_people, redetect_every=1)
-            yield InputStart("video", frames.fps, frames.total, frames.container_fps)
+                detector = PersonDetector(static=False, max_people=max_people)  # fresh, as in `mocap video`
+            people = VideoPeople(detector, manual_boxes, frames.fps)
+            yield InputStart("video", frames.fps, frames.total, frames.container_fps, frames.frame_count)
             count = 0
             batch: List = []
             for index, image in frames:
                 count += 1
-                if tracker is None:
-                    fc, patches = crops_of_frame(index, image, *find_boxes(image, None, manual_boxes))
-                else:
-                    now = (index - 1) / frames.fps
-                    targets = tracker.update(image, now)
-                    tracker.observe(targets, [None] * len(targets), now, (image.shape[1], image.shape[0]))
-                    fc, patches = crops_of_frame(index, image, [t.bbox_xywh.astype(np.float64) for t in targets],
-                                                 [t.score for t in targets], [t.track_id for t in targets])
-                batch.append((index, image, fc, patches))
+                batch.append((index, image, people.frame(index, image, predict)))
                 if len(batch) >= chunk_frames:
-                    yield _chunk(batch)
+                    yield PeopleChunk(batch)
                     batch = []
             if batch:
-                yield _chunk(batch)
-            yield InputEnd(count, list(frames.skipped))
+                yield PeopleChunk(batch)
+            yield InputEnd(count, frames.undecodable, frames.problem)
         finally:
             if detector is not None:
                 detector.close()
@@ -200,10 +201,6 @@ class EngineStage:
                     preds = assemble_predictions({k: v[rows] for k, v in out.items()},
                                                  verts[rows] if verts is not None else None, joints[rows],
                                                  fc.kept, fc.boxes, fc.invs, fc.raw_boxes)
-                    for pred in preds:  # the box index -> the person's score and track id
-                        k = pred.person.track_id
-                        pred.score = fc.scores[k] if fc.scores else None
-                        pred.person.track_id = fc.ids[k] if fc.ids else k
                 per_frame.append((fc.index, preds))
                 offset += n
             results.append(per_frame)
@@ -227,8 +224,9 @@ class EngineStage:
 
 
 class InputWriter:
-    """One input's result folder, written as ``mocap video`` / ``mocap image`` write it. ``overlay``
-    draws the people over a frame (None: no overlay); its owner closes it."""
+    """One input's result folder, written as ``mocap video`` / ``mocap image`` write it (``run.json``
+    marks it complete in :meth:`close`). ``overlay`` draws the people over a frame (None: no
+    overlay); its owner closes it."""
 
     def __init__(self, out_dir: Path, source: Path, start: InputStart, faces: np.ndarray, save_mesh: bool,
                  overlay=None):
@@ -237,19 +235,20 @@ class InputWriter:
         self.source = Path(source)
         self.kind = start.kind
         self._overlay = overlay
-        self.writer = ResultWriter(out_dir, faces, save_mesh)
-        if start.kind == "video":
+        video = start.kind == "video"
+        run_info = {"input": str(self.source), "frames_in_index": start.frame_count} if video else {}
+        self.writer = ResultWriter(out_dir, faces, save_mesh, {**run_info, "command": "batch"})
+        self._video = None
+        if video:
             write_video_info(out_dir, start.container_fps, start.total, str(self.source))
-        self._video = VideoResults(self.writer, self.source, start.fps, overlay) if start.kind == "video" else None
+            self._video = VideoResults(self.writer, self.source, start.fps, overlay)
         self.frames = self.persons = self.empty_frames = 0
 
-    def write(self, images: ImageChunk, predictions: Optional[List[Tuple[int, List[Prediction]]]]) -> int:
-        """Write a chunk (``predictions`` None: nobody in any of its frames); returns its frame count."""
+    def write(self, chunk: PeopleChunk) -> int:
+        """Write a chunk of frames; returns its frame count."""
         from engines.offline import write_image_results
 
-        preds_by_index = dict(predictions or [])
-        for index, image in images.frames:
-            preds = preds_by_index.get(index, [])
+        for index, image, preds in chunk.frames:
             self.frames += 1
             self.persons += len(preds)
             self.empty_frames += 0 if preds else 1
@@ -257,13 +256,14 @@ class InputWriter:
                 self._video.write(index, image, preds)
             else:
                 write_image_results(self.writer, self.source, image, preds, self._overlay)
-        return len(images.frames)
+        return len(chunk.frames)
 
-    def close(self, complete: bool = False) -> None:
-        """Finalise the overlay video; ``complete``: every frame was written (run.json says so)."""
+    def close(self, end: Optional[InputEnd] = None) -> None:
+        """Finalise overlay.mp4; with the input's ``end`` (every frame written), mark ``run.json`` complete."""
         if self._video is not None:
             self._video.close()
-        if complete:
+        if end is not None:
             from engines.offline import RunStats
 
-            self.writer.finish(RunStats(frames=self.frames, persons=self.persons, empty_frames=self.empty_frames))
+            self.writer.finish(RunStats(frames=self.frames, persons=self.persons, empty_frames=self.empty_frames,
+                                        undecodable=end.undecodable, input_problem=end.problem))

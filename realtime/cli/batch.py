@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_examples, add_offline_args
+from realtime.batch.options import EXPORT_FORMATS
+
+from .common import MAX_PEOPLE, add_examples, add_offline_args, check_boxes
 
 
 def register(sub) -> None:
@@ -15,8 +17,12 @@ def register(sub) -> None:
                    help="video or image files, folders (their videos and images), or .txt files listing paths")
     add_offline_args(p)
     p.add_argument("--max-frames", type=int, default=None, help="stop each video after this many frames")
+    p.add_argument("--export", nargs="+", default=[], choices=EXPORT_FORMATS, metavar="FORMAT",
+                   help=f"also write animation files into each result folder ({', '.join(EXPORT_FORMATS)}; "
+                        "as `mocap convert`: <name>.<ext>, or <name>_<id>.<ext> per person); fbx needs the "
+                        "[blender] extra")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="worker processes (default: one per GPU; on CPU one per core as memory allows); "
+                   help="worker processes (default: one on CPU, byte-identical to mocap video; one per GPU on CUDA); "
                         "with --ray: engine actors (default: one per GPU)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on Ray: a local instance, or join the cluster at ADDRESS (HOST:PORT of its head). "
@@ -25,8 +31,8 @@ def register(sub) -> None:
                    help="with --ray: crops per network call, across frames and videos (default 16 on CUDA, 4 on CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_examples(p, "mocap batch videos/ --out dataset/",
-                 "mocap batch list.txt --out dataset/ --workers 2 --max-people 1",
-                 "mocap batch videos/ --out dataset/ --ray 10.0.0.5:6379 --device cuda")
+                 "mocap batch list.txt extra.mp4 --out dataset/ --max-people 1 --export bvh glb",
+                 "mocap batch videos/ --out dataset/ --device cuda --engine auto --ray=10.0.0.5:6379")
     p.set_defaults(func=cmd_batch)
 
 
@@ -35,14 +41,16 @@ def cmd_batch(args) -> int:
     from realtime.batch.options import resolve_options
     from realtime.batch.runner import run_batch
 
+    check_boxes(args.bbox)
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    options = resolve_options(args.checkpoint, args.body_models, args.device, args.engine, args.bbox, args.save_mesh,
-                              not args.no_overlay, args.max_frames, args.max_people, not args.no_boxes)
+    options = resolve_options(args.checkpoint, args.body_models, args.device, args.engine, args.bbox,
+                              MAX_PEOPLE if args.max_people is None else args.max_people, args.save_mesh,
+                              not args.no_overlay, not args.no_boxes, args.max_frames, args.export)
     report = run_batch(args.inputs, args.out, options, workers=args.workers, use_ray=args.ray is not None,
                        ray_address=None if args.ray in (None, "local") else args.ray, batch_size=args.batch_size,
-                       progress=not args.no_progress, verbose=args.verbose)
+                       progress=not args.no_progress, verbose=args.verbose, overwrite=args.overwrite)
     print(f"mocap batch: {report.summary()}")
     return 0 if report.ok else 1
