@@ -60,7 +60,8 @@ def steady_fps(out: Path) -> dict:
     done = [e for e in lines if e["state"] == "done"]
     frames = sum(e["frames"] for e in done)
     span = max(t(e) for e in done) - min(started)
-    return {"inputs_done": len(done), "frames": frames, "steady_s": span, "steady_fps": frames / span}
+    return {"inputs_done": len(done), "frames": frames, "persons": sum(e["persons"] for e in done),
+            "steady_s": span, "steady_fps": frames / span}
 
 
 def run(config: str, clips, out: Path, model_args, overlay: bool) -> dict:
@@ -102,7 +103,8 @@ def main() -> int:
         for config in args.configs:
             r = run(config, clips, tmp / f"out_{config}", model_args, overlay=not args.no_overlay)
             results["runs"].append(r)
-            print(f"{config:>4} overlay={r['overlay']!s:5} {r['frames']} frames: steady {r['steady_fps']:.2f} fps "
+            print(f"{config:>4} overlay={r['overlay']!s:5} {r['frames']} frames, {r['persons']} people: "
+                  f"steady {r['steady_fps']:.2f} fps "
                   f"({r['steady_s']:.1f} s), wall {r['wall_fps']:.2f} fps ({r['wall_s']:.1f} s); "
                   f"load {r['load_before'][0]:.2f} -> {r['load_after'][0]:.2f}", flush=True)
     if args.json:
