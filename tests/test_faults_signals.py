@@ -196,7 +196,7 @@ def test_auto_engine_fallback_does_not_swallow_a_ctrl_c(monkeypatch, s32_ckpt, s
     real = backends.load_engine
     kinds = []
 
-    def load(model, kind="torch", device="cpu", **kw):
+    def load(model, kind="torch", device="cpu", precision=None, **kw):
         kinds.append(kind)
         if kind == "onnx":
             try:
@@ -204,7 +204,7 @@ def test_auto_engine_fallback_does_not_swallow_a_ctrl_c(monkeypatch, s32_ckpt, s
                 time.sleep(5)  # the handler raises in here
             except KeyboardInterrupt as exc:
                 raise ImportError("cannot import name 'InferenceSession' (partially initialized module)") from exc
-        return real(model, kind, device, **kw)
+        return real(model, kind, device, precision, **kw)
 
     monkeypatch.setattr(backends, "auto_kind", lambda model, device="cpu": "onnx")
     monkeypatch.setattr(backends, "load_engine", load)
@@ -216,7 +216,7 @@ def test_auto_engine_fallback_does_not_swallow_a_ctrl_c(monkeypatch, s32_ckpt, s
 
     clear_stop()
 
-    def load_without_onnxruntime(model, kind="torch", device="cpu", **kw):
+    def load_without_onnxruntime(model, kind="torch", device="cpu", precision=None, **kw):
         if kind == "onnx":
             raise ImportError("no onnxruntime")
         return f"{kind} engine"

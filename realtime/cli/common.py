@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from engines.errors import UserError
 
@@ -105,6 +105,43 @@ def load_detector(args):
     if n < 1:
         raise UserError("--max-people must be at least 1")
     return PersonDetector(static=args.command == "image", max_people=n)
+
+
+def run_offline(args, run: Callable, unreadable: Tuple[type, ...] = ()) -> int:
+    """What ``mocap image`` and ``mocap video`` share once their inputs are checked: load the model,
+    the detector and the overlay renderer, prepare ``--out``, call ``run(predictor, detector,
+    overlay, stop)`` with the stop signals delivered to ``stop``, close what was opened, print the
+    summary line; the exit code. A write failure (disk full...) and the ``unreadable`` input errors
+    become one-line UserErrors."""
+    import threading
+
+    from engines.offline import prepare_output_dir
+
+    from .. import signals
+
+    predictor = load_predictor(args)
+    detector = load_detector(args)
+    overlay = None
+    if not args.no_overlay:
+        from viewers.mesh_overlay import PersonOverlay
+
+        overlay = PersonOverlay(predictor.body_model.faces, boxes=not args.no_boxes)
+    stop = threading.Event()
+    try:
+        prepare_output_dir(args.out, args.overwrite)
+        with signals.deliver_to(stop):
+            stats = run(predictor, detector, overlay, stop)
+    except unreadable as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:  # the disk is full, the folder went away...
+        raise UserError(write_failure(args.out, exc)) from None
+    finally:
+        if detector is not None:
+            detector.close()
+        if overlay is not None:
+            overlay.close()
+    print(f"mocap {args.command}: {stats.summary()}; results in {args.out}")
+    return exit_code(stats)
 
 
 def load_predictor(args):

@@ -1,14 +1,11 @@
 """``mocap video``: SMPL-X from every frame of a video (official output format + overlay.mp4)."""
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from engines.errors import UserError
 
-from .. import signals
-from .common import add_examples, add_offline_args, check_boxes, exit_code, load_detector, load_predictor, write_failure
-from .image import _overlay
+from .common import add_examples, add_offline_args, check_boxes, run_offline
 
 
 def register(sub) -> None:
@@ -24,7 +21,7 @@ def register(sub) -> None:
 
 def cmd_video(args) -> int:
     from engines.media import VideoReader, VideoUnreadable
-    from engines.offline import check_output_dir, prepare_output_dir, run_video
+    from engines.offline import check_output_dir, run_video
 
     check_boxes(args.bbox)
     if args.max_frames is not None and args.max_frames < 1:
@@ -34,24 +31,10 @@ def cmd_video(args) -> int:
     except VideoUnreadable as exc:
         raise UserError(str(exc)) from None
     check_output_dir(args.out, args.overwrite)
-    predictor = load_predictor(args)
-    detector = load_detector(args)
-    overlay = _overlay(args, predictor)
-    stop = threading.Event()
-    try:
-        prepare_output_dir(args.out, args.overwrite)
-        with signals.deliver_to(stop):
-            stats = run_video(args.video, predictor, args.out, detector=detector, manual_boxes=args.bbox,
-                              save_mesh=args.save_mesh, overlay=overlay, max_frames=args.max_frames, stop=stop,
-                              run_info={"command": "video"})
-    except VideoUnreadable as exc:
-        raise UserError(str(exc)) from None
-    except OSError as exc:  # the disk is full, the folder went away...
-        raise UserError(write_failure(args.out, exc)) from None
-    finally:
-        if detector is not None:
-            detector.close()
-        if overlay is not None:
-            overlay.close()
-    print(f"mocap video: {stats.summary()}; results in {args.out}")
-    return exit_code(stats)
+
+    def run(predictor, detector, overlay, stop):
+        return run_video(args.video, predictor, args.out, detector=detector, manual_boxes=args.bbox,
+                         save_mesh=args.save_mesh, overlay=overlay, max_frames=args.max_frames, stop=stop,
+                         run_info={"command": "video"})
+
+    return run_offline(args, run, unreadable=(VideoUnreadable,))
