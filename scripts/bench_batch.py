@@ -88,7 +88,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from bench_live import centred_checkpoint, make_pan_clip, media_dir
+    from bench_live import centred_checkpoint, make_pan_clip
+    from engines.benchmark import media_dir
     from engines.synthetic import write_synthetic_smplx
 
     results = {"versions": versions(), "runs": []}

@@ -18,18 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-
-def media_dir() -> Path:
-    env = os.environ.get("MOCAP_MEDIA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "media"
 
 
 def make_pan_clip(path: Path, photo: Path, seconds: float = 12.0, fps: float = 30.0) -> Path:
@@ -104,6 +98,8 @@ def main_() -> int:
               "seconds": args.seconds, "weights": "random, centred camera head", "runs": {}}
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
+        from engines.benchmark import media_dir
+
         clip = args.clip or make_pan_clip(tmp / "pan.mp4", media_dir() / "mpii_004645041.jpg", seconds=args.seconds)
         report["clip"] = clip.name if args.clip else "mpii_004645041.jpg panned, 30 fps 960x540"
         write_synthetic_smplx(tmp / "bm")

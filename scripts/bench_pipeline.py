@@ -29,7 +29,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
-MEDIA = Path(os.environ.get("MOCAP_MEDIA_DIR", REPO.parent / "shared" / "media"))
+from engines.benchmark import media_dir  # noqa: E402
+
+MEDIA = media_dir()
 
 
 def cpu_time() -> float:

@@ -13,16 +13,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _media_dir() -> Path:
-    env = os.environ.get("MOCAP_MEDIA_DIR")
-    if env:
-        return Path(env)
-    for cand in (REPO.parent / "shared" / "media", REPO / "shared" / "media"):
-        if cand.is_dir():
-            return cand
-    return REPO.parent / "shared" / "media"
+    from engines.benchmark import media_dir  # the scripts' lookup: $MOCAP_MEDIA_DIR, then ../shared/media
+
+    return media_dir()
 
 
 MEDIA = _media_dir()
+
+
+def media_file(name: str) -> Path:
+    """A file of the real test media; the test is skipped (with where to put the media) when absent."""
+    path = MEDIA / name
+    if not path.is_file():
+        pytest.skip(f"real test media not found: {path} (put shared/media beside the checkout or set MOCAP_MEDIA_DIR)")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """Person detector (mediapipe Pose, bundled model) on real photos and clips, plus box helpers."""
 from __future__ import annotations
 
-import os
 import sys
 import types
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
+from .conftest import media_file  # noqa: E402
 from engines.detector import (  # noqa: E402
     INSTALL_HINT,
     DetectorUnavailable,
@@ -22,24 +22,15 @@ from engines.detector import (  # noqa: E402
 )
 
 
-def media_dir() -> Path:
-    env = os.environ.get("MOCAP_MEDIA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "media"
-
-
 def load_image(name: str) -> np.ndarray:
-    path = media_dir() / name
-    if not path.is_file():
-        pytest.skip(f"real test media not found: {path} (put shared/media beside the checkout or set MOCAP_MEDIA_DIR)")
+    path = media_file(name)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     assert image is not None, f"could not read {path}"
     return image
 
 
 def load_clip(name: str) -> list:
-    path = media_dir() / name
-    if not path.is_file():
-        pytest.skip(f"real test media not found: {path} (put shared/media beside the checkout or set MOCAP_MEDIA_DIR)")
+    path = media_file(name)
     cap = cv2.VideoCapture(str(path))
     frames = []
     try:

@@ -2,7 +2,6 @@
 identities that last through misses, crossings and short absences."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -11,6 +10,8 @@ import pytest
 
 from engines.detector import Detection, iou_xywh
 from engines.tracking import PersonTracker, box_from_joints, fraction_inside, match_by_iou
+
+from .conftest import media_file
 
 W, H = 640, 480
 IMAGE = np.zeros((H, W, 3), np.uint8)
@@ -333,12 +334,7 @@ def test_reset_and_argument_checks():
 
 
 def _media(name: str) -> Path:
-    env = os.environ.get("MOCAP_MEDIA_DIR")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "media"
-    path = root / name
-    if not path.is_file():
-        pytest.skip(f"real test media not found: {path} (put shared/media beside the checkout or set MOCAP_MEDIA_DIR)")
-    return path
+    return media_file(name)
 
 
 def pose_to_smplx_joints(lm: np.ndarray) -> np.ndarray:
