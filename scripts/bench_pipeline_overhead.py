@@ -88,6 +88,11 @@ def people_clip(path: Path, photo: Path, people: int, seconds: float = 4.0, fps:
     return path
 
 
+#: Per-run figures printed as each run ends.
+PRINTED = ("out_fps_mean", "wall_per_frame_ms", "wait_ms", "track_ms", "infer_ms", "hold_ms", "filter_ms", "send_ms",
+           "latency_ms_median", "detector_calls_per_100")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", type=Path, default=None, help="video (default: street_walk_960x540.mp4 from the media)")
@@ -115,19 +120,17 @@ def main() -> int:
         write_synthetic_smplx(tmp / "bm")
         body = BodyModel(tmp / "bm")
         for people in (int(v) for v in args.people.split(",")):
-          for asynchronous in (False, True):
-            for sinks_on in (True, False):
-                video = clip if people == 1 else people_clip(tmp / f"people{people}.mp4",
-                                                             media_dir() / "coco_000785_skier.jpg", people)
-                r = run(video, body, args.cost_ms, asynchronous, args.seconds, tmp, sinks_on, people)
-                r["sinks"] = sinks_on
-                r["clip"] = video.name
-                report["runs"].append(r)
-                keys = ("out_fps_mean", "wall_per_frame_ms", "wait_ms", "track_ms", "infer_ms", "hold_ms",
-                        "filter_ms", "send_ms", "latency_ms_median", "detector_calls_per_100")
-                print(f"people={people}", ("async" if asynchronous else "sync "), ("sinks" if sinks_on else "none "),
-                      " ".join(f"{k}={r[k]:.2f}" for k in keys), "sinks:",
-                      {k: round(v, 3) for k, v in r["sink_ms"].items()}, flush=True)
+            video = clip if people == 1 else people_clip(tmp / f"people{people}.mp4",
+                                                         media_dir() / "coco_000785_skier.jpg", people)
+            for asynchronous in (False, True):
+                for sinks_on in (True, False):
+                    r = run(video, body, args.cost_ms, asynchronous, args.seconds, tmp, sinks_on, people)
+                    r["sinks"] = sinks_on
+                    r["clip"] = video.name
+                    report["runs"].append(r)
+                    print(f"people={people}", ("async" if asynchronous else "sync "),
+                          ("sinks" if sinks_on else "none "), " ".join(f"{k}={r[k]:.2f}" for k in PRINTED),
+                          "sinks:", {k: round(v, 3) for k, v in r["sink_ms"].items()}, flush=True)
     report["machine"]["load_avg_end"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
