@@ -89,6 +89,7 @@ def main_() -> int:
     ap.add_argument("--out", type=Path, default=Path("bench_live"), help="output stem (.json)")
     args = ap.parse_args()
 
+    from engines.benchmark import media_dir
     from engines.synthetic import write_synthetic_smplx
 
     if args.clip is not None and not args.clip.is_file():
@@ -98,8 +99,6 @@ def main_() -> int:
               "seconds": args.seconds, "weights": "random, centred camera head", "runs": {}}
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
-        from engines.benchmark import media_dir
-
         clip = args.clip or make_pan_clip(tmp / "pan.mp4", media_dir() / "mpii_004645041.jpg", seconds=args.seconds)
         report["clip"] = clip.name if args.clip else "mpii_004645041.jpg panned, 30 fps 960x540"
         write_synthetic_smplx(tmp / "bm")

@@ -113,46 +113,16 @@ def bench_batches(media: Path, body_dir: Path, ckpt: Path, iters: int) -> list:
     return rows
 
 
-class PeopleCounter:
-    """Counts people per message on the ZMQ stream (a SUB socket on its own thread)."""
-
-    def __init__(self, endpoint: str):
-        import threading
-
-        import zmq
-
-        self.counts: list = []
-        self._stop = threading.Event()
-        self._sub = zmq.Context.instance().socket(zmq.SUB)
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self._sub.setsockopt(zmq.RCVTIMEO, 200)
-        self._sub.setsockopt(zmq.LINGER, 0)
-        self._sub.connect(endpoint)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        import msgpack
-        import zmq
-
-        while not self._stop.is_set():
-            try:
-                msg = msgpack.unpackb(self._sub.recv_multipart()[-1], raw=False)
-            except zmq.Again:
-                continue
-            self.counts.append(len(msg["persons"]))
-
-    def close(self) -> dict:
-        self._stop.set()
-        self._thread.join()
-        self._sub.close(0)
-        c = np.asarray(self.counts or [0])
-        return {"zmq_messages": len(self.counts), "people_per_frame_mean": float(c.mean()),
-                "people_per_frame_hist": {int(k): int((c == k).sum()) for k in np.unique(c)}}
+def people_per_frame(counts: list) -> dict:
+    """How many people the ZMQ messages carried."""
+    c = np.asarray(counts or [0])
+    return {"zmq_messages": len(counts), "people_per_frame_mean": float(c.mean()),
+            "people_per_frame_hist": {int(k): int((c == k).sum()) for k in np.unique(c)}}
 
 
 def bench_live(media: Path, body_dir: Path, tmp: Path, seconds: float) -> list:
     from bench_live import centred_checkpoint
+    from fault_harness import ZmqCounter
 
     from realtime.cli import main
 
@@ -161,13 +131,15 @@ def bench_live(media: Path, body_dir: Path, tmp: Path, seconds: float) -> list:
     for n in (1, 2, 4):
         clip = people_row_folder(tmp / f"p{n}", people_row(media, n))
         out = tmp / f"live{n}.json"
-        counter = PeopleCounter("tcp://127.0.0.1:5597")
+        counter = ZmqCounter("tcp://127.0.0.1:5597")
+        counter.start()
         rc = main(["live", "--source", str(clip), "--loop", "--no-pace", "--duration", str(seconds),
                    "--checkpoint", str(ckpt), "--body-models", str(body_dir), "--viewer", "none",
                    "--osc", "none", "--zmq", "tcp://127.0.0.1:5597", "--max-people", str(n),
                    "--summary-json", str(out)])
         r = json.loads(out.read_text()) if rc == 0 else {"error": f"exit {rc}"}
-        r.update(counter.close(), people=n)
+        counter.close()
+        r.update(people_per_frame(counter.people), people=n)
         rows.append(r)
         print("live", json.dumps({k: r.get(k) for k in ("people", "out_fps_mean", "latency_ms_median",
                                                          "infer_ms", "track_ms", "detector_calls_per_100",

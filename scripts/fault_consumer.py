@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -52,7 +53,7 @@ def one_run(models, clip: Path, seconds: float, stalled: bool, out: Path, k: int
             "out_fps": round(s.get("out_fps_mean", 0.0), 2),
             "latency_ms_median": round(s.get("latency_ms_median", 0), 1),
             "peak_rss_mb": round(peak / 1024, 1), "last_rss_mb": round(rss_end / 1024, 1),
-            "load1": round(__import__("os").getloadavg()[0], 2)}
+            "load1": round(os.getloadavg()[0], 2)}
 
 
 def main() -> int:

@@ -77,7 +77,8 @@ def spawn(cmd: Sequence[str], threads: int = 1, log_path: Optional[Path] = None,
 
 
 class ZmqCounter(threading.Thread):
-    """A SUB socket that reads every message and keeps the frame ids it received."""
+    """A SUB socket that reads every message and keeps the frame ids it received and the number of
+    people in each."""
 
     def __init__(self, endpoint: str):
         super().__init__(daemon=True, name="zmq-counter")
@@ -93,14 +94,17 @@ class ZmqCounter(threading.Thread):
         self.sock.setsockopt(zmq.RCVHWM, 100000)
         self.sock.connect(endpoint)
         self.frame_ids: List[int] = []
+        self.people: List[int] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
             try:
-                self.frame_ids.append(int(self._unpack(self.sock.recv())["frame_id"]))
+                msg = self._unpack(self.sock.recv())
             except self._zmq.Again:
                 continue
+            self.frame_ids.append(int(msg["frame_id"]))
+            self.people.append(len(msg["persons"]))
 
     def close(self) -> None:
         self._halt.set()

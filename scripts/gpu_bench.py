@@ -55,26 +55,19 @@ def errors(out: dict, ref: dict) -> dict:
 
 
 def time_engine(eng, img, iters, warmup):
-    import torch
+    from engines.benchmark import time_calls
 
-    for _ in range(warmup):
-        eng.run({"img": img})
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        eng.run({"img": img})  # returns host numpy: includes the device->host sync
-        ts.append((time.perf_counter() - t) * 1000)
-    a = np.asarray(ts)
-    med = float(np.median(a))
-    return {"median_ms": med, "p90_ms": float(np.percentile(a, 90)), "min_ms": float(a.min()),
-            "throughput_per_s": img.shape[0] * 1000.0 / med, "iters": iters}
+    # run() returns host numpy: each call includes the device->host sync
+    res = time_calls(lambda: eng.run({"img": img}), iters=iters, warmup=warmup)
+    return {"median_ms": res["median_ms"], "p90_ms": res["p90_ms"], "min_ms": res["min_ms"],
+            "throughput_per_s": img.shape[0] * 1000.0 / res["median_ms"], "iters": iters}
 
 
 def smplx_layer_times(batches, work: Path, iters: int = 30, devices=("cpu", "cuda")) -> list:
     """Median ms of the SMPL-X layer (all outputs of the network at once) on the CPU and on CUDA."""
     import torch
 
+    from engines.benchmark import time_calls
     from engines.body_model import BodyModel
     from engines.synthetic import write_synthetic_smplx
 
@@ -94,14 +87,7 @@ def smplx_layer_times(batches, work: Path, iters: int = 30, devices=("cpu", "cud
                     torch.cuda.synchronize()
                 return v
 
-            for _ in range(3):
-                call()
-            ts = []
-            for _ in range(iters):
-                t = time.perf_counter()
-                call()
-                ts.append((time.perf_counter() - t) * 1000)
-            row[f"{dev}_median_ms"] = float(np.median(ts))
+            row[f"{dev}_median_ms"] = time_calls(call, iters=iters, warmup=3)["median_ms"]
         rows.append(row)
     return rows
 
@@ -112,7 +98,7 @@ def predictor_times(ckpt: Path, work: Path, people=(1, 2, 4), iters: int = 50) -
     import cv2
 
     from engines.backends.torch_backend import TorchEngine
-    from engines.benchmark import BENCH_BOX, BENCH_IMAGE, media_dir
+    from engines.benchmark import BENCH_BOX, BENCH_IMAGE, media_dir, time_calls
     from engines.body_model import BodyModel
     from engines.checkpoints import load_network
     from engines.inference import Predictor
@@ -127,15 +113,9 @@ def predictor_times(ckpt: Path, work: Path, people=(1, 2, 4), iters: int = 50) -
                          BodyModel(work / "bm"), with_mesh=mesh)
         for n in people:
             boxes = [tuple(np.add(BENCH_BOX, (12 * k, 0, 0, 0))) for k in range(n)]
-            for _ in range(5):
-                pred.predict(img, boxes)
-            ts = []
-            for _ in range(iters):
-                t = time.perf_counter()
-                pred.predict(img, boxes)
-                ts.append((time.perf_counter() - t) * 1000)
-            rows.append({"people": n, "with_mesh": mesh, "median_ms": float(np.median(ts)),
-                         "p90_ms": float(np.percentile(ts, 90)), "per_person_ms": float(np.median(ts)) / n})
+            res = time_calls(lambda: pred.predict(img, boxes), iters=iters, warmup=5)  # host arrays out: synced
+            rows.append({"people": n, "with_mesh": mesh, "median_ms": res["median_ms"], "p90_ms": res["p90_ms"],
+                         "per_person_ms": res["median_ms"] / n})
     return rows
 
 
@@ -187,13 +167,17 @@ def main(argv=None) -> int:
     has_trt = importlib.util.find_spec("tensorrt") is not None
     report["onnxruntime_cuda"], report["tensorrt_available"] = has_ort_cuda, has_trt
 
-    for variant in args.variants:
+    def checkpoint_for(variant: str) -> Path:
+        """The official file with --checkpoint-dir, else random weights in the official layout."""
         if args.checkpoint_dir:
-            ckpt = args.checkpoint_dir / f"smpler_x_{variant}.pth.tar"
-        else:
-            ckpt = work / f"smpler_x_{variant}.pth.tar"
-            if not ckpt.is_file():
-                write_random_checkpoint(ckpt, variant)
+            return args.checkpoint_dir / f"smpler_x_{variant}.pth.tar"
+        ckpt = work / f"smpler_x_{variant}.pth.tar"
+        if not ckpt.is_file():
+            write_random_checkpoint(ckpt, variant)
+        return ckpt
+
+    for variant in args.variants:
+        ckpt = checkpoint_for(variant)
         onnx_path = work / f"{variant}.onnx"
         for batch in args.batches:
             img, what = bench_input(batch)
@@ -260,7 +244,7 @@ def main(argv=None) -> int:
 
     if args.predictor:
         try:
-            report["predictor"] = predictor_times(work / "smpler_x_s32.pth.tar", work)
+            report["predictor"] = predictor_times(checkpoint_for("s32"), work)
         except Exception as exc:  # report it; the rows above are kept
             report["predictor"] = []
             report["predictor_error"] = f"{type(exc).__name__}: {exc}"

@@ -31,7 +31,6 @@ def main() -> int:
     import cv2
 
     from engines.benchmark import BENCH_BOX, media_dir
-    from engines.body_model import BodyModel
     from engines.inference import Predictor
     from engines.types import FrameResult
     from viewers.mesh_overlay import PersonOverlay
@@ -59,7 +58,7 @@ def main() -> int:
     h, w = frame.shape[:2]
     result = FrameResult(1, 0, (w, h), people, image=frame)
     stats = {"fps_in": 30.0, "fps_out": 30.0, "drops": 0, "latency_ms": {"track": 0.5, "infer": 4.0, "filter": 0.8}}
-    faces = BodyModel(body_dir).faces if args.body_models else predictor.body_model.faces
+    faces = predictor.body_model.faces
     with PersonOverlay(faces) as overlay:
         cv2.imwrite(str(args.out / "overlay.png"), compose_overlay(result, stats, overlay))
     with Open3DViewer(faces, width=960, height=720, headless=True) as viewer:
