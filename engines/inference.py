@@ -94,7 +94,10 @@ class Predictor:
         eng = load_engine(checkpoint, kind=engine, device=device, **engine_kwargs)
         return cls(eng, BodyModel(body_models))
 
-    def preprocess(self, image_rgb: np.ndarray, bboxes: Sequence[Sequence[float]]):
+    @staticmethod
+    def preprocess(image_rgb: np.ndarray, bboxes: Sequence[Sequence[float]]):
+        """The crops of a float RGB frame for raw boxes (xywh): (indices kept, patches, processed
+        boxes, crop-to-frame affines); a box degenerate after clipping is skipped."""
         h, w = image_rgb.shape[:2]
         kept, patches, boxes, invs = [], [], [], []
         for i, raw in enumerate(bboxes):
@@ -124,14 +127,20 @@ class Predictor:
         kept, patches, boxes, invs = self.preprocess(rgb, bboxes)
         if not kept:
             return PendingPrediction(lambda: [])
-        out = self.engine.run({"img": G.to_input_batch(patches)})
+        out, verts, joints = self.forward(G.to_input_batch(patches))
+        preds = assemble_predictions(out, verts, joints, kept, boxes, invs, bboxes)
+        return PendingPrediction(lambda: preds)
+
+    @torch.inference_mode()
+    def forward(self, img: np.ndarray):
+        """Network, then SMPL-X layer, for a stack of crops on the CPU: (network outputs, vertices
+        or None without ``with_mesh``, joints), camera translation added."""
+        out = self.engine.run({"img": img})
         tt = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
         verts, joints = self.body_model(*network_inputs(tt))
         trans = tt["cam_trans"]
         verts = (verts + trans[:, None]).numpy() if self.with_mesh else None
-        joints = (joints + trans[:, None]).numpy()
-        preds = assemble_predictions(out, verts, joints, kept, boxes, invs, bboxes)
-        return PendingPrediction(lambda: preds)
+        return out, verts, (joints + trans[:, None]).numpy()
 
 
 #: Network output name -> SMPL-X parameter name (official npz keys).

@@ -31,7 +31,7 @@ POLL_S = 0.5
 MAX_SETUP_DEATHS = 3
 
 
-def default_workers(device: str, checkpoint: str) -> int:
+def default_workers(device: str) -> int:
     """One worker per GPU on CUDA; one on CPU, where the engine already uses every core: it keeps
     ``mocap video``'s thread count, so its files are byte-identical to ``mocap video``'s. More
     workers split the cores (faster on a busy or large machine, see docs/benchmarks.md), which
@@ -216,7 +216,7 @@ def run_local(session: BatchSession, tasks: List[Task], options: BatchOptions, w
     # one worker keeps the parent's thread count (the numbers `mocap video` gives in this process);
     # several share the cores
     threads = parent_threads if workers == 1 else max(1, parent_threads // workers)
-    gpus = default_workers(options.device, options.checkpoint) if options.device.startswith("cuda") else 0
+    gpus = default_workers(options.device) if options.device.startswith("cuda") else 0
     pending = list(tasks)
     pool: Dict[int, _Worker] = {}
     next_id = 0

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from engines.atomic import write_text_atomic
 from engines.errors import UserError
 
 from .inputs import MediaInput
@@ -38,24 +39,11 @@ LOGS = ".logs"
 FORMAT = "smplerx-mocap batch"
 VERSION = 1
 #: Names under DIR that are never result folders.
-RESERVED = (MANIFEST, TMP, LOCK, LOGS)
+RESERVED = (MANIFEST, MANIFEST + ".tmp", TMP, LOCK, LOGS)
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _settings_diff(old: Dict, new: Dict) -> List[str]:
@@ -183,7 +171,7 @@ class BatchDir:
 
     def _compact(self) -> None:
         lines = [json.dumps(self._header)] + [json.dumps(e) for e in self.entries.values()]
-        write_atomic(self.root / MANIFEST, "\n".join(lines) + "\n")
+        write_text_atomic(self.root / MANIFEST, "\n".join(lines) + "\n")
 
     def close(self) -> None:
         if self._journal is not None:

@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
@@ -269,7 +269,7 @@ class _Driver:
         self.session = session
         self.options = options
         self.plan = plan
-        self.opts = _asdict(options)
+        self.opts = asdict(options)
         log.info("Ray: %d engine(s) (%d CPU, %d GPU each), %d inputs at once, batches of up to %d crops",
                  plan.engines, plan.engine_cpus, plan.engine_gpus, plan.active, batch_size)
         self.engines = [_EngineActor.options(num_cpus=plan.engine_cpus, num_gpus=plan.engine_gpus, max_restarts=2,
@@ -423,12 +423,6 @@ class _Driver:
             ray.kill(actor)
 
 
-def _asdict(options: BatchOptions) -> Dict:
-    from dataclasses import asdict
-
-    return asdict(options)
-
-
 def run_ray(session: BatchSession, tasks: List[Task], options: BatchOptions, engines: Optional[int] = None,
             batch_size: Optional[int] = None) -> None:
     """Process ``tasks`` on the connected Ray cluster, reporting to ``session``."""
@@ -436,7 +430,7 @@ def run_ray(session: BatchSession, tasks: List[Task], options: BatchOptions, eng
     node = ray.get_runtime_context().get_node_id()
     driver_cpus = next((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["NodeID"] == node), 1)
     plan = plan_resources(resources.get("CPU", 0), resources.get("GPU", 0), driver_cpus, options.device, engines)
-    plan = RayPlan(plan.engines, plan.engine_cpus, plan.engine_gpus, min(plan.active, max(1, len(tasks))))
+    plan = replace(plan, active=min(plan.active, max(1, len(tasks))))
     size = batch_size or (16 if options.device.startswith("cuda") else 4)
     driver = _Driver(session, options, plan, size)
     try:

@@ -73,10 +73,10 @@ def run_batch(items: Iterable[Path], out: Path, options: BatchOptions, workers: 
         if ray_address is not None:
             ray_runner.check_address(ray_address)  # before anything is written
     with BatchDir.open(Path(out), options.results_identity(), overwrite) as bdir:
-        report.already_done = [m for m in inputs if bdir.is_done(m)]
         tasks, refused = [], []
         for media in inputs:
             if bdir.is_done(media):
+                report.already_done.append(media)
                 continue
             name = bdir.output_name(media)
             task = Task(media, name, bdir.new_tmp(name))
@@ -84,7 +84,8 @@ def run_batch(items: Iterable[Path], out: Path, options: BatchOptions, workers: 
             if error:
                 refused.append((task, error))
             else:
-                task.frames_expected = frames_expected(media, options.max_frames)
+                if progress:  # only the progress bar's total uses it, and it opens each video
+                    task.frames_expected = frames_expected(media, options.max_frames)
                 tasks.append(task)
         session = BatchSession(bdir, tasks + [t for t, _ in refused], progress=progress and bool(tasks))
         try:
@@ -101,7 +102,7 @@ def run_batch(items: Iterable[Path], out: Path, options: BatchOptions, workers: 
                 else:
                     from .local import default_workers, run_local
 
-                    run_local(session, tasks, options, workers or default_workers(options.device, options.checkpoint),
+                    run_local(session, tasks, options, workers or default_workers(options.device),
                               quiet=not verbose)
         finally:
             session.close()

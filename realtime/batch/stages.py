@@ -14,7 +14,7 @@ machines (the Ray executor schedules them; nothing here imports Ray):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -103,8 +103,7 @@ def crops_of_frame(index: int, image_bgr: np.ndarray, raw_boxes: Sequence[np.nda
     if not raw_boxes:
         return FrameCrops(index, [], [], [], []), []
     rgb = G.bgr_to_rgb_float(image_bgr)
-    # preprocess uses no predictor state: the same code path as Predictor.predict, without an engine
-    kept, patches, boxes, invs = Predictor.preprocess(None, rgb, raw_boxes)
+    kept, patches, boxes, invs = Predictor.preprocess(rgb, raw_boxes)  # as Predictor.predict, without an engine
     return FrameCrops(index, [np.asarray(b, np.float64) for b in raw_boxes], kept, boxes, invs), patches
 
 
@@ -186,7 +185,7 @@ class EngineStage:
         verts = joints = None
         if imgs:
             img = np.concatenate(imgs) if len(imgs) > 1 else imgs[0]
-            parts = [self._forward(img[s:s + self.batch_size]) for s in range(0, len(img), self.batch_size)]
+            parts = [self.predictor.forward(img[s:s + self.batch_size]) for s in range(0, len(img), self.batch_size)]
             out = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
             verts = np.concatenate([p[1] for p in parts]) if self.predictor.with_mesh else None
             joints = np.concatenate([p[2] for p in parts])
@@ -205,22 +204,6 @@ class EngineStage:
                 offset += n
             results.append(per_frame)
         return results
-
-    def _forward(self, img: np.ndarray):
-        """Network, then SMPL-X, for a stack of crops, as :meth:`Predictor.launch` runs them on the CPU:
-        (outputs, vertices or None, joints), camera translation added."""
-        import torch
-
-        from engines.body_model import network_inputs
-
-        p = self.predictor
-        with torch.inference_mode():
-            out = p.engine.run({"img": img})
-            tt = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
-            verts, joints = p.body_model(*network_inputs(tt))
-            trans = tt["cam_trans"]
-            verts = (verts + trans[:, None]).numpy() if p.with_mesh else None
-            return out, verts, (joints + trans[:, None]).numpy()
 
 
 class InputWriter:

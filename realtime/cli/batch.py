@@ -6,7 +6,7 @@ from pathlib import Path
 
 from realtime.batch.options import EXPORT_FORMATS
 
-from .common import MAX_PEOPLE, add_examples, add_offline_args, check_boxes
+from .common import add_examples, add_offline_args, check_boxes, max_people
 
 
 def register(sub) -> None:
@@ -47,7 +47,7 @@ def cmd_batch(args) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     options = resolve_options(args.checkpoint, args.body_models, args.device, args.engine, args.bbox,
-                              MAX_PEOPLE if args.max_people is None else args.max_people, args.save_mesh,
+                              max_people(args), args.save_mesh,
                               not args.no_overlay, not args.no_boxes, args.max_frames, args.export)
     report = run_batch(args.inputs, args.out, options, workers=args.workers, use_ray=args.ray is not None,
                        ray_address=None if args.ray in (None, "local") else args.ray, batch_size=args.batch_size,

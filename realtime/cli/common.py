@@ -96,15 +96,18 @@ def write_failure(out_dir: Path, exc: OSError) -> str:
             f"are kept and run.json marks the run incomplete")
 
 
-def load_detector(args):
-    if args.bbox:
-        return None
-    from engines.detector import PersonDetector
-
+def max_people(args) -> int:
+    """``--max-people`` of the offline commands (default :data:`MAX_PEOPLE`), checked."""
     n = MAX_PEOPLE if args.max_people is None else args.max_people
     if n < 1:
         raise UserError("--max-people must be at least 1")
-    return PersonDetector(static=args.command == "image", max_people=n)
+    return n
+
+
+def load_detector(args, people: int):
+    from engines.detector import PersonDetector
+
+    return PersonDetector(static=args.command == "image", max_people=people)
 
 
 def run_offline(args, run: Callable, unreadable: Tuple[type, ...] = ()) -> int:
@@ -119,8 +122,9 @@ def run_offline(args, run: Callable, unreadable: Tuple[type, ...] = ()) -> int:
 
     from .. import signals
 
+    people = None if args.bbox else max_people(args)  # before the slow model load
     predictor = load_predictor(args)
-    detector = load_detector(args)
+    detector = None if people is None else load_detector(args, people)
     overlay = None
     if not args.no_overlay:
         from viewers.mesh_overlay import PersonOverlay
