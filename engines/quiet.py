@@ -18,9 +18,12 @@ import threading
 from typing import Optional
 
 #: Notices dropped from stderr (each from where it starts to its line's end): absl/glog-style MediaPipe notices, TFLite's delegate notice, the
-#: absl start-up banner, Open3D's and GLFW's display complaints, OpenCV's own warnings.
+#: absl start-up banner, Open3D's and GLFW's display complaints, OpenCV's own warnings. TFLite writes
+#: its notice in two pieces ("INFO: ", then the text), so a progress bar can land between them: either
+#: piece is dropped on its own (the prefix only when nothing follows it in its segment).
 NOISE = re.compile(rb"(?:[WIE]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+\.cc:\d+\]"
-                   rb"|INFO: Created TensorFlow Lite"
+                   rb"|(?:INFO: )?Created TensorFlow Lite"
+                   rb"|INFO: (?=\r?\Z)"
                    rb"|WARNING: All log messages before absl::InitializeLog"
                    rb"|error: XDG_RUNTIME_DIR"
                    rb"|(?:\x1b\[[0-9;]*m)?\[Open3D (?:INFO|WARNING)\]"
@@ -78,8 +81,8 @@ class StderrFilter:
         # a native notice can land right after a progress bar's partial line (same segment):
         # the bar goes through, the notice (to the segment's end) does not
         m = NOISE.search(data)
-        if m:
-            data = data[:m.start()]
+        if m:  # a "\r" ending the segment belongs to the progress bar that follows: keep it
+            data = data[:m.start()] + (b"\r" if data.endswith(b"\r") else b"")
         if data:
             os.write(self._orig, data)
 

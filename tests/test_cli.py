@@ -244,3 +244,20 @@ def test_stderr_filter_drops_a_notice_glued_to_a_progress_bar():
                          cwd=Path(__file__).parents[1])
     assert res.returncode == 0, res.stderr
     assert res.stderr == b"images:   0%|          | 0/1 [00:00<?, ?img/s]our own line\n"
+
+
+def test_stderr_filter_drops_a_notice_split_by_a_progress_bar():
+    """TFLite writes "INFO: " and its text separately; a progress bar refresh can come in between.
+    Both pieces are dropped, the bar and the lines after it get through."""
+    code = ("import os, time; from engines.quiet import StderrFilter\n"
+            "f = StderrFilter().start()\n"
+            "for pause in (0.0, 0.2):  # one pipe read, then pieces read apart\n"
+            "    os.write(2, b'INFO: '); time.sleep(pause)\n"
+            "    os.write(2, b'\\rimages:   0%|          | 0/1 [00:00<?, ?img/s]'); time.sleep(pause)\n"
+            "    os.write(2, b'Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+            "    os.write(2, b'our own line\\n'); time.sleep(0.2)\n"
+            "f.stop()\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                         cwd=Path(__file__).parents[1])
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == b"\rimages:   0%|          | 0/1 [00:00<?, ?img/s]our own line\n" * 2
