@@ -206,7 +206,7 @@ class _DevicePath:
     def _upload(self, image_bgr: np.ndarray) -> torch.Tensor:
         from .media import to_bgr
 
-        img = to_bgr(image_bgr) if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 else image_bgr
+        img = to_bgr(image_bgr)  # a BGR frame comes back as it is
         if img.dtype != np.uint8:
             raise ValueError(f"expected a uint8 BGR frame, got {img.dtype}")
         if self._host is None or tuple(self._host.shape) != img.shape:
@@ -236,8 +236,7 @@ class _DevicePath:
         out, overflow = self.engine.launch(batch)
         verts, joints = self._body_call(*network_inputs(out))
         trans = out["cam_trans"][:, None]
-        names = list(out)
-        host = {k: out[k].to("cpu", non_blocking=True) for k in names}
+        host = {k: v.to("cpu", non_blocking=True) for k, v in out.items()}
         host_joints = (joints + trans).to("cpu", non_blocking=True)
         host_verts = (verts + trans).to("cpu", non_blocking=True) if predictor.with_mesh else None
         host_overflow = overflow.to("cpu", non_blocking=True) if overflow is not None else None

@@ -254,6 +254,22 @@ def _stopped(stop: Optional[threading.Event], stats: RunStats) -> bool:
     return True
 
 
+def image_people(image: np.ndarray, detector, manual_boxes, predict: Callable, stats: Optional[RunStats] = None
+                 ) -> List[Prediction]:
+    """A still image's people as ``mocap image`` finds and predicts them: ``person.track_id`` the
+    box's index (people are numbered largest first), ``score`` the detector's."""
+    t0 = time.perf_counter()
+    boxes, scores = find_boxes(image, detector, manual_boxes)
+    t1 = time.perf_counter()
+    preds = predict(image, boxes) if boxes else []
+    if stats is not None:
+        stats.add("detect", t1 - t0)
+        stats.add("model", time.perf_counter() - t1)
+    for pred in preds:
+        pred.score = scores[pred.person.track_id]
+    return preds
+
+
 def write_image_results(writer: ResultWriter, path: Path, image: np.ndarray, preds: Sequence[Prediction],
                         overlay: Optional[OverlayFn], stats: Optional[RunStats] = None) -> None:
     """What ``mocap image`` writes for one image: ``<stem>_<k>`` per person (``k``: the box's index,
@@ -364,16 +380,11 @@ class VideoPeople:
         t2 = time.perf_counter()
         preds = predict(image, boxes) if boxes else []
         t3 = time.perf_counter()
-        if targets is not None:
-            by_box = {p.person.track_id: p for p in preds}
-            seen = [None if by_box.get(i) is None else (by_box[i].person.joints_2d, by_box[i].person.joints[0])
-                    for i in range(len(targets))]
-            ids = self.tracker.observe(targets, seen, now, (image.shape[1], image.shape[0]))
         for pred in preds:
-            k = pred.person.track_id  # index of the box
-            pred.score = scores[k]
-            if targets is not None:
-                pred.person.track_id = ids.get(targets[k].track_id, targets[k].track_id)
+            pred.score = scores[pred.person.track_id]  # the predictor numbers people by box index
+        if targets is not None:
+            self.tracker.learn(targets, {p.person.track_id: p.person for p in preds}, now,
+                               (image.shape[1], image.shape[0]))
         if stats is not None:
             stats.add("detect", t2 - t1)
             stats.add("model", t3 - t2)
@@ -440,18 +451,10 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
             stats.failed.append(path.name)
             continue
         stats.frames += 1
-        t0 = time.perf_counter()
-        boxes, scores = find_boxes(image, detector, manual_boxes)
-        t1 = time.perf_counter()
-        preds = predictor.predict(image, boxes) if boxes else []
-        t2 = time.perf_counter()
-        stats.add("detect", t1 - t0)
-        stats.add("model", t2 - t1)
+        preds = image_people(image, detector, manual_boxes, predictor.predict, stats)
         if not preds:
             stats.empty_frames += 1
             log.warning("%s: no person found; no parameters written", path.name)
-        for pred in preds:
-            pred.score = scores[pred.person.track_id]  # the box's index: people are numbered largest first
         stats.persons += len(preds)
         write_image_results(writer, path, image, preds, overlay, stats)
     writer.finish(stats)
@@ -494,7 +497,6 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
                 stats.empty_frames += 1
             ids_seen.update(p.person.track_id for p in preds)
             stats.persons += len(preds)
-            stats.track_ids = sorted(ids_seen)
             results.write(index, image, preds, stats)
             if on_frame is not None:
                 on_frame(index, preds)
@@ -505,6 +507,7 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
         bar.close()
         frames.close()
         results.close()
+        stats.track_ids = sorted(ids_seen)
     stats.undecodable = frames.undecodable
     stats.input_problem = frames.problem
     writer.finish(stats)

@@ -43,6 +43,7 @@ from .detector import (
     pad_and_clip_box,
     points_in_image,
 )
+from .types import Person
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,17 @@ class PersonTracker:
                     ids[target.track_id] = old
         self._drop_duplicates()
         return ids
+
+    def learn(self, targets: Sequence[Target], people: Dict[int, Person], t: float,
+              image_size: Tuple[int, int]) -> None:
+        """:meth:`observe` for this frame's people, keyed by the index of their target's box (as the
+        predictor numbers them in ``track_id``), then each person's ``track_id`` set to its track's id."""
+        results = [None if people.get(i) is None else (people[i].joints_2d, people[i].joints[0])
+                   for i in range(len(targets))]
+        ids = self.observe(targets, results, t, image_size)
+        for i, target in enumerate(targets):
+            if people.get(i) is not None:
+                people[i].track_id = ids.get(target.track_id, target.track_id)
 
     # ------------------------------------------------------------------ internals
     def _run_detector(self, image: np.ndarray) -> List[Detection]:

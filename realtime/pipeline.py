@@ -259,20 +259,10 @@ class Pipeline:
     def _complete(self, job: "_InFlight") -> None:
         """Wait for the predictions; the tracker learns where everyone is for the next frame."""
         preds = job.pending.result() if job.pending is not None else []
-        by_target = {p.person.track_id: p.person for p in preds}  # the predictor numbers people by box index
-        results = []
-        for i in range(len(job.targets)):
-            person = by_target.get(i)
-            results.append(None if person is None else (person.joints_2d, person.joints[0]))
+        by_box = {p.person.track_id: p.person for p in preds}  # the predictor numbers people by box index
         h, w = job.frame.image.shape[:2]
-        ids = self.tracker.observe(job.targets, results, _filter_time(job.frame), (w, h))
-        persons = []
-        for i, target in enumerate(job.targets):
-            person = by_target.get(i)
-            if person is not None:
-                person.track_id = ids.get(target.track_id, target.track_id)
-                persons.append(person)
-        job.persons = sorted(persons, key=lambda p: p.track_id)
+        self.tracker.learn(job.targets, by_box, _filter_time(job.frame), (w, h))  # track ids from here on
+        job.persons = sorted(by_box.values(), key=lambda p: p.track_id)
         job.t["infer"] = time.perf_counter_ns()
 
     def _post(self, job: "_InFlight") -> None:

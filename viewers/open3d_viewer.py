@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 #: OpenCV camera frame -> Y-up viewing frame (180 degrees about x).
 FLIP = np.array([1.0, -1.0, -1.0])
 BACKGROUND = (0.12, 0.12, 0.14)
-MESH_COLOR = (0.75, 0.75, 0.68)
 #: One colour per person (RGB, 0..1), by track id; the first matches the single-person colour.
 PERSON_COLORS = ((0.75, 0.75, 0.68), (0.95, 0.55, 0.25), (0.35, 0.65, 0.95), (0.45, 0.8, 0.4),
                  (0.85, 0.4, 0.85), (0.95, 0.85, 0.3))
@@ -135,6 +134,7 @@ class Open3DViewer:
         self._mesh = None
         self._persons = 0
         self._pending_ids: Optional[List[int]] = None
+        self._taken_ids: Optional[List[int]] = None  # the ids taken with the vertices being shown
         self._ids: Optional[tuple] = None
         self._pending_backdrop = None
         self._backdrop = None
@@ -175,8 +175,9 @@ class Open3DViewer:
                 self._last_item = item
                 with self._lock:
                     self._pending = _vertices_of(item) or []
-        with self._lock:
+        with self._lock:  # the ids that came with these vertices (update() may run on another thread)
             verts, self._pending = self._pending, None
+            self._taken_ids = self._pending_ids
         return verts
 
     def _add_axes(self) -> None:
@@ -210,7 +211,8 @@ class Open3DViewer:
 
         o3d = self._o3d
         image, camera, lines = item
-        img = np.ascontiguousarray(image).copy()
+        # a new array (the caller's frame is never drawn on); the text's grey and white are the same in BGR and RGB
+        img = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB)
         _write_lines(img, list(lines) + ["Q/Esc quit  R reset view  P pause"])
         h, w = img.shape[:2]
         if camera is None:
@@ -226,7 +228,7 @@ class Open3DViewer:
         uv = np.array([[0, 0], [1, 1], [1, 0], [0, 0], [0, 1], [1, 1]], np.float64)
         quad.triangle_uvs = o3d.utility.Vector2dVector(uv)
         quad.triangle_material_ids = o3d.utility.IntVector([0, 0])
-        quad.textures = [o3d.geometry.Image(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))]
+        quad.textures = [o3d.geometry.Image(img)]
         if self._backdrop is not None:
             self._vis.remove_geometry(self._backdrop, reset_bounding_box=False)
         self._vis.add_geometry(quad, reset_bounding_box=False)
@@ -253,9 +255,8 @@ class Open3DViewer:
                 self._vis.remove_geometry(self._mesh, reset_bounding_box=False)
                 self._mesh, self._persons = None, 0
             return
-        stacked = np.concatenate([np.asarray(v, np.float64).reshape(-1, 3) for v in verts], 0) * FLIP
-        with self._lock:
-            ids = tuple(self._pending_ids) if self._pending_ids is not None else tuple(range(len(verts)))
+        stacked = stacked_all
+        ids = tuple(self._taken_ids) if self._taken_ids is not None else tuple(range(len(verts)))
         if self._mesh is None or len(verts) != self._persons or ids != self._ids:
             n = len(verts[0]) if verts else 0
             faces = np.concatenate([self.faces + i * n for i in range(len(verts))], 0)

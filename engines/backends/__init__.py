@@ -210,7 +210,7 @@ def _load_auto(model, device: str, precision: Optional[str], options: dict) -> E
                         type(exc).__name__, exc)
     if chosen == "tensorrt":
         return load_engine(model, "tensorrt", device, precision)
-    torch_options = dict(own("torch"))
+    torch_options = own("torch")
     if device.startswith("cuda"):
         torch_options.setdefault("cuda_graph", True)
         return load_engine(model, "torch", device, precision or "fp16", **torch_options)

@@ -28,13 +28,12 @@ import numpy as np
 
 from engines.body_model import NUM_BETAS, NUM_EXPRESSION, NUM_JOINTS
 
-from ..rotations import axis_angle_to_quat, quat_mul, quat_to_axis_angle
+from ..retarget import Q_CAM_TO_WORLD, cam_to_world_position
+from ..rotations import axis_angle_to_quat, quat_align, quat_mul, quat_to_axis_angle
 from . import resample
 from .skeleton import FOOT_JOINTS, JAW, LEFT_HAND_START, RIGHT_HAND_START, Body, Skeleton, joint_positions
 from .take import PersonTrack
 
-#: Rx(180) as a quaternion (x, y, z, w): OpenCV camera frame -> y-up world.
-Q_CAMERA_TO_WORLD = np.array([1.0, 0.0, 0.0, 0.0])
 PLACEMENTS = ("floor", "camera")
 #: Percentile of the per-frame lowest foot height taken as the floor.
 FLOOR_PERCENTILE = 5.0
@@ -87,8 +86,7 @@ def local_rotations(params, hand_mean: np.ndarray) -> np.ndarray:
     aa[:, RIGHT_HAND_START:RIGHT_HAND_START + 15] = params["right_hand_pose"].reshape(n, 15, 3) + hand_mean[1]
     q = axis_angle_to_quat(aa)
     for t in range(1, n):  # keep each joint on one hemisphere over time (slerp takes the short way anyway)
-        flip = np.sum(q[t] * q[t - 1], axis=-1) < 0
-        q[t, flip] *= -1.0
+        q[t] = quat_align(q[t], q[t - 1])
     return q
 
 
@@ -104,13 +102,11 @@ def build_motion(track: PersonTrack, body: Body, fps: float, duration: float, pl
         raise ValueError(f"place must be one of {PLACEMENTS}, got {place!r}")
     out_t = resample.frame_times(duration, fps)
     p = resample.plan(track.times, out_t, max_gap)
-    q_cam = resample.slerp(local_rotations(track.params, body.hand_mean), p)
+    rotations = resample.slerp(local_rotations(track.params, body.hand_mean), p)  # camera frame, a new array
     transl = resample.lerp(track.params["transl"].reshape(len(track), 3), p)
     expression = resample.lerp(track.params["expression"].reshape(len(track), NUM_EXPRESSION), p)
-    rotations = q_cam.copy()
-    rotations[:, 0] = quat_mul(Q_CAMERA_TO_WORLD, q_cam[:, 0])
-    flip = np.array([1.0, -1.0, -1.0])
-    root = (body.skeleton.rest[0] + transl) * flip  # pelvis = J0 + transl in the camera frame
+    rotations[:, 0] = quat_mul(Q_CAM_TO_WORLD, rotations[:, 0])  # the root, into the world frame
+    root = cam_to_world_position(body.skeleton.rest[0] + transl)  # pelvis (J0 + transl), into the world frame
     offset = np.zeros(3)
     if place == "floor":
         joints = joint_positions(body.skeleton, rotations, root)

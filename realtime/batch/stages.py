@@ -128,7 +128,7 @@ def track_and_predict(path: Path, kind: str, predict, manual_boxes=None, max_peo
     every frame as ``mocap video`` / ``mocap image`` find, predict and name them, with ``predict``
     (:func:`crop_predictor`) for the network. Raises ``IOError`` / ``FileNotFoundError`` for an
     input that cannot be read."""
-    from engines.offline import VideoFrames, VideoPeople, find_boxes
+    from engines.offline import VideoFrames, VideoPeople, image_people
 
     path = Path(path)
     if kind == "image":
@@ -137,10 +137,7 @@ def track_and_predict(path: Path, kind: str, predict, manual_boxes=None, max_peo
         image = read_image(path)
         detector = None if manual_boxes else _image_detector(max_people)
         yield InputStart("image", 0.0, 1)
-        boxes, scores = find_boxes(image, detector, manual_boxes)
-        preds = predict(image, boxes) if boxes else []
-        for pred in preds:
-            pred.score = scores[pred.person.track_id]  # the box's index: people are numbered largest first
+        preds = image_people(image, detector, manual_boxes, predict)
         yield PeopleChunk([(1, image, preds)])
         yield InputEnd(1)
         return
