@@ -13,7 +13,7 @@ How the box is built (:func:`landmarks_box`):
   the image are used (Pose extrapolates legs that are out of the picture);
 * Pose stops at the eyes and ears, so a head square around the face centre is
   added (half size from the ear distance, shoulder width and torso length);
-* the bounds are padded on every side (:func:`pad_and_clip_box`) and clipped to
+* the bounds are padded on every side (:func:`engines.geometry.pad_and_clip_box`) and clipped to
   the image.
 
 The same head and padding rules are used by the tracker for boxes built from the
@@ -37,6 +37,17 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .geometry import (
+    DEFAULT_PAD,
+    containment_xywh,
+    grow_along_bones,
+    head_radius,
+    head_square,
+    iou_xywh,
+    pad_and_clip_box,
+    points_in_image,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +79,6 @@ POSE_MODEL_FILES = (
     "modules/pose_landmark/pose_landmark_full.tflite",
 )
 
-#: Default padding of a box built from keypoints, per side, as a fraction of its own size.
-DEFAULT_PAD = 0.10
-#: Minimum padding per side as a fraction of the box's larger side (thin boxes).
-DEFAULT_MIN_PAD = 0.04
 
 
 class DetectorUnavailable(RuntimeError):
@@ -113,135 +120,7 @@ class Detection:
         return np.array([x + w / 2.0, y + h / 2.0], dtype=np.float32)
 
 
-# --------------------------------------------------------------------------- box helpers
-
-
-def iou_xywh(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two xywh boxes (0 when either is empty)."""
-    ax, ay, aw, ah = (float(v) for v in a)
-    bx, by, bw, bh = (float(v) for v in b)
-    if aw <= 0 or ah <= 0 or bw <= 0 or bh <= 0:
-        return 0.0
-    iw = min(ax + aw, bx + bw) - max(ax, bx)
-    ih = min(ay + ah, by + bh) - max(ay, by)
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / (aw * ah + bw * bh - inter)
-
-
-def pad_and_clip_box(
-    x1: float, y1: float, x2: float, y2: float,
-    image_size: Tuple[int, int],
-    pad: float = DEFAULT_PAD,
-    min_pad: float = DEFAULT_MIN_PAD,
-) -> Optional[np.ndarray]:
-    """Pad the bounds (x1, y1, x2, y2) and clip them to the image; returns xywh or None.
-
-    Each side moves out by ``max(pad * own extent, min_pad * larger extent)``, so a
-    thin box (a person seen side-on) still gets some margin. ``image_size`` is
-    (width, height). None when the clipped box is empty.
-    """
-    width, height = image_size
-    w, h = x2 - x1, y2 - y1
-    if not np.isfinite([x1, y1, x2, y2]).all() or w < 0 or h < 0:
-        return None
-    big = max(w, h)
-    px = max(pad * w, min_pad * big)
-    py = max(pad * h, min_pad * big)
-    cx1, cy1 = max(0.0, x1 - px), max(0.0, y1 - py)
-    cx2, cy2 = min(float(width), x2 + px), min(float(height), y2 + py)
-    if cx2 <= cx1 or cy2 <= cy1:
-        return None
-    return np.array([cx1, cy1, cx2 - cx1, cy2 - cy1], dtype=np.float32)
-
-
-def head_square(center: np.ndarray, radius: float) -> np.ndarray:
-    """The four corners of a square of half size ``radius`` around ``center`` (4, 2)."""
-    cx, cy = float(center[0]), float(center[1])
-    r = float(radius)
-    return np.array([[cx - r, cy - r], [cx + r, cy - r], [cx - r, cy + r], [cx + r, cy + r]], np.float32)
-
-
-def head_radius(
-    left_ear: np.ndarray, right_ear: np.ndarray,
-    left_shoulder: np.ndarray, right_shoulder: np.ndarray,
-    left_hip: np.ndarray, right_hip: np.ndarray,
-) -> float:
-    """Half size of the head in pixels, robust to the view direction.
-
-    The ear distance shrinks in profile and the shoulder width when side-on, the
-    torso length when bent forward: take the largest of the three estimates.
-    """
-    ear = float(np.linalg.norm(np.subtract(left_ear, right_ear)))
-    shoulders = float(np.linalg.norm(np.subtract(left_shoulder, right_shoulder)))
-    torso = float(np.linalg.norm(
-        (np.add(left_shoulder, right_shoulder) - np.add(left_hip, right_hip)) / 2.0))
-    return max(0.6 * ear, 0.3 * shoulders, 0.25 * torso)
-
-
-def points_in_image(points: np.ndarray, image_size: Tuple[int, int], margin: float = 0.0) -> np.ndarray:
-    """Boolean mask of the (N, 2) points inside the image grown by ``margin`` (fraction of its size)."""
-    width, height = image_size
-    mx, my = margin * width, margin * height
-    pts = np.asarray(points, dtype=np.float64)
-    finite = np.isfinite(pts).all(axis=1)
-    with np.errstate(invalid="ignore"):
-        inside = (pts[:, 0] >= -mx) & (pts[:, 0] <= width + mx) & (pts[:, 1] >= -my) & (pts[:, 1] <= height + my)
-    return finite & inside
-
-
-def segment_exit(inside_point: np.ndarray, outside_point: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
-    """Where the segment from a point inside the image to one outside it crosses the border."""
-    width, height = image_size
-    a = np.asarray(inside_point, dtype=np.float64)
-    d = np.asarray(outside_point, dtype=np.float64) - a
-    t = 1.0
-    for k, limit in ((0, width), (1, height)):
-        if d[k] > 0 and a[k] + d[k] > limit:
-            t = min(t, (limit - a[k]) / d[k])
-        elif d[k] < 0 and a[k] + d[k] < 0:
-            t = min(t, -a[k] / d[k])
-    return (a + max(t, 0.0) * d).astype(np.float32)
-
-
-def grow_along_bones(
-    points: np.ndarray,
-    used: np.ndarray,
-    edges: Sequence[Tuple[int, int]],
-    image_size: Tuple[int, int],
-    can_extend: Optional[np.ndarray] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Follow the skeleton out from the ``used`` points.
-
-    A neighbour inside the image joins the used set when ``can_extend`` allows it
-    (all by default), and the walk goes on from it; a neighbour outside the image
-    adds the point where the bone leaves the picture (the limb is visible up to
-    the border). Returns (used mask, (K, 2) border points).
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    used = np.array(used, dtype=bool)
-    inside = points_in_image(pts, image_size)
-    allowed = np.ones(len(pts), bool) if can_extend is None else np.asarray(can_extend, bool)
-    neighbours = {}
-    for a, b in edges:
-        neighbours.setdefault(a, []).append(b)
-        neighbours.setdefault(b, []).append(a)
-    exits = []
-    queue = [int(i) for i in np.flatnonzero(used)]
-    while queue:
-        a = queue.pop()
-        for b in neighbours.get(a, ()):
-            if used[b] or not np.isfinite(pts[b]).all():
-                continue
-            if inside[b]:
-                if allowed[b]:
-                    used[b] = True
-                    queue.append(b)
-            elif inside[a]:
-                exits.append(segment_exit(pts[a], pts[b], image_size))
-    border = np.array(exits, dtype=np.float32).reshape(-1, 2)
-    return used, border
+# --------------------------------------------------------------------------- boxes (geometry: engines.geometry)
 
 
 def landmarks_box(
@@ -280,17 +159,6 @@ def landmarks_box(
     x1, y1 = allp.min(axis=0)
     x2, y2 = allp.max(axis=0)
     return pad_and_clip_box(x1, y1, x2, y2, image_size, pad=pad)
-
-
-def containment_xywh(inner: Sequence[float], outer: Sequence[float]) -> float:
-    """Share of ``inner``'s area that lies inside ``outer``."""
-    ix, iy, iw, ih = (float(v) for v in inner)
-    ox, oy, ow, oh = (float(v) for v in outer)
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    w = min(ix + iw, ox + ow) - max(ix, ox)
-    h = min(iy + ih, oy + oh) - max(iy, oy)
-    return max(w, 0.0) * max(h, 0.0) / (iw * ih)
 
 
 def _same_or_merged(new: Sequence[float], old: Sequence[float]) -> bool:

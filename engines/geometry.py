@@ -3,17 +3,28 @@
 Numpy parts follow the official demo (``common/utils/preprocessing.py``); torch
 parts are the differentiable helpers the network uses (``common/utils/transforms.py``).
 Everything here is stateless and unit-tested against literal re-derivations.
+
+Person boxes (xywh, full-frame pixels) live here too: IoU and containment, padding and
+clipping, the head square, following a skeleton to the image border, and
+:func:`box_from_joints`, the detector-like box around projected SMPL-X joints that the
+tracker follows a person with (:mod:`engines.detector` builds its boxes from Pose
+landmarks with the same rules).
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .body_model import NUM_JOINTS, PARENTS
+
+log = logging.getLogger(__name__)
 
 #: Model input crop (height, width) and the ViT input it is subsampled to.
 INPUT_IMG_SHAPE = (512, 384)
@@ -62,6 +73,24 @@ def process_bbox(bbox, img_width: int, img_height: int, ratio: float = BBOX_RATI
     box[0] = c_x - box[2] / 2.0
     box[1] = c_y - box[3] / 2.0
     return box.astype(np.float32)
+
+
+def process_bboxes(bboxes: Sequence[Sequence[float]], img_width: int, img_height: int
+                   ) -> Tuple[List[int], List[np.ndarray], List[np.ndarray]]:
+    """The boxes the model sees for a frame's raw boxes (xywh): :func:`process_bbox` for each, with
+    its crop-to-frame affine. Returns (index of each kept box in ``bboxes``, processed boxes,
+    affines); a box degenerate after clipping is skipped with a warning."""
+    kept, boxes, invs = [], [], []
+    for i, raw in enumerate(bboxes):
+        box = process_bbox(raw, img_width, img_height)
+        if box is None:
+            log.warning("box %s is degenerate after clipping to the %dx%d frame; skipped", list(raw),
+                        img_width, img_height)
+            continue
+        kept.append(i)
+        boxes.append(box)
+        invs.append(crop_transform(box, inverse=True))
+    return kept, boxes, invs
 
 
 def crop_transform(bbox, out_shape=INPUT_IMG_SHAPE, inverse: bool = False) -> np.ndarray:
@@ -351,3 +380,232 @@ def restore_bbox(center: torch.Tensor, size: torch.Tensor, aspect_ratio: float, 
     nx1 = c_x - w / 2.0
     ny1 = c_y - h / 2.0
     return torch.stack((nx1, ny1, w + nx1, h + ny1), 1)
+
+
+# --------------------------------------------------------------------------- person boxes
+
+#: Default padding of a box built from keypoints, per side, as a fraction of its own size.
+DEFAULT_PAD = 0.10
+#: Minimum padding per side as a fraction of the box's larger side (thin boxes).
+DEFAULT_MIN_PAD = 0.04
+
+
+def iou_xywh(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two xywh boxes (0 when either is empty)."""
+    ax, ay, aw, ah = (float(v) for v in a)
+    bx, by, bw, bh = (float(v) for v in b)
+    if aw <= 0 or ah <= 0 or bw <= 0 or bh <= 0:
+        return 0.0
+    iw = min(ax + aw, bx + bw) - max(ax, bx)
+    ih = min(ay + ah, by + bh) - max(ay, by)
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def pad_and_clip_box(
+    x1: float, y1: float, x2: float, y2: float,
+    image_size: Tuple[int, int],
+    pad: float = DEFAULT_PAD,
+    min_pad: float = DEFAULT_MIN_PAD,
+) -> Optional[np.ndarray]:
+    """Pad the bounds (x1, y1, x2, y2) and clip them to the image; returns xywh or None.
+
+    Each side moves out by ``max(pad * own extent, min_pad * larger extent)``, so a
+    thin box (a person seen side-on) still gets some margin. ``image_size`` is
+    (width, height). None when the clipped box is empty.
+    """
+    width, height = image_size
+    w, h = x2 - x1, y2 - y1
+    if not np.isfinite([x1, y1, x2, y2]).all() or w < 0 or h < 0:
+        return None
+    big = max(w, h)
+    px = max(pad * w, min_pad * big)
+    py = max(pad * h, min_pad * big)
+    cx1, cy1 = max(0.0, x1 - px), max(0.0, y1 - py)
+    cx2, cy2 = min(float(width), x2 + px), min(float(height), y2 + py)
+    if cx2 <= cx1 or cy2 <= cy1:
+        return None
+    return np.array([cx1, cy1, cx2 - cx1, cy2 - cy1], dtype=np.float32)
+
+
+def head_square(center: np.ndarray, radius: float) -> np.ndarray:
+    """The four corners of a square of half size ``radius`` around ``center`` (4, 2)."""
+    cx, cy = float(center[0]), float(center[1])
+    r = float(radius)
+    return np.array([[cx - r, cy - r], [cx + r, cy - r], [cx - r, cy + r], [cx + r, cy + r]], np.float32)
+
+
+def head_radius(
+    left_ear: np.ndarray, right_ear: np.ndarray,
+    left_shoulder: np.ndarray, right_shoulder: np.ndarray,
+    left_hip: np.ndarray, right_hip: np.ndarray,
+) -> float:
+    """Half size of the head in pixels, robust to the view direction.
+
+    The ear distance shrinks in profile and the shoulder width when side-on, the
+    torso length when bent forward: take the largest of the three estimates.
+    """
+    ear = float(np.linalg.norm(np.subtract(left_ear, right_ear)))
+    shoulders = float(np.linalg.norm(np.subtract(left_shoulder, right_shoulder)))
+    torso = float(np.linalg.norm(
+        (np.add(left_shoulder, right_shoulder) - np.add(left_hip, right_hip)) / 2.0))
+    return max(0.6 * ear, 0.3 * shoulders, 0.25 * torso)
+
+
+def points_in_image(points: np.ndarray, image_size: Tuple[int, int], margin: float = 0.0) -> np.ndarray:
+    """Boolean mask of the (N, 2) points inside the image grown by ``margin`` (fraction of its size)."""
+    width, height = image_size
+    mx, my = margin * width, margin * height
+    pts = np.asarray(points, dtype=np.float64)
+    finite = np.isfinite(pts).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        inside = (pts[:, 0] >= -mx) & (pts[:, 0] <= width + mx) & (pts[:, 1] >= -my) & (pts[:, 1] <= height + my)
+    return finite & inside
+
+
+def segment_exit(inside_point: np.ndarray, outside_point: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
+    """Where the segment from a point inside the image to one outside it crosses the border."""
+    width, height = image_size
+    a = np.asarray(inside_point, dtype=np.float64)
+    d = np.asarray(outside_point, dtype=np.float64) - a
+    t = 1.0
+    for k, limit in ((0, width), (1, height)):
+        if d[k] > 0 and a[k] + d[k] > limit:
+            t = min(t, (limit - a[k]) / d[k])
+        elif d[k] < 0 and a[k] + d[k] < 0:
+            t = min(t, -a[k] / d[k])
+    return (a + max(t, 0.0) * d).astype(np.float32)
+
+
+def grow_along_bones(
+    points: np.ndarray,
+    used: np.ndarray,
+    edges: Sequence[Tuple[int, int]],
+    image_size: Tuple[int, int],
+    can_extend: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Follow the skeleton out from the ``used`` points.
+
+    A neighbour inside the image joins the used set when ``can_extend`` allows it
+    (all by default), and the walk goes on from it; a neighbour outside the image
+    adds the point where the bone leaves the picture (the limb is visible up to
+    the border). Returns (used mask, (K, 2) border points).
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    used = np.array(used, dtype=bool)
+    inside = points_in_image(pts, image_size)
+    allowed = np.ones(len(pts), bool) if can_extend is None else np.asarray(can_extend, bool)
+    neighbours = {}
+    for a, b in edges:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    exits = []
+    queue = [int(i) for i in np.flatnonzero(used)]
+    while queue:
+        a = queue.pop()
+        for b in neighbours.get(a, ()):
+            if used[b] or not np.isfinite(pts[b]).all():
+                continue
+            if inside[b]:
+                if allowed[b]:
+                    used[b] = True
+                    queue.append(b)
+            elif inside[a]:
+                exits.append(segment_exit(pts[a], pts[b], image_size))
+    border = np.array(exits, dtype=np.float32).reshape(-1, 2)
+    return used, border
+
+
+def containment_xywh(inner: Sequence[float], outer: Sequence[float]) -> float:
+    """Share of ``inner``'s area that lies inside ``outer``."""
+    ix, iy, iw, ih = (float(v) for v in inner)
+    ox, oy, ow, oh = (float(v) for v in outer)
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    w = min(ix + iw, ox + ow) - max(ix, ox)
+    h = min(iy + ih, oy + oh) - max(iy, oy)
+    return max(w, 0.0) * max(h, 0.0) / (iw * ih)
+
+
+# SMPL-X joint ids (the 144-joint output of the ``smplx`` layer with face contour).
+J_PELVIS, J_LEFT_HIP, J_RIGHT_HIP = 0, 1, 2
+J_LEFT_ANKLE, J_RIGHT_ANKLE = 7, 8
+J_HEAD = 15
+J_LEFT_SHOULDER, J_RIGHT_SHOULDER = 16, 17
+J_NOSE, J_RIGHT_EYE, J_LEFT_EYE, J_RIGHT_EAR, J_LEFT_EAR = 55, 56, 57, 58, 59
+#: Joints the box is built from: 55 kinematic + nose/eyes/ears, toes/heels, fingertips.
+NUM_BOX_JOINTS = 76
+#: Body joints (no fingers) whose share inside the image decides "mostly outside".
+BODY_JOINTS = tuple(range(0, 22)) + tuple(range(55, 66))
+HEAD_JOINTS = (J_HEAD, J_NOSE, J_RIGHT_EYE, J_LEFT_EYE, J_RIGHT_EAR, J_LEFT_EAR)
+
+#: Parent of each extra keypoint 55..75 (face to head, toes/heels to ankles, tips to last phalanx).
+_EXTRA_PARENTS = {
+    55: J_HEAD, 56: J_HEAD, 57: J_HEAD, 58: J_HEAD, 59: J_HEAD,
+    60: J_LEFT_ANKLE, 61: J_LEFT_ANKLE, 62: J_LEFT_ANKLE,
+    63: J_RIGHT_ANKLE, 64: J_RIGHT_ANKLE, 65: J_RIGHT_ANKLE,
+    66: 39, 67: 27, 68: 30, 69: 36, 70: 33,  # left thumb, index, middle, ring, pinky tips
+    71: 54, 72: 42, 73: 45, 74: 51, 75: 48,  # right thumb, index, middle, ring, pinky tips
+}
+#: Bones of the box joints (SMPL-X kinematic tree plus the extra keypoints).
+SMPLX_BONES: Tuple[Tuple[int, int], ...] = tuple(
+    [(int(PARENTS[j]), j) for j in range(1, NUM_JOINTS)] + sorted((p, c) for c, p in _EXTRA_PARENTS.items())
+)
+
+
+def box_from_joints(
+    joints_2d: np.ndarray,
+    image_size: Tuple[int, int],
+    pad: float = DEFAULT_PAD,
+    near: float = 0.05,
+) -> Optional[np.ndarray]:
+    """Detector-like xywh box around projected SMPL-X joints, or None.
+
+    Uses the 55 kinematic joints and the face, feet and fingertip keypoints
+    (ids 55-75, when present) that lie inside the image or within ``near`` (a
+    fraction of the image size) of it; where a bone leaves the picture the
+    border crossing counts too. Headroom above the head joints, padding and
+    clipping follow :func:`engines.detector.landmarks_box`. ``image_size`` is
+    (width, height). None when no joint is usable or the box is empty.
+    """
+    pts = np.asarray(joints_2d, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] < NUM_JOINTS:
+        raise ValueError(f"joints_2d must be (J >= {NUM_JOINTS}, 2), got {pts.shape}")
+    n = min(pts.shape[0], NUM_BOX_JOINTS)
+    pts = pts[:n]
+    used = points_in_image(pts, image_size, margin=near)
+    if not used.any():
+        return None
+    bones = [(a, b) for a, b in SMPLX_BONES if a < n and b < n]
+    _, border = grow_along_bones(pts, used, bones, image_size, can_extend=np.zeros(n, bool))
+    parts = [pts[used].astype(np.float32), border]
+    head = [j for j in HEAD_JOINTS if j < n and used[j]]
+    if head:
+        ears = (J_LEFT_EAR, J_RIGHT_EAR)
+        center = pts[list(ears)].mean(axis=0) if all(j < n and used[j] for j in ears) else pts[head].mean(axis=0)
+        radius = head_radius(
+            pts[J_LEFT_EAR] if n > J_LEFT_EAR else pts[J_HEAD],
+            pts[J_RIGHT_EAR] if n > J_RIGHT_EAR else pts[J_HEAD],
+            pts[J_LEFT_SHOULDER], pts[J_RIGHT_SHOULDER], pts[J_LEFT_HIP], pts[J_RIGHT_HIP],
+        )
+        if np.isfinite(radius):
+            parts.append(head_square(center, radius))
+    allp = np.concatenate(parts, axis=0)
+    allp = allp[np.isfinite(allp).all(axis=1)]
+    if len(allp) == 0:
+        return None
+    x1, y1 = allp.min(axis=0)
+    x2, y2 = allp.max(axis=0)
+    return pad_and_clip_box(float(x1), float(y1), float(x2), float(y2), image_size, pad=pad)
+
+
+def fraction_inside(joints_2d: np.ndarray, image_size: Tuple[int, int],
+                    ids: Sequence[int] = BODY_JOINTS) -> float:
+    """Share of the body joints (``ids`` that exist) that lie inside the image."""
+    pts = np.asarray(joints_2d, dtype=np.float64)
+    ids = [i for i in ids if i < pts.shape[0]]
+    if not ids:
+        return 0.0
+    return float(points_in_image(pts[ids], image_size).mean())

@@ -6,7 +6,7 @@ frame and any number of person boxes (batched through the network).
 """
 from __future__ import annotations
 
-import logging
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -20,20 +20,26 @@ from . import geometry as G
 from .backends.base import Engine
 from .body_model import BodyModel, network_inputs
 
-log = logging.getLogger(__name__)
-
-
 @dataclass
 class Prediction:
     """One person's result in a frame, with everything the writers and streams need."""
 
+    #: The person, ``track_id`` None: whoever names people (a tracker, ``mocap image``'s numbering)
+    #: builds the final person with ``dataclasses.replace(person, track_id=...)``.
     person: Person
+    #: Position of this person's box in the boxes given to :meth:`Predictor.predict` (a box that is
+    #: degenerate after clipping gets no prediction, so indices may skip).
+    box_index: int
     #: Official-style extras: hand/face boxes (xyxy) in full-frame pixels, joint_img.
     lhand_bbox: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     rhand_bbox: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     face_bbox: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     #: The detector's score for this person's box (None: not from a detector).
     score: Optional[float] = None
+
+    def named(self, track_id: int, score: Optional[float] = None) -> "Prediction":
+        """This prediction with its person named ``track_id`` (and the detector's ``score``)."""
+        return dataclasses.replace(self, person=dataclasses.replace(self.person, track_id=track_id), score=score)
 
     def npz_dict(self) -> Dict[str, np.ndarray]:
         """Exactly the official demo's npz content (keys, shapes)."""
@@ -99,18 +105,8 @@ class Predictor:
         """The crops of a float RGB frame for raw boxes (xywh): (indices kept, patches, processed
         boxes, crop-to-frame affines); a box degenerate after clipping is skipped."""
         h, w = image_rgb.shape[:2]
-        kept, patches, boxes, invs = [], [], [], []
-        for i, raw in enumerate(bboxes):
-            box = G.process_bbox(raw, w, h)
-            if box is None:
-                log.warning("box %s is degenerate after clipping to the %dx%d frame; skipped", list(raw), w, h)
-                continue
-            patch, _, inv = G.crop_image(image_rgb, box)
-            kept.append(i)
-            patches.append(patch)
-            boxes.append(box)
-            invs.append(inv)
-        return kept, patches, boxes, invs
+        kept, boxes, invs = G.process_bboxes(bboxes, w, h)
+        return kept, [G.crop_image(image_rgb, box)[0] for box in boxes], boxes, invs
 
     def predict(self, image_bgr: np.ndarray, bboxes: Sequence[Sequence[float]],
                 image_is_rgb_float: bool = False) -> List[Prediction]:
@@ -163,14 +159,14 @@ def assemble_predictions(out: Dict[str, np.ndarray], verts: Optional[np.ndarray]
     for b, i in enumerate(kept):
         cam = G.full_frame_camera(boxes[b])
         person = Person(
-            track_id=i, params=params_from_outputs(out, b), bbox=boxes[b],
+            track_id=None, params=params_from_outputs(out, b), bbox=boxes[b],
             bbox_detector=np.asarray(bboxes[i], np.float64),
             focal=np.array(cam.focal, np.float64), princpt=np.array(cam.princpt, np.float64),
             vertices=verts[b] if verts is not None else None, joints=joints[b],
             joints_2d=cam.project(joints[b]).astype(np.float32),
         )
         results.append(Prediction(
-            person,
+            person, i,
             lhand_bbox=_crop_box_to_frame(out["lhand_bbox"][b], invs[b]),
             rhand_bbox=_crop_box_to_frame(out["rhand_bbox"][b], invs[b]),
             face_bbox=_crop_box_to_frame(out["face_bbox"][b], invs[b]),
@@ -218,15 +214,7 @@ class _DevicePath:
 
     def launch(self, predictor: Predictor, image_bgr: np.ndarray, bboxes) -> PendingPrediction:
         h, w = image_bgr.shape[:2]
-        kept, boxes, invs = [], [], []
-        for i, raw in enumerate(bboxes):
-            box = G.process_bbox(raw, w, h)
-            if box is None:
-                log.warning("box %s is degenerate after clipping to the %dx%d frame; skipped", list(raw), w, h)
-                continue
-            kept.append(i)
-            boxes.append(box)
-            invs.append(G.crop_transform(box, inverse=True))
+        kept, boxes, invs = G.process_bboxes(bboxes, w, h)
         if not kept:
             return PendingPrediction(lambda: [])
         frame = self._upload(image_bgr)

@@ -265,9 +265,7 @@ def image_people(image: np.ndarray, detector, manual_boxes, predict: Callable, s
     if stats is not None:
         stats.add("detect", t1 - t0)
         stats.add("model", time.perf_counter() - t1)
-    for pred in preds:
-        pred.score = scores[pred.person.track_id]
-    return preds
+    return [pred.named(pred.box_index, scores[pred.box_index]) for pred in preds]
 
 
 def write_image_results(writer: ResultWriter, path: Path, image: np.ndarray, preds: Sequence[Prediction],
@@ -344,18 +342,19 @@ class VideoFrames:
         self.close()
 
 
-#: ``predict(image_bgr, boxes) -> [Prediction]`` with ``person.track_id`` = the box's index
+#: ``predict(image_bgr, boxes) -> [Prediction]``, each with its ``box_index`` in ``boxes``
 #: (:meth:`Predictor.predict`, or a stand-in that runs the network elsewhere).
 PredictFn = Callable[[np.ndarray, Sequence[np.ndarray]], List[Prediction]]
 
 
 class VideoPeople:
     """The people of each frame of a video as ``mocap video`` finds and names them: boxes from a
-    :class:`engines.tracking.PersonTracker` around ``detector`` (the detector on every frame, its
+    :class:`engines.tracking.PersonTracker` fed by ``detector`` (the detector on every frame, its
     ``max_people`` the bound; ``--bbox`` boxes instead keep their index as id), the prediction,
-    then the tracker learns from it and gives each person their track id and detector score."""
+    then the tracker learns from it and names each box's person (track id) with its detector score."""
 
     def __init__(self, detector, manual_boxes, fps: float, grace_s: float = 1.0):
+        from .detection_schedule import DetectionSchedule
         from .tracking import PersonTracker
 
         self.detector = detector
@@ -363,8 +362,9 @@ class VideoPeople:
         self.fps = fps
         self.tracker = None
         if not manual_boxes:
-            self.tracker = PersonTracker(detector, max_people=getattr(detector, "max_people", 1), redetect_every=1,
-                                         grace_s=grace_s, confirm_passes=max(2, int(round(fps * 0.5))))
+            tracker = PersonTracker(max_people=getattr(detector, "max_people", 1), grace_s=grace_s,
+                                    confirm_passes=max(2, int(round(fps * 0.5))))
+            self.tracker = DetectionSchedule(detector, tracker, redetect_every=1)
 
     def frame(self, index: int, image: np.ndarray, predict: PredictFn,
               stats: Optional[RunStats] = None) -> List[Prediction]:
@@ -380,15 +380,15 @@ class VideoPeople:
         t2 = time.perf_counter()
         preds = predict(image, boxes) if boxes else []
         t3 = time.perf_counter()
-        for pred in preds:
-            pred.score = scores[pred.person.track_id]  # the predictor numbers people by box index
-        if targets is not None:
-            self.tracker.learn(targets, {p.person.track_id: p.person for p in preds}, now,
-                               (image.shape[1], image.shape[0]))
+        if targets is None:  # --bbox boxes: the box's index is the id
+            ids = {p.box_index: p.box_index for p in preds}
+        else:
+            ids = self.tracker.identify(targets, {p.box_index: p.person for p in preds}, now,
+                                        (image.shape[1], image.shape[0]))
         if stats is not None:
             stats.add("detect", t2 - t1)
             stats.add("model", t3 - t2)
-        return preds
+        return [p.named(ids[p.box_index], scores[p.box_index]) for p in preds]
 
 
 class VideoResults:

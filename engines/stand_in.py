@@ -51,13 +51,7 @@ class StandInPredictor:
         if call in self.miss_calls:
             bboxes = []
         h, w = image_bgr.shape[:2]
-        kept, boxes, invs = [], [], []
-        for i, raw in enumerate(bboxes):
-            box = G.process_bbox(raw, w, h)
-            if box is not None:
-                kept.append(i)
-                boxes.append(box)
-                invs.append(G.crop_transform(box, inverse=True))
+        kept, boxes, invs = G.process_bboxes(bboxes, w, h)
         n = len(kept)
         out = {k: (self._rng.standard_normal((n,) + PARAM_SHAPES[v]) * 0.05).astype(np.float32)
                for k, v in PARAM_OF_OUTPUT.items()}
@@ -91,12 +85,10 @@ def _normalise(points: np.ndarray) -> np.ndarray:
 def _calibrate(unit: np.ndarray):
     """Where in a person box the unit joints go (offset, scale per axis) so that the tracker's
     box around them (``box_from_joints``: padding, headroom) is that box again."""
-    from .tracking import box_from_joints
-
     ref = np.array([1000.0, 1000.0, 200.0, 400.0])
     offset, scale = np.array([0.1, 0.1]), np.array([0.8, 0.8])
     for _ in range(8):
-        got = box_from_joints(ref[:2] + (offset + scale * unit) * ref[2:], (4000, 4000))
+        got = G.box_from_joints(ref[:2] + (offset + scale * unit) * ref[2:], (4000, 4000))
         scale = scale * ref[2:] / got[2:]
         offset = offset + (ref[:2] - got[:2]) / ref[2:]
     return offset, scale

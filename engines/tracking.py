@@ -1,141 +1,69 @@
-"""Person identities over time: detect, then follow each person with the model's own joints.
+"""Person identities over time: tracks as explicit state, matched to detections, followed by joints.
 
 Running the detector costs 30-50 ms per person on this CPU. Once a person is found, the
 previous frame's SMPL-X joints, projected into the full frame, give a good box for the next
-frame (:func:`box_from_joints`, padded like the detector's boxes in :mod:`engines.detector`,
-so ``process_bbox``'s 1.25 padding sees a similar box). :class:`PersonTracker` keeps one
-track per person (``max_people`` at most), each with its own id:
+frame (:func:`engines.geometry.box_from_joints`, padded like the detector's boxes, so
+``process_bbox``'s 1.25 padding sees a similar box). :class:`PersonTracker` keeps one
+:class:`Track` per person (``max_people`` tracked at most), each with its own id and a
+:class:`TrackState`, the way ByteTrack does:
 
-* **Following**: a track whose last prediction gave plausible joints gets its joint box.
-  Joints are implausible when they are not finite, mostly outside the image (the person
-  walked out), the joint box is degenerate or too small, or it jumped (IoU with the track's
-  last box below ``min_iou``); the track then counts as missed.
-* **Detecting** runs when a track was missed, every ``redetect_every`` frames (so that
-  newcomers are found when fewer than ``max_people`` are tracked; 0 = only on a miss), and
-  while nobody is tracked. A track followed by its joints that ``confirm_passes`` detector
-  passes in a row do not see is dropped (the model predicts a body even on an empty crop, so
-  joints alone could follow a ghost). Detections are matched to the tracks' expected boxes (joint box,
-  else last box moved by the track's velocity) greedily by IoU, highest first (ByteTrack's
-  association without its second score tier: the detector's scores here are near 1).
-* **Lost tracks** are kept for ``grace_s`` seconds: a detection overlapping a lost track's
-  expected box brings it back with its id, and after the prediction a brand-new track whose
-  3-D root lies within ``relink_m`` metres of a recently lost track's last root takes that
-  id instead (the allowance grows by ``WALK_SPEED`` per second hidden; :meth:`PersonTracker.observe`),
-  so a person hidden for a moment comes back as
-  themselves. Ids are never given to anyone else; a new person gets a new id.
+* **tracked**: the person is being followed. A track whose last prediction gave plausible
+  joints gets its joint box. Joints are implausible when they are not finite, mostly outside
+  the image (the person walked out), the joint box is degenerate or too small, or it jumped
+  (IoU with the track's last box below ``min_iou``); the track is then **lost**.
+* **Detections** (the tracker never runs the detector: :class:`engines.detection_schedule.
+  DetectionSchedule` decides when, and hands them to :meth:`PersonTracker.step`) are matched to
+  the tracked tracks' expected boxes (joint box, else last box moved by the track's velocity)
+  by optimal assignment on IoU (:mod:`engines.matching`; ByteTrack's association without its
+  second score tier: the detector's scores here are near 1). A track with neither a detection
+  nor joints is lost; a track followed by its joints that ``confirm_passes`` detector passes in
+  a row do not see is lost too (the model predicts a body even on an empty crop, so joints
+  alone could follow a ghost). :attr:`PersonTracker.needs_detection` asks for a pass at once
+  when someone was lost or nobody is tracked.
+* **lost** tracks are kept for ``grace_s`` seconds, then **removed**: detections left over are
+  matched to where the lost tracks went (last box moved by their velocity), which brings them
+  back, tracked, with their id; and after the prediction a brand-new track whose 3-D root lies
+  within ``relink_m`` metres of a recently lost track's last root takes that id instead (the
+  allowance grows by ``WALK_SPEED`` per second hidden; :meth:`PersonTracker.observe`), so a
+  person hidden for a moment comes back as themselves. Detections still left start new
+  tracks, largest first. Ids are never given to anyone else; a new person gets a new id.
+
+Identity is returned, never written into a person: :meth:`PersonTracker.identify` maps each
+predicted box (its index in the frame's targets) to the id its person goes by, and the caller
+builds the final :class:`engines.types.Person` with that id.
 """
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .body_model import NUM_JOINTS, PARENTS
-from .detector import (
-    DEFAULT_PAD,
-    Detection,
-    grow_along_bones,
-    head_radius,
-    head_square,
-    iou_xywh,
-    pad_and_clip_box,
-    points_in_image,
-)
+from .detector import Detection
+from .geometry import DEFAULT_PAD, NUM_JOINTS, box_from_joints, fraction_inside, iou_xywh
+from .matching import match_by_iou
 from .types import Person
 
 log = logging.getLogger(__name__)
-
-# SMPL-X joint ids (the 144-joint output of the ``smplx`` layer with face contour).
-J_PELVIS, J_LEFT_HIP, J_RIGHT_HIP = 0, 1, 2
-J_LEFT_ANKLE, J_RIGHT_ANKLE = 7, 8
-J_HEAD = 15
-J_LEFT_SHOULDER, J_RIGHT_SHOULDER = 16, 17
-J_NOSE, J_RIGHT_EYE, J_LEFT_EYE, J_RIGHT_EAR, J_LEFT_EAR = 55, 56, 57, 58, 59
-#: Joints the box is built from: 55 kinematic + nose/eyes/ears, toes/heels, fingertips.
-NUM_BOX_JOINTS = 76
-#: Body joints (no fingers) whose share inside the image decides "mostly outside".
-BODY_JOINTS = tuple(range(0, 22)) + tuple(range(55, 66))
-HEAD_JOINTS = (J_HEAD, J_NOSE, J_RIGHT_EYE, J_LEFT_EYE, J_RIGHT_EAR, J_LEFT_EAR)
-
-#: Parent of each extra keypoint 55..75 (face to head, toes/heels to ankles, tips to last phalanx).
-_EXTRA_PARENTS = {
-    55: J_HEAD, 56: J_HEAD, 57: J_HEAD, 58: J_HEAD, 59: J_HEAD,
-    60: J_LEFT_ANKLE, 61: J_LEFT_ANKLE, 62: J_LEFT_ANKLE,
-    63: J_RIGHT_ANKLE, 64: J_RIGHT_ANKLE, 65: J_RIGHT_ANKLE,
-    66: 39, 67: 27, 68: 30, 69: 36, 70: 33,  # left thumb, index, middle, ring, pinky tips
-    71: 54, 72: 42, 73: 45, 74: 51, 75: 48,  # right thumb, index, middle, ring, pinky tips
-}
-#: Bones of the box joints (SMPL-X kinematic tree plus the extra keypoints).
-SMPLX_BONES: Tuple[Tuple[int, int], ...] = tuple(
-    [(int(PARENTS[j]), j) for j in range(1, NUM_JOINTS)] + sorted((p, c) for c, p in _EXTRA_PARENTS.items())
-)
-
-
-def box_from_joints(
-    joints_2d: np.ndarray,
-    image_size: Tuple[int, int],
-    pad: float = DEFAULT_PAD,
-    near: float = 0.05,
-) -> Optional[np.ndarray]:
-    """Detector-like xywh box around projected SMPL-X joints, or None.
-
-    Uses the 55 kinematic joints and the face, feet and fingertip keypoints
-    (ids 55-75, when present) that lie inside the image or within ``near`` (a
-    fraction of the image size) of it; where a bone leaves the picture the
-    border crossing counts too. Headroom above the head joints, padding and
-    clipping follow :func:`engines.detector.landmarks_box`. ``image_size`` is
-    (width, height). None when no joint is usable or the box is empty.
-    """
-    pts = np.asarray(joints_2d, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] < NUM_JOINTS:
-        raise ValueError(f"joints_2d must be (J >= {NUM_JOINTS}, 2), got {pts.shape}")
-    n = min(pts.shape[0], NUM_BOX_JOINTS)
-    pts = pts[:n]
-    used = points_in_image(pts, image_size, margin=near)
-    if not used.any():
-        return None
-    bones = [(a, b) for a, b in SMPLX_BONES if a < n and b < n]
-    _, border = grow_along_bones(pts, used, bones, image_size, can_extend=np.zeros(n, bool))
-    parts = [pts[used].astype(np.float32), border]
-    head = [j for j in HEAD_JOINTS if j < n and used[j]]
-    if head:
-        ears = (J_LEFT_EAR, J_RIGHT_EAR)
-        center = pts[list(ears)].mean(axis=0) if all(j < n and used[j] for j in ears) else pts[head].mean(axis=0)
-        radius = head_radius(
-            pts[J_LEFT_EAR] if n > J_LEFT_EAR else pts[J_HEAD],
-            pts[J_RIGHT_EAR] if n > J_RIGHT_EAR else pts[J_HEAD],
-            pts[J_LEFT_SHOULDER], pts[J_RIGHT_SHOULDER], pts[J_LEFT_HIP], pts[J_RIGHT_HIP],
-        )
-        if np.isfinite(radius):
-            parts.append(head_square(center, radius))
-    allp = np.concatenate(parts, axis=0)
-    allp = allp[np.isfinite(allp).all(axis=1)]
-    if len(allp) == 0:
-        return None
-    x1, y1 = allp.min(axis=0)
-    x2, y2 = allp.max(axis=0)
-    return pad_and_clip_box(float(x1), float(y1), float(x2), float(y2), image_size, pad=pad)
-
-
-def fraction_inside(joints_2d: np.ndarray, image_size: Tuple[int, int],
-                    ids: Sequence[int] = BODY_JOINTS) -> float:
-    """Share of the body joints (``ids`` that exist) that lie inside the image."""
-    pts = np.asarray(joints_2d, dtype=np.float64)
-    ids = [i for i in ids if i < pts.shape[0]]
-    if not ids:
-        return 0.0
-    return float(points_in_image(pts[ids], image_size).mean())
-
 
 #: Metres per second a hidden person may have moved for a re-link by root distance (a brisk walk).
 WALK_SPEED = 1.5
 
 
-@dataclass
+class TrackState(enum.Enum):
+    """Where a track is in its life: followed, kept for the grace period, or gone for good."""
+
+    TRACKED = "tracked"
+    LOST = "lost"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
 class Target:
-    """A person to predict in this frame: the track's id and box (xywh, full-frame pixels)."""
+    """A person to predict in this frame: the track's id and box (xywh, full-frame pixels).
+    The box's index in the frame's list of targets is the box index the predictor reports."""
 
     track_id: int
     bbox_xywh: np.ndarray
@@ -145,18 +73,20 @@ class Target:
 
 
 @dataclass
-class _Track:
+class Track:
+    """One person's track: id, state, last box and its motion, last joint box and 3-D root."""
+
     track_id: int
     box: np.ndarray
     score: float
     first_frame: int
     last_t: float
+    state: TrackState = TrackState.TRACKED
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
     joint_box: Optional[np.ndarray] = None
     root: Optional[np.ndarray] = None
     lost_at: Optional[float] = None
     lost_frame: int = 0
-    misses: int = 0
     #: Detector passes in a row that did not see this (joint-followed) track.
     unconfirmed: int = 0
 
@@ -164,45 +94,25 @@ class _Track:
         return self.joint_box if self.joint_box is not None else self.box + self.velocity
 
 
-def match_by_iou(boxes_a: Sequence[np.ndarray], boxes_b: Sequence[np.ndarray],
-                 min_iou: float) -> List[Tuple[int, int, float]]:
-    """Greedy one-to-one matching of two box lists by IoU, highest first: [(i, j, iou)]."""
-    pairs = sorted(((iou_xywh(a, b), i, j) for i, a in enumerate(boxes_a) for j, b in enumerate(boxes_b)),
-                   reverse=True)
-    used_a, used_b, out = set(), set(), []
-    for iou, i, j in pairs:
-        if iou < min_iou:
-            break
-        if i not in used_a and j not in used_b:
-            used_a.add(i)
-            used_b.add(j)
-            out.append((i, j, iou))
-    return out
-
-
 class PersonTracker:
-    """Tracks up to ``max_people`` people (see the module docstring for the rules).
+    """Tracks up to ``max_people`` people (see the module docstring for the rules); no detector,
+    no threads: detections come in, targets and ids go out.
 
-    Per frame: ``targets = tracker.update(image, t)``, predict the targets' boxes, then
-    ``ids = tracker.observe(targets, results, t)`` with, per target, None (nobody predicted) or
-    ``(joints_2d, root)``: the projected joints (J, 2) and the camera-space root (3,). ``ids``
-    maps each target's id to the id its person is finally given (a re-linked track).
-    ``t`` is in seconds (capture time live, frame index / fps offline).
+    Per frame: ``targets = tracker.step(t, detections)`` (``detections`` None when the detector
+    did not run this frame), predict the targets' boxes, then ``ids = tracker.identify(targets,
+    people, t, image_size)`` with ``people`` the predicted persons by box index; ``ids`` maps each
+    box index to the id its person goes by. ``t`` is in seconds (capture time live, frame index /
+    fps offline).
     """
 
-    def __init__(self, detector, max_people: int = 1, redetect_every: int = 0, grace_s: float = 1.0,
-                 min_box_size: float = 24.0, min_iou: float = 0.3, min_inside: float = 0.25,
-                 relink_m: float = 0.5, pad: float = DEFAULT_PAD, confirm_passes: int = 2,
-                 background: bool = False):
-        if redetect_every < 0:
-            raise ValueError("redetect_every must be >= 0")
+    def __init__(self, max_people: int = 1, grace_s: float = 1.0, min_box_size: float = 24.0,
+                 min_iou: float = 0.3, min_inside: float = 0.25, relink_m: float = 0.5,
+                 pad: float = DEFAULT_PAD, confirm_passes: int = 2):
         if max_people < 1:
             raise ValueError("max_people must be >= 1")
         if grace_s < 0:
             raise ValueError("grace_s must be >= 0")
-        self.detector = detector
         self.max_people = int(max_people)
-        self.redetect_every = int(redetect_every)
         self.grace_s = float(grace_s)
         self.min_box_size = float(min_box_size)
         self.min_iou = float(min_iou)
@@ -211,144 +121,127 @@ class PersonTracker:
         self.pad = float(pad)
         self.confirm_passes = max(1, int(confirm_passes))
         self.frames = 0
-        self.detector_calls = 0
         self.losses = 0
         self.relinks = 0
         #: Why the last loss happened (for logs and tests).
         self.last_loss_reason: Optional[str] = None
         self._next_id = 0
-        self._active: Dict[int, _Track] = {}
-        self._lost: Dict[int, _Track] = {}
-        self._since_detect = 0
+        # Tracks by state (as ByteTrack keeps them); removed tracks are forgotten.
+        self._tracked: Dict[int, Track] = {}
+        self._lost: Dict[int, Track] = {}
         self._need_detect = True
-        #: Periodic passes (newcomers, confirmations) run on a worker thread while tracking goes on,
-        #: so that a slow multi-person pass does not stall the frames; passes the tracker needs at
-        #: once (nobody tracked, someone lost) still wait. All detector calls go through the worker.
-        self._worker = None
-        self._pending = None
-        if background:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
-
-    def close(self) -> None:
-        """Stop the background detector thread (if any); the tracker keeps working synchronously."""
-        if self._worker is not None:
-            self._worker.shutdown(wait=True, cancel_futures=True)
-            self._worker = None
-            self._pending = None
 
     # ------------------------------------------------------------------ state
     @property
     def track_ids(self) -> List[int]:
         """Ids of the people being followed now."""
-        return sorted(self._active)
+        return sorted(self._tracked)
 
     @property
     def alive_ids(self) -> List[int]:
         """Ids followed now or lost less than ``grace_s`` ago (they may come back)."""
-        return sorted(set(self._active) | set(self._lost))
+        return sorted(set(self._tracked) | set(self._lost))
+
+    @property
+    def needs_detection(self) -> bool:
+        """True when this frame needs a detector pass at once: nobody is tracked, or someone
+        was lost since the last frame."""
+        return self._need_detect or not self._tracked
 
     def reset(self) -> None:
         """Forget everyone without counting losses (new video, new camera); ids keep counting."""
-        self._active.clear()
-        self._lost.clear()
+        for track in list(self._tracked.values()) + list(self._lost.values()):
+            self._remove(track)
         self._need_detect = True
 
     # ------------------------------------------------------------------ per frame
-    def update(self, image: np.ndarray, t: float) -> List[Target]:
-        """The people to predict in this frame (by track id), [] when nobody is found."""
+    def skip(self, t: float) -> None:
+        """A frame without an image: counted, lost tracks age, nothing else changes."""
         self.frames += 1
-        self._since_detect += 1
         self._expire(t)
-        if image is None or np.asarray(image).ndim < 2 or np.asarray(image).size == 0:
-            return []
-        due = self.redetect_every > 0 and self._since_detect >= self.redetect_every
-        urgent = self._need_detect or not self._active
-        if self._pending is not None and self._pending.done():  # a background pass came back
-            found, self._pending = self._pending.result(), None
-            self._associate(found, t)
-        elif urgent:
-            self._wait_for_pending()
-            self._detect_and_associate(image, t)
-        elif due and self._worker is not None:
-            if self._pending is None:
-                self.detector_calls += 1
-                self._since_detect = 0
-                self._pending = self._worker.submit(self._run_detector, np.array(image, copy=True))
-        elif due:
-            self._detect_and_associate(image, t)
-        targets = []
-        for track in sorted(self._active.values(), key=lambda tr: tr.track_id):
-            box = track.box
-            source = "detector" if track.joint_box is None else "joints"
-            targets.append(Target(track.track_id, box.copy(), track.score, source))
+
+    def step(self, t: float, detections: Optional[Sequence[Detection]] = None) -> List[Target]:
+        """The people to predict in this frame (by track id), [] when nobody is tracked.
+        ``detections``: this frame's detector pass (or a background pass that just came back),
+        None when the detector did not run."""
+        self.skip(t)
+        if detections is not None:
+            self._associate([d for d in detections
+                             if d.bbox_xywh[2] >= self.min_box_size and d.bbox_xywh[3] >= self.min_box_size], t)
         self._need_detect = False
-        return targets
+        return [Target(track.track_id, track.box.copy(), track.score,
+                       "detector" if track.joint_box is None else "joints")
+                for track in sorted(self._tracked.values(), key=lambda tr: tr.track_id)]
 
     def observe(self, targets: Sequence[Target], results: Sequence[Optional[Tuple[np.ndarray, np.ndarray]]],
                 t: float, image_size: Tuple[int, int]) -> Dict[int, int]:
-        """Learn from this frame's predictions (one per target, None when it failed)."""
+        """Learn from this frame's predictions: per target, None (nobody predicted) or
+        ``(joints_2d, root)``, the projected joints (J, 2) and the camera-space root (3,).
+        Returns {box index: the id its person goes by} (a new track may be re-linked to a
+        lost one's id)."""
         ids = {}
-        for target, result in zip(targets, results):
-            track = self._active.get(target.track_id)
-            ids[target.track_id] = target.track_id
+        for index, (target, result) in enumerate(zip(targets, results)):
+            ids[index] = target.track_id
+            track = self._tracked.get(target.track_id)
             if track is None:
                 continue
             if result is None:
-                self._miss(track, t, "no prediction")
+                self._mark_lost(track, t, "no prediction")
                 continue
             joints_2d, root = result
             joint_box, reason = self._check_joints(joints_2d, image_size, track.box)
             track.root = None if root is None else np.asarray(root, np.float64).reshape(3)
             track.last_t = t
             if joint_box is None:
-                self._miss(track, t, reason)
+                self._mark_lost(track, t, reason)
                 continue
             track.velocity = 0.5 * track.velocity + 0.5 * (joint_box - track.box)
             track.joint_box = joint_box
             track.box = joint_box
-            track.misses = 0
             if track.first_frame == self.frames:  # new this frame: is it someone who was just lost?
                 old = self._relink(track, t)
                 if old is not None:
-                    ids[target.track_id] = old
+                    ids[index] = old
         self._drop_duplicates()
         return ids
 
-    def learn(self, targets: Sequence[Target], people: Dict[int, Person], t: float,
-              image_size: Tuple[int, int]) -> None:
-        """:meth:`observe` for this frame's people, keyed by the index of their target's box (as the
-        predictor numbers them in ``track_id``), then each person's ``track_id`` set to its track's id."""
+    def identify(self, targets: Sequence[Target], people: Mapping[int, Person], t: float,
+                 image_size: Tuple[int, int]) -> Dict[int, int]:
+        """:meth:`observe` for this frame's predicted people, keyed by their box index (the
+        target's position in ``targets``; a box the predictor skipped has no person): {box
+        index: track id} for every box with a person."""
         results = [None if people.get(i) is None else (people[i].joints_2d, people[i].joints[0])
                    for i in range(len(targets))]
         ids = self.observe(targets, results, t, image_size)
-        for i, target in enumerate(targets):
-            if people.get(i) is not None:
-                people[i].track_id = ids.get(target.track_id, target.track_id)
+        return {i: ids[i] for i in range(len(targets)) if people.get(i) is not None}
+
+    # ------------------------------------------------------------------ state changes
+    def _mark_tracked(self, track: Track) -> None:
+        """A lost track found again."""
+        del self._lost[track.track_id]
+        track.state, track.lost_at = TrackState.TRACKED, None
+        self._tracked[track.track_id] = track
+
+    def _mark_lost(self, track: Track, t: float, reason: str) -> None:
+        """The track was not seen this frame: it becomes lost (kept for the grace period)."""
+        track.joint_box = None
+        if self._tracked.pop(track.track_id, None) is not None:
+            track.state, track.lost_at, track.lost_frame = TrackState.LOST, t, self.frames
+            self._lost[track.track_id] = track
+            self.losses += 1
+            self.last_loss_reason = reason
+            self._need_detect = True
+            log.debug("track %d lost: %s", track.track_id, reason)
+
+    def _remove(self, track: Track) -> None:
+        """Gone for good: its id is never used again."""
+        self._tracked.pop(track.track_id, None)
+        self._lost.pop(track.track_id, None)
+        track.state = TrackState.REMOVED
 
     # ------------------------------------------------------------------ internals
-    def _run_detector(self, image: np.ndarray) -> List[Detection]:
-        return [d for d in self.detector.detect(image)
-                if d.bbox_xywh[2] >= self.min_box_size and d.bbox_xywh[3] >= self.min_box_size]
-
-    def _wait_for_pending(self) -> None:
-        """An urgent pass is due: a background one still running is left to finish and dropped."""
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
-
-    def _detect_and_associate(self, image: np.ndarray, t: float) -> None:
-        self.detector_calls += 1
-        self._since_detect = 0
-        if self._worker is not None:  # the detector belongs to the worker thread
-            found = self._worker.submit(self._run_detector, image).result()
-        else:
-            found = self._run_detector(image)
-        self._associate(found, t)
-
     def _associate(self, found: List[Detection], t: float) -> None:
-        tracks = list(self._active.values())
+        tracks = list(self._tracked.values())
         matches = match_by_iou([tr.expected_box() for tr in tracks], [d.bbox_xywh for d in found], self.min_iou)
         used = set()
         for i, j, _ in matches:
@@ -360,55 +253,39 @@ class PersonTracker:
                 continue
             track.unconfirmed += 1
             if track.joint_box is None:
-                self._miss(track, t, "not detected and no joints")
+                self._mark_lost(track, t, "not detected and no joints")
             elif track.unconfirmed >= self.confirm_passes:  # followed by its joints alone: a ghost?
-                self._miss(track, t, f"not seen by {track.unconfirmed} detector passes in a row")
+                self._mark_lost(track, t, f"not seen by {track.unconfirmed} detector passes in a row")
         rest = [j for j in range(len(found)) if j not in used]
         lost = list(self._lost.values())
         expected = [tr.box + tr.velocity * (self.frames - tr.lost_frame + 1) for tr in lost]  # where they went
         for i, r, _ in match_by_iou(expected, [found[j].bbox_xywh for j in rest], self.min_iou):
-            track = lost[i]
-            del self._lost[track.track_id]
-            self._active[track.track_id] = track
-            track.lost_at = None
-            self._refresh(track, found[rest[r]], t)
+            self._mark_tracked(lost[i])
+            self._refresh(lost[i], found[rest[r]], t)
             used.add(rest[r])
         for det in sorted((d for j, d in enumerate(found) if j not in used), key=lambda d: -d.area):
-            if len(self._active) >= self.max_people:
+            if len(self._tracked) >= self.max_people:
                 break
-            if any(iou_xywh(det.bbox_xywh, tr.box) > 0.5 for tr in self._active.values()):
+            if any(iou_xywh(det.bbox_xywh, tr.box) > 0.5 for tr in self._tracked.values()):
                 continue  # someone already followed
-            track = _Track(self._next_id, det.bbox_xywh.copy(), det.score, self.frames, t)
+            track = Track(self._next_id, det.bbox_xywh.copy(), det.score, self.frames, t)
             self._next_id += 1
-            self._active[track.track_id] = track
+            self._tracked[track.track_id] = track
             log.debug("track %d started at %s", track.track_id, det.bbox_xywh)
 
-    def _refresh(self, track: _Track, det: Detection, t: float) -> None:
+    def _refresh(self, track: Track, det: Detection, t: float) -> None:
         track.velocity = 0.5 * track.velocity + 0.5 * (det.bbox_xywh - track.box)
         track.box = det.bbox_xywh.copy()
         track.score = det.score
         track.joint_box = None  # the detection wins this frame; joints of the next prediction follow
-        track.misses = 0
         track.unconfirmed = 0
         track.last_t = t
 
-    def _miss(self, track: _Track, t: float, reason: str) -> None:
-        """The track was not seen this frame: it becomes lost (kept for the grace period)."""
-        track.joint_box = None
-        if self._active.pop(track.track_id, None) is not None:
-            track.lost_at = t
-            track.lost_frame = self.frames
-            self._lost[track.track_id] = track
-            self.losses += 1
-            self.last_loss_reason = reason
-            self._need_detect = True
-            log.debug("track %d lost: %s", track.track_id, reason)
-
     def _expire(self, t: float) -> None:
-        for tid in [tid for tid, tr in self._lost.items() if t - tr.lost_at > self.grace_s]:
-            del self._lost[tid]
+        for track in [tr for tr in self._lost.values() if t - tr.lost_at > self.grace_s]:
+            self._remove(track)
 
-    def _relink(self, track: _Track, t: float) -> Optional[int]:
+    def _relink(self, track: Track, t: float) -> Optional[int]:
         """A lost track whose last root is near this new track's root (``relink_m`` plus what a
         person can walk in the time they were hidden): give the new one its id."""
         if track.root is None:
@@ -422,11 +299,11 @@ class PersonTracker:
                 best, best_d = old, d
         if best is None:
             return None
-        del self._active[track.track_id]
-        del self._lost[best.track_id]
+        del self._tracked[track.track_id]
+        self._remove(best)
         track.track_id = best.track_id
         track.first_frame = best.first_frame
-        self._active[track.track_id] = track
+        self._tracked[track.track_id] = track
         self.relinks += 1
         log.debug("track re-linked to %d (root %.2f m away)", best.track_id, best_d)
         return best.track_id
@@ -434,14 +311,14 @@ class PersonTracker:
     def _drop_duplicates(self) -> None:
         """Two tracks on one person (boxes nearly coincide and the 3-D roots are within 0.2 m):
         the younger one goes. People crossing in front of each other differ in depth."""
-        tracks = sorted(self._active.values(), key=lambda tr: tr.first_frame)
+        tracks = sorted(self._tracked.values(), key=lambda tr: tr.first_frame)
         for i, a in enumerate(tracks):
             for b in tracks[i + 1:]:
-                if a.track_id not in self._active or b.track_id not in self._active:
+                if a.state is not TrackState.TRACKED or b.state is not TrackState.TRACKED:
                     continue
                 same_place = a.root is not None and b.root is not None and np.linalg.norm(a.root - b.root) < 0.2
                 if iou_xywh(a.box, b.box) > 0.7 and same_place:
-                    del self._active[b.track_id]
+                    self._remove(b)
 
     def _check_joints(self, joints_2d: np.ndarray, size: Tuple[int, int],
                       previous: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], str]:

@@ -78,11 +78,14 @@ class SMPLXParams:
         return SMPLXParams(**{k: np.array(getattr(self, k), copy=True) for k in PREDICTED_KEYS})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Person:
-    """One tracked person in one frame."""
+    """One person in one frame (frozen: a stage that changes a person builds a new one with
+    ``dataclasses.replace``)."""
 
-    track_id: int
+    #: The person's identity: a track id (live, ``mocap video``), a box index (``mocap image``,
+    #: ``--bbox``); None straight from the predictor, before anyone has named the person.
+    track_id: Optional[int]
     params: SMPLXParams
     #: Processed (padded, aspect-fixed) box the model saw, xywh.
     bbox: np.ndarray

@@ -143,7 +143,7 @@ class Pipeline:
     """Wires a frame source, a tracker, a predictor, a filter and sinks.
 
     ``predictor``: :class:`engines.inference.Predictor`; ``tracker``:
-    :class:`engines.tracking.PersonTracker`; ``filt``:
+    :class:`engines.detection_schedule.DetectionSchedule` (detector and tracker); ``filt``:
     :class:`realtime.filters.MultiPersonFilter` or None (one One-Euro state per track id,
     kept while the tracker may still bring the person back); ``sinks``: objects with
     ``send(FrameResult)`` / ``close()``. ``mesh_after_filter``: recompute the meshes
@@ -259,10 +259,11 @@ class Pipeline:
     def _complete(self, job: "_InFlight") -> None:
         """Wait for the predictions; the tracker learns where everyone is for the next frame."""
         preds = job.pending.result() if job.pending is not None else []
-        by_box = {p.person.track_id: p.person for p in preds}  # the predictor numbers people by box index
+        by_box = {p.box_index: p.person for p in preds}
         h, w = job.frame.image.shape[:2]
-        self.tracker.learn(job.targets, by_box, _filter_time(job.frame), (w, h))  # track ids from here on
-        job.persons = sorted(by_box.values(), key=lambda p: p.track_id)
+        ids = self.tracker.identify(job.targets, by_box, _filter_time(job.frame), (w, h))  # {box index: track id}
+        job.persons = sorted((dataclasses.replace(person, track_id=ids[i]) for i, person in by_box.items()),
+                             key=lambda p: p.track_id)
         job.t["infer"] = time.perf_counter_ns()
 
     def _post(self, job: "_InFlight") -> None:

@@ -38,12 +38,14 @@ def run(clip: Path, body, cost_ms: float, asynchronous: bool, seconds: float, tm
     from realtime.sinks.osc_vmc import VMCSink
     from realtime.sinks.recorder import Recorder
     from realtime.sinks.zmq_pub import ZMQSink
+    from engines.detection_schedule import DetectionSchedule
     from engines.tracking import PersonTracker
 
     predictor = StandInPredictor(body, cost_ms=cost_ms, asynchronous=asynchronous)
     source = open_source(str(clip), pace=False, loop=True)
     detector = PersonDetector(static=False, max_people=people)
-    tracker = PersonTracker(detector, max_people=people, redetect_every=30 if people == 1 else 15, background=True)
+    tracker = DetectionSchedule(detector, PersonTracker(max_people=people),
+                                redetect_every=30 if people == 1 else 15, background=True)
     filt = MultiPersonFilter(FilterSettings(), hand_mean=(body.hand_mean_left, body.hand_mean_right))
     sinks = []
     if sinks_on:

@@ -54,7 +54,7 @@ def main() -> int:
 
             checkpoint = centred_checkpoint(tmp / "centred.pth.tar")
         predictor = Predictor.from_files(checkpoint, body_dir)
-        people = [p.person for p in predictor.predict(frame, [BENCH_BOX])]
+        people = [p.named(p.box_index).person for p in predictor.predict(frame, [BENCH_BOX])]
     h, w = frame.shape[:2]
     result = FrameResult(1, 0, (w, h), people, image=frame)
     stats = {"fps_in": 30.0, "fps_out": 30.0, "drops": 0, "latency_ms": {"track": 0.5, "infer": 4.0, "filter": 0.8}}

@@ -232,7 +232,7 @@ def test_stage_split_gives_what_predict_gives(media_dir, s32_net, body_model):
     alone = [EngineStage(predictor, batch_size=8).infer([c])[0][0][1] for c in chunks]
     together = EngineStage(predictor, batch_size=8).infer(chunks)  # 3 crops of two frames in one forward
     for exp, one, both in zip(expected, alone, [r[0][1] for r in together]):
-        assert [p.person.track_id for p in one] == [p.person.track_id for p in exp]
+        assert [p.box_index for p in one] == [p.box_index for p in exp]
         for e, a, t in zip(exp, one, both):
             for k, v in e.npz_dict().items():
                 np.testing.assert_array_equal(a.npz_dict()[k], v, err_msg=k)

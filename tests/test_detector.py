@@ -15,11 +15,10 @@ from engines.detector import (  # noqa: E402
     INSTALL_HINT,
     DetectorUnavailable,
     PersonDetector,
-    iou_xywh,
     landmarks_box,
     missing_model_files,
-    pad_and_clip_box,
 )
+from engines.geometry import iou_xywh, pad_and_clip_box  # noqa: E402
 
 
 def load_image(name: str) -> np.ndarray:

@@ -9,6 +9,7 @@ from engines.stand_in import StandInPredictor
 from realtime.capture import open_source
 from realtime.filters import FilterSettings, MultiPersonFilter
 from realtime.pipeline import STAGES, Pipeline
+from engines.detection_schedule import DetectionSchedule
 from engines.tracking import PersonTracker
 
 
@@ -37,7 +38,7 @@ def _run(media_dir, body_model, detector, predictor, filt=None, mesh_after_filte
          source=None, grace_s=1.0, redetect_every=0):
     source = source or open_source(str(media_dir / "street_walk_960x540.mp4"), pace=False, loop=True)
     sink = Collect()
-    tracker = PersonTracker(detector, grace_s=grace_s, redetect_every=redetect_every)
+    tracker = DetectionSchedule(detector, PersonTracker(grace_s=grace_s), redetect_every=redetect_every)
     pipe = Pipeline(source, predictor, tracker, filt, [sink], mesh_after_filter=mesh_after_filter)
     pipe.start(max_frames)
     pipe.wait(duration=60)
@@ -172,7 +173,7 @@ def test_two_people_crossing_keep_their_ids(tmp_path, media_dir, body_model):
     sink = Collect()
     pred = StandInPredictor(body_model, cost_ms=0.5, asynchronous=False)
     with PersonDetector(max_people=2) as detector:
-        tracker = PersonTracker(detector, max_people=2, redetect_every=3, grace_s=1.5)
+        tracker = DetectionSchedule(detector, PersonTracker(max_people=2, grace_s=1.5), redetect_every=3)
         pipe = Pipeline(open_source(str(clip), pace=False), pred, tracker, None, [sink])
         pipe.start()
         pipe.wait(duration=120)
@@ -198,7 +199,7 @@ def test_two_people_crossing_keep_their_ids(tmp_path, media_dir, body_model):
 def test_status_line_fits_the_terminal_and_never_shows_nan(media_dir, body_model, detector):
     pred = StandInPredictor(body_model, cost_ms=0.5, asynchronous=False)
     source = open_source(str(media_dir / "street_walk_960x540.mp4"), pace=False, loop=True)
-    pipe = Pipeline(source, pred, PersonTracker(detector), None, [])
+    pipe = Pipeline(source, pred, DetectionSchedule(detector, PersonTracker()), None, [])
     first = pipe.status_line(80)
     assert first.startswith("waiting for the first frame") and "nan" not in first
     pipe.start(10)

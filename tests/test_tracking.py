@@ -8,8 +8,11 @@ from typing import List, Optional
 import numpy as np
 import pytest
 
-from engines.detector import Detection, iou_xywh
-from engines.tracking import PersonTracker, box_from_joints, fraction_inside, match_by_iou
+from engines.detection_schedule import DetectionSchedule
+from engines.detector import Detection
+from engines.geometry import box_from_joints, fraction_inside, iou_xywh
+from engines.matching import assign, iou_matrix, match_by_iou
+from engines.tracking import PersonTracker, TrackState
 
 from .conftest import media_file
 
@@ -64,12 +67,20 @@ def box_joints(box) -> np.ndarray:
     return standing_joints(cx=x + w / 2.0, top=y + 0.05 * h, height=0.9 * h)
 
 
-class Clock:
-    """Drives a tracker frame by frame at ``fps``: ``step(joints_by_id)`` observes the previous
-    frame's predictions (None: the model gave nobody for that id) and returns this frame's targets."""
+def tracking(detector, redetect_every: int = 0, background: bool = False, **tracker_args) -> DetectionSchedule:
+    """A tracker fed by ``detector`` on the given schedule."""
+    return DetectionSchedule(detector, PersonTracker(**tracker_args), redetect_every=redetect_every,
+                             background=background)
 
-    def __init__(self, tracker, fps: float = 30.0):
-        self.tracker, self.fps, self.frame, self.targets = tracker, fps, 0, []
+
+class Clock:
+    """Drives a tracker and its detection schedule frame by frame at ``fps``: ``step(joints_by_id)``
+    observes the previous frame's predictions (None: the model gave nobody for that id) and returns
+    this frame's targets; ``ids`` is what the tracker answered ({box index: id})."""
+
+    def __init__(self, schedule: DetectionSchedule, fps: float = 30.0):
+        self.schedule, self.tracker = schedule, schedule.tracker
+        self.fps, self.frame, self.targets = fps, 0, []
 
     def step(self, predictions=None, root_by_id=None):
         t = self.frame / self.fps
@@ -84,7 +95,7 @@ class Clock:
                 results.append(None if joints is None else (joints, root))
             self.ids = self.tracker.observe(self.targets, results, t, (W, H))
         self.frame += 1
-        self.targets = self.tracker.update(IMAGE, self.frame / self.fps)
+        self.targets = self.schedule.update(IMAGE, self.frame / self.fps)
         return self.targets
 
 
@@ -141,7 +152,7 @@ def test_fraction_inside():
 
 def test_detector_runs_once_while_joints_keep_coming():
     det = FakeDetector([PERSON_BOX])
-    clock = Clock(PersonTracker(det))
+    clock = Clock(tracking(det))
     first = clock.step()
     assert [t.track_id for t in first] == [0] and first[0].source == "detector"
     for k in range(1, 8):
@@ -153,7 +164,7 @@ def test_detector_runs_once_while_joints_keep_coming():
 
 def test_a_missed_prediction_keeps_the_id_when_the_detector_finds_the_person_again():
     det = FakeDetector([PERSON_BOX])
-    clock = Clock(PersonTracker(det, grace_s=1.0))
+    clock = Clock(tracking(det, grace_s=1.0))
     clock.step()
     clock.step()
     targets = clock.step({0: None})  # the model gave nobody: lost, the detector runs
@@ -163,7 +174,7 @@ def test_a_missed_prediction_keeps_the_id_when_the_detector_finds_the_person_aga
 
 def test_gone_longer_than_the_grace_period_is_someone_new():
     det = FakeDetector([PERSON_BOX, None, None, None, None, None, PERSON_BOX])
-    clock = Clock(PersonTracker(det, grace_s=0.1), fps=30.0)  # 3 frames of grace
+    clock = Clock(tracking(det, grace_s=0.1), fps=30.0)  # 3 frames of grace
     clock.step()
     assert clock.step({0: None}) == []  # lost; nobody detected
     for _ in range(4):
@@ -174,7 +185,7 @@ def test_gone_longer_than_the_grace_period_is_someone_new():
 
 def test_person_walking_out_of_the_picture_is_lost_and_someone_entering_is_new():
     det = FakeDetector([PERSON_BOX, None, [20.0, 40.0, 100.0, 380.0]])
-    clock = Clock(PersonTracker(det, grace_s=0.0))
+    clock = Clock(tracking(det, grace_s=0.0))
     clock.step()
     for cx in range(340, 660, 20):
         targets = clock.step({0: standing_joints(cx=float(cx))})
@@ -187,7 +198,7 @@ def test_person_walking_out_of_the_picture_is_lost_and_someone_entering_is_new()
 
 def test_implausible_jump_is_a_loss():
     det = FakeDetector([PERSON_BOX, None])
-    clock = Clock(PersonTracker(det, min_iou=0.3))
+    clock = Clock(tracking(det, min_iou=0.3))
     clock.step()
     clock.step({0: standing_joints()})
     assert clock.step({0: standing_joints(cx=480.0)}) == []  # 160 px in one frame
@@ -197,7 +208,7 @@ def test_implausible_jump_is_a_loss():
 @pytest.mark.parametrize("bad", ["nan", "tiny"])
 def test_bad_joints_are_a_loss(bad):
     det = FakeDetector([PERSON_BOX, None])
-    clock = Clock(PersonTracker(det, min_box_size=24))
+    clock = Clock(tracking(det, min_box_size=24))
     clock.step()
     joints = standing_joints()
     if bad == "nan":
@@ -210,14 +221,14 @@ def test_bad_joints_are_a_loss(bad):
 
 def test_small_detections_are_rejected():
     det = FakeDetector([[100.0, 100.0, 10.0, 30.0], PERSON_BOX])
-    clock = Clock(PersonTracker(det, min_box_size=24))
+    clock = Clock(tracking(det, min_box_size=24))
     assert clock.step() == []
     assert [t.track_id for t in clock.step()] == [0]
 
 
 def test_periodic_redetection_keeps_the_id_and_refreshes_the_box():
     det = FakeDetector([PERSON_BOX])
-    clock = Clock(PersonTracker(det, redetect_every=3))
+    clock = Clock(tracking(det, redetect_every=3))
     sources = [t.source for k in range(7) for t in clock.step({0: standing_joints()} if k else None)]
     assert det.calls == 3 and sources.count("detector") == 3
     assert {t.track_id for t in clock.targets} == {0} and clock.tracker.losses == 0
@@ -226,7 +237,7 @@ def test_periodic_redetection_keeps_the_id_and_refreshes_the_box():
 def test_a_ghost_the_detector_never_confirms_is_dropped():
     """Joints alone keep a track alive; two detector passes that do not see it end it."""
     det = FakeDetector([PERSON_BOX, None])
-    clock = Clock(PersonTracker(det, redetect_every=2, confirm_passes=2))
+    clock = Clock(tracking(det, redetect_every=2, confirm_passes=2))
     clock.step()
     alive = [len(clock.step({0: standing_joints()})) for _ in range(6)]
     assert alive[:2] == [1, 1] and alive[-1] == 0
@@ -236,7 +247,7 @@ def test_a_ghost_the_detector_never_confirms_is_dropped():
 def test_two_people_get_two_ids_largest_first_and_max_people_bounds_the_work():
     big, small = [300.0, 20.0, 120.0, 420.0], [40.0, 100.0, 80.0, 280.0]
     det = FakeDetector([[small, big, [500.0, 50.0, 60.0, 200.0]]])
-    clock = Clock(PersonTracker(det, max_people=2, redetect_every=0))
+    clock = Clock(tracking(det, max_people=2, redetect_every=0))
     targets = clock.step()
     assert [t.track_id for t in targets] == [0, 1]
     assert iou_xywh(targets[0].bbox_xywh, big) > 0.99 and iou_xywh(targets[1].bbox_xywh, small) > 0.99
@@ -245,7 +256,7 @@ def test_two_people_get_two_ids_largest_first_and_max_people_bounds_the_work():
 def test_crossing_people_keep_their_ids():
     """Two people walk past each other; their joints carry the ids through the crossing."""
     det = FakeDetector([[[100.0, 40.0, 110.0, 400.0], [430.0, 40.0, 110.0, 400.0]]])
-    clock = Clock(PersonTracker(det, max_people=2))
+    clock = Clock(tracking(det, max_people=2))
     targets = clock.step()
     left_id = [t.track_id for t in targets if t.bbox_xywh[0] < 300][0]
     right_id = [t.track_id for t in targets if t.bbox_xywh[0] > 300][0]
@@ -262,7 +273,7 @@ def test_crossing_people_keep_their_ids():
 def test_a_hidden_person_who_moved_is_relinked_by_root_distance():
     """Lost, then found somewhere the box cannot be matched: the 3-D root gives the id back."""
     det = FakeDetector([PERSON_BOX, None, None, [420.0, 20.0, 110.0, 400.0]])
-    clock = Clock(PersonTracker(det, grace_s=1.0, relink_m=0.5))
+    clock = Clock(tracking(det, grace_s=1.0, relink_m=0.5))
     clock.step()
     root = np.array([0.1, 0.2, 4.0])
     clock.step({0: standing_joints()}, {0: root})
@@ -271,7 +282,7 @@ def test_a_hidden_person_who_moved_is_relinked_by_root_distance():
     targets = clock.step()  # found 160 px away: a new track for now
     assert [t.track_id for t in targets] == [1]
     clock.step({1: standing_joints(cx=475.0)}, {1: root + np.array([0.3, 0.0, 0.0])})
-    assert clock.ids == {1: 0} and clock.tracker.relinks == 1
+    assert clock.ids == {0: 0} and clock.tracker.relinks == 1  # box 0's person is 0 again
     assert [t.track_id for t in clock.targets] == [0]
 
 
@@ -286,7 +297,7 @@ def test_background_passes_do_not_stall_frames_and_bring_newcomers():
             return super().detect(image)
 
     det = SlowDetector([PERSON_BOX, [PERSON_BOX, [20.0, 40.0, 100.0, 380.0]]])
-    tracker = PersonTracker(det, max_people=2, redetect_every=2, background=True)
+    tracker = tracking(det, max_people=2, redetect_every=2, background=True)
     try:
         clock = Clock(tracker)
         clock.step()  # nobody yet: this pass waits
@@ -312,22 +323,26 @@ def test_match_by_iou_is_one_to_one_and_best_first():
 
 def test_empty_frame_is_skipped_without_a_loss():
     det = FakeDetector([PERSON_BOX])
-    tracker = PersonTracker(det)
-    tracker.update(IMAGE, 0.0)
-    assert tracker.update(None, 0.03) == []
-    assert tracker.update(np.zeros((0, 0, 3), np.uint8), 0.06) == []
-    assert tracker.track_ids == [0] and tracker.losses == 0 and det.calls == 1
+    schedule = tracking(det)
+    schedule.update(IMAGE, 0.0)
+    assert schedule.update(None, 0.03) == []
+    assert schedule.update(np.zeros((0, 0, 3), np.uint8), 0.06) == []
+    assert schedule.tracker.track_ids == [0] and schedule.tracker.losses == 0 and det.calls == 1
 
 
 def test_reset_and_argument_checks():
     det = FakeDetector([PERSON_BOX])
-    tracker = PersonTracker(det)
-    tracker.update(IMAGE, 0.0)
-    tracker.reset()
+    schedule = tracking(det)
+    schedule.update(IMAGE, 0.0)
+    schedule.tracker.reset()
+    tracker = schedule.tracker
     assert tracker.track_ids == [] and tracker.alive_ids == [] and tracker.losses == 0
-    for bad in ({"redetect_every": -1}, {"max_people": 0}, {"grace_s": -1.0}):
+    assert tracker.needs_detection
+    with pytest.raises(ValueError):
+        DetectionSchedule(det, PersonTracker(), redetect_every=-1)
+    for bad in ({"max_people": 0}, {"grace_s": -1.0}):
         with pytest.raises(ValueError):
-            PersonTracker(det, **bad)
+            PersonTracker(**bad)
 
 
 # --------------------------------------------------------------------------- with the real detector
@@ -394,12 +409,12 @@ def test_tracker_with_real_detector_keeps_one_identity_through_a_clip():
     cap.release()
     assert len(frames) >= 5
     with PersonDetector(static=False) as det:
-        tracker = PersonTracker(det)
+        tracker = tracking(det)
         ids = []
         for k, frame in enumerate(frames):
             targets = tracker.update(frame, k / 5.0)
             ids.append([t.track_id for t in targets])
-            tracker.observe(targets, [None] * len(targets), k / 5.0, (frame.shape[1], frame.shape[0]))
+            tracker.identify(targets, {}, k / 5.0, (frame.shape[1], frame.shape[0]))
     assert ids == [[0]] * len(frames)
     assert tracker.detector_calls == len(frames)
 

@@ -1,6 +1,7 @@
 """VMC / OSC output: retargeting maths and the real UDP stream on 127.0.0.1."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import socket
 import struct
@@ -392,8 +393,7 @@ def test_new_track_takes_new_bone_lengths(rest):
 
 def sized_person(track_id: int, height: float, t: float = 0.0) -> Person:
     p = person(facing_params(transl=[t, 0.2, 3.0]), track_id)
-    p.bbox = np.array([10, 20, height / 2, height], np.float32)
-    return p
+    return dataclasses.replace(p, bbox=np.array([10, 20, height / 2, height], np.float32))
 
 
 def timed_frame(fid: int, seconds: float, *persons) -> FrameResult:

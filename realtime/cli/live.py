@@ -98,6 +98,7 @@ def cmd_live(args) -> int:
 
     from realtime.capture import CameraSource, CaptureError, open_source
     from realtime.pipeline import Pipeline
+    from engines.detection_schedule import DetectionSchedule
     from engines.tracking import PersonTracker
 
     # everything a user can get wrong is checked before the slow loads
@@ -140,8 +141,8 @@ def cmd_live(args) -> int:
         body = predictor.body_model
         filt = _filter(settings, body)
         detector = PersonDetector(static=False, max_people=args.max_people)
-        tracker = PersonTracker(detector, max_people=args.max_people, redetect_every=redetect, grace_s=args.grace,
-                                background=True)
+        tracker = DetectionSchedule(detector, PersonTracker(max_people=args.max_people, grace_s=args.grace),
+                                    redetect_every=redetect, background=True)
         # files and folders start now (a paced one then starts at its beginning), and before the sinks:
         # a source that cannot open leaves no recording behind, and the recording gets its frame rate
         if not source.started:
