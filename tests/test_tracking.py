@@ -321,6 +321,95 @@ def test_match_by_iou_is_one_to_one_and_best_first():
     assert got == [(0, 1), (1, 0)]
 
 
+# --------------------------------------------------------------------------- matching (pure)
+
+
+def _interval_boxes(*spans):
+    """xywh boxes of equal height from (x1, x2) spans: their IoU is the overlap of the spans."""
+    return [np.array([a, 0.0, b - a, 10.0]) for a, b in spans]
+
+
+def test_optimal_assignment_beats_greedy_on_a_constructed_case():
+    """Tracks A0, A1 and detections B0, B1: A0-B0 is the single best pair (0.67), but taking it
+    leaves A1 nothing above the threshold; A0-B1 (0.43) and A1-B0 (0.54) keep both people."""
+    tracks = _interval_boxes((0, 10), (5, 15))
+    found = _interval_boxes((2, 12), (-4, 6))
+    scores = iou_matrix(tracks, found)
+    np.testing.assert_allclose(scores, [[8 / 12, 6 / 14], [7 / 13, 1 / 19]])
+    greedy_first = max((scores[i, j], i, j) for i in range(2) for j in range(2))
+    assert greedy_first[1:] == (0, 0) and scores[1, 1] < 0.3  # greedy would match only A0-B0
+    got = match_by_iou(tracks, found, 0.3)
+    assert sorted((i, j) for i, j, _ in got) == [(0, 1), (1, 0)]
+    assert sum(iou for _, _, iou in got) == pytest.approx(6 / 14 + 7 / 13)  # more than greedy's 8 / 12
+    assert [iou for _, _, iou in got] == sorted((iou for _, _, iou in got), reverse=True)  # best first
+
+
+def test_assign_keeps_only_admissible_pairs_of_any_shape():
+    assert assign(np.zeros((0, 3)), 0.3) == [] and assign(np.zeros((2, 0)), 0.3) == []
+    # Three tracks, one detection: the best admissible track gets it; nobody else is matched.
+    assert assign(np.array([[0.2], [0.9], [0.5]]), 0.3) == [(1, 0, 0.9)]
+    # Nothing above the threshold: no match at all (the solver's forced pairs are dropped).
+    assert assign(np.array([[0.1, 0.2], [0.25, 0.0]]), 0.3) == []
+    with pytest.raises(ValueError):
+        assign(np.zeros(3), 0.3)
+
+
+# --------------------------------------------------------------------------- track states (no detector)
+
+
+def _dets(*boxes):
+    return [Detection(np.array(b, np.float32), 0.9) for b in boxes]
+
+
+def test_a_lost_track_comes_back_within_the_grace_period_and_is_removed_after_it():
+    tracker = PersonTracker(grace_s=0.5)
+    [target] = tracker.step(0.0, _dets(PERSON_BOX))
+    track = tracker._tracked[target.track_id]
+    assert track.state is TrackState.TRACKED and not tracker.needs_detection
+    assert tracker.step(0.1, []) == []  # not detected, no joints: lost
+    assert track.state is TrackState.LOST and tracker.needs_detection and tracker.alive_ids == [0]
+    [back] = tracker.step(0.4, _dets(PERSON_BOX))  # within the grace period: the same id
+    assert back.track_id == 0 and track.state is TrackState.TRACKED and tracker.losses == 1
+    assert tracker.step(0.5, []) == [] and track.state is TrackState.LOST
+    tracker.step(0.9, None)  # 0.4 s lost: still kept
+    assert track.state is TrackState.LOST and tracker.alive_ids == [0]
+    tracker.step(1.1, None)  # 0.6 s lost: removed, and its id is never given again
+    assert track.state is TrackState.REMOVED and tracker.alive_ids == []
+    [new] = tracker.step(1.2, _dets(PERSON_BOX))
+    assert new.track_id == 1
+
+
+def test_crossing_people_keep_their_ids_with_detections_alone():
+    """Two people walk through each other, the detector sees both every frame and no joints come:
+    the matching of where each was going keeps the ids (and never swaps them)."""
+    tracker = PersonTracker(max_people=2)
+    ids_left_mover = set()
+    for k in range(30):
+        a = [100.0 + 10 * k, 40.0, 100.0, 300.0]   # walks right
+        b = [420.0 - 12 * k, 60.0, 90.0, 270.0]    # walks left, a little farther away
+        targets = tracker.step(k / 30.0, _dets(a, b))
+        assert len(targets) == 2
+        mover = min(targets, key=lambda t: abs(t.bbox_xywh[0] - a[0]) + abs(t.bbox_xywh[1] - a[1]))
+        ids_left_mover.add(mover.track_id)
+    assert len(ids_left_mover) == 1 and tracker.losses == 0 and tracker.alive_ids == [0, 1]
+
+
+def test_identify_answers_box_index_to_id_and_leaves_people_alone():
+    """The tracker names boxes, it does not write into persons: {box index: id} for boxes with a person."""
+    from engines.types import PARAM_SHAPES, PREDICTED_KEYS, Person, SMPLXParams
+
+    tracker = PersonTracker(max_people=2)
+    targets = tracker.step(0.0, _dets([40.0, 60.0, 100.0, 300.0], PERSON_BOX))
+    assert [t.track_id for t in targets] == [0, 1]
+    z = np.zeros(4)
+    params = SMPLXParams.from_dict({k: np.zeros(PARAM_SHAPES[k]) for k in PREDICTED_KEYS})
+    person = Person(None, params, z, z, z[:2], z[:2], joints=np.zeros((144, 3)),
+                    joints_2d=box_joints(targets[1].bbox_xywh))
+    ids = tracker.identify(targets, {1: person}, 0.03, (W, H))
+    assert ids == {1: 1} and person.track_id is None
+    assert tracker.track_ids == [1]  # box 0 had nobody: its track is lost
+
+
 def test_empty_frame_is_skipped_without_a_loss():
     det = FakeDetector([PERSON_BOX])
     schedule = tracking(det)
