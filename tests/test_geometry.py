@@ -27,6 +27,19 @@ def test_process_bbox_clips_and_rejects():
     assert G.process_bbox([10, 10, 0, 50], 200, 200) is None      # zero width
 
 
+def test_process_bboxes_keeps_indices_of_usable_boxes_and_warns_about_the_rest(caplog):
+    """The one box loop of the CPU path, the device path and the stand-in."""
+    raws = [[10, 10, 80, 120], [300, 300, 50, 50], [50, 20, 100, 150]]
+    with caplog.at_level("WARNING", logger="engines.geometry"):
+        kept, boxes, invs = G.process_bboxes(raws, 200, 200)
+    assert kept == [0, 2]  # the second lies outside the frame
+    assert "degenerate" in caplog.text and "[300, 300, 50, 50]" in caplog.text
+    for i, box, inv in zip(kept, boxes, invs):
+        np.testing.assert_array_equal(box, G.process_bbox(raws[i], 200, 200))
+        np.testing.assert_array_equal(inv, G.crop_image(np.zeros((200, 200, 3), np.float32), box)[2])
+    assert G.process_bboxes([], 200, 200) == ([], [], [])
+
+
 def test_crop_and_inverse_roundtrip():
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
