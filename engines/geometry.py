@@ -530,7 +530,7 @@ def containment_xywh(inner: Sequence[float], outer: Sequence[float]) -> float:
 
 
 # SMPL-X joint ids (the 144-joint output of the ``smplx`` layer with face contour).
-J_PELVIS, J_LEFT_HIP, J_RIGHT_HIP = 0, 1, 2
+J_LEFT_HIP, J_RIGHT_HIP = 1, 2
 J_LEFT_ANKLE, J_RIGHT_ANKLE = 7, 8
 J_HEAD = 15
 J_LEFT_SHOULDER, J_RIGHT_SHOULDER = 16, 17
