@@ -1,0 +1,265 @@
+"""Live, causal grounding (``mocap live --ground``): a floor learned from the feet, foot
+contacts, and a root trajectory on that floor, without looking ahead.
+
+Per frame and person (after the One-Euro filter), from the root and the legs only:
+
+1. **Sole points**: each foot's ankle and toe moved down by their rest height above the sole
+   (:func:`realtime.animation.grounding.sole_heights`), in the level-camera world.
+2. **Floor**: for the first ``learn_seconds`` the still sole points are collected (everyone's:
+   one camera, one floor) and a plane is fitted (:func:`realtime.animation.grounding.fit_plane`,
+   the offline rule). Until then a level floor under the lowest sole point seen so far is used
+   (``floor_state`` "learning").
+3. **Camera moved**: while a foot is in contact its sole should lie on the floor. When the
+   median height of the contact soles over the last ``moved_window`` seconds is more than
+   ``moved_height`` off the floor, or the plane fitted to the last ``recheck_seconds`` of still
+   points turns more than ``moved_angle`` degrees away from the learned one, the camera has moved:
+   the floor is learned again (the old one is used meanwhile).
+4. **Contacts**: the offline hysteresis (:class:`realtime.animation.grounding.ContactHysteresis`)
+   on the lowest sole point's height and horizontal speed (from the previous frame).
+5. **Grounded root** in the floor frame (floor normal +y, floor at y = 0): the root orientation
+   turned by the floor's tilt; the pelvis moved horizontally so a planted foot stays where it
+   touched down (the correction fades with ``release`` seconds after lift-off) and vertically so
+   the lowest planted sole is on the floor; no sole ever below it.
+
+The result goes on each person as ``grounded`` (a dict, version 1: ``root_pos``, ``root_quat``
+(x, y, z, w), ``contacts`` [left, right], ``floor`` [nx, ny, nz, d] in the level-camera world,
+``floor_state``). Only the root changes: joint rotations stay as filtered. The cost is compute
+only (no frame of delay): see docs/motion.md for the measured milliseconds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from engines.types import Person, SMPLXParams
+
+from .animation.grounding import (LEGS, UP, ContactHysteresis, GroundSettings, fit_plane, leg_pose,
+                                  sole_heights)
+from .animation.skeleton import FOOT_JOINTS, Skeleton
+from .retarget import Q_CAM_TO_WORLD, RestModel, cam_to_world_position
+from .rotations import axis_angle_to_quat, quat_between, quat_mul, quat_rotate
+
+log = logging.getLogger(__name__)
+
+GROUNDED_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LiveGroundSettings:
+    contacts: GroundSettings = field(default_factory=GroundSettings)
+    learn_seconds: float = 2.0
+    release: float = 0.3
+    moved_window: float = 1.0
+    moved_height: float = 0.05
+    moved_angle: float = 3.0
+    recheck_seconds: float = 3.0
+
+
+def sole_height_of(body_model) -> float:
+    """Height of the lowest foot joint above the sole in the rest pose (template shape)."""
+    layer = body_model.layer
+    verts = layer.v_template.detach().cpu().numpy().astype(np.float64)
+    joints = layer.J_regressor.detach().cpu().numpy().astype(np.float64) @ verts
+    return max(0.0, float(joints[list(FOOT_JOINTS), 1].min() - verts[:, 1].min()))
+
+
+class FloorLearner:
+    """The floor shared by everyone in view, learned and re-learned from still sole points."""
+
+    def __init__(self, settings: LiveGroundSettings):
+        self.settings = settings
+        self.plane: Optional[Tuple[np.ndarray, float]] = None  # fitted (normal, height)
+        self.lowest: Optional[float] = None                    # provisional: level, under the lowest sole
+        self.started: Optional[float] = None
+        self.points: List[np.ndarray] = []
+        self.speeds: List[np.ndarray] = []
+        self.recent: Deque[Tuple[float, np.ndarray, np.ndarray]] = deque()
+        self.contact_heights: Deque[Tuple[float, float]] = deque()
+        self.relearned: List[float] = []
+        self._since_check = 0
+
+    @property
+    def state(self) -> str:
+        return "fitted" if self.plane is not None and self.started is None else "learning"
+
+    def current(self) -> Tuple[np.ndarray, float]:
+        if self.plane is not None:
+            return self.plane
+        return UP.copy(), (self.lowest if self.lowest is not None else 0.0)
+
+    def relearn(self, t: float) -> None:
+        self.started = t
+        self.points, self.speeds = [], []
+        self.lowest = None
+        self.contact_heights.clear()
+        self.recent.clear()
+        self.relearned.append(t)
+        log.info("grounding: the camera seems to have moved at t=%.2f s: learning the floor again", t)
+
+    def observe(self, t: float, points: np.ndarray, speeds: np.ndarray) -> None:
+        s = self.settings
+        pts = points.reshape(-1, 3)
+        spd = speeds.reshape(-1)
+        if self.started is None and self.plane is None:
+            self.started = t
+        if self.started is not None:  # learning
+            self.points.append(pts)
+            self.speeds.append(spd)
+            low = float(pts[:, 1].min())
+            self.lowest = low if self.lowest is None else min(self.lowest, low)
+            if t - self.started >= s.learn_seconds:
+                fit = fit_plane(np.concatenate(self.points), np.concatenate(self.speeds), s.contacts)
+                if fit is not None:
+                    self.plane = (fit[0], fit[1])
+                    self.started = None
+                    self.points, self.speeds = [], []
+                elif t - self.started > 4 * s.learn_seconds:  # nothing still to learn from: keep looking
+                    self.started = t
+                    self.points, self.speeds = [], []
+            return
+        self.recent.append((t, pts, spd))
+        while self.recent and t - self.recent[0][0] > s.recheck_seconds:
+            self.recent.popleft()
+        self._since_check += 1
+        if self._since_check >= 15 and len(self.recent) > 10 and t - self.recent[0][0] > 0.9 * s.recheck_seconds:
+            self._since_check = 0
+            fit = fit_plane(np.concatenate([p for _, p, _ in self.recent]),
+                            np.concatenate([v for _, _, v in self.recent]), s.contacts)
+            if fit is not None:
+                angle = math.degrees(math.acos(float(np.clip(fit[0] @ self.plane[0], -1.0, 1.0))))
+                if angle > s.moved_angle:
+                    self.relearn(t)
+
+    def contact_height(self, t: float, height: float) -> None:
+        """A planted sole's height above the floor: a sustained offset means the camera moved."""
+        if self.state != "fitted":
+            return
+        s = self.settings
+        self.contact_heights.append((t, height))
+        while self.contact_heights and t - self.contact_heights[0][0] > s.moved_window:
+            self.contact_heights.popleft()
+        if len(self.contact_heights) >= 5 and t - self.contact_heights[0][0] >= 0.8 * s.moved_window:
+            if abs(float(np.median([h for _, h in self.contact_heights]))) > s.moved_height:
+                self.relearn(t)
+
+
+@dataclass
+class _Track:
+    skeleton: Skeleton
+    contacts: Tuple[ContactHysteresis, ContactHysteresis]
+    t: Optional[float] = None
+    points: Optional[np.ndarray] = None
+    anchors: List[Optional[np.ndarray]] = field(default_factory=lambda: [None, None])
+    shift_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    shift_y: float = 0.0
+
+
+class LiveGrounder:
+    """Causal grounding of every tracked person on one learned floor (see the module docstring).
+
+    ``rest``: :class:`realtime.retarget.RestModel` (bone lengths from each person's first betas);
+    ``sole_height``: :func:`sole_height_of` the body model.
+    """
+
+    def __init__(self, rest: RestModel, sole_height: float, settings: LiveGroundSettings = LiveGroundSettings()):
+        self.rest = rest
+        self.sole_height = float(sole_height)
+        self.settings = settings
+        self.floor = FloorLearner(settings)
+        self._tracks: Dict[int, _Track] = {}
+
+    @classmethod
+    def from_body_model(cls, body_model, settings: LiveGroundSettings = LiveGroundSettings()) -> "LiveGrounder":
+        return cls(RestModel.from_body_model(body_model), sole_height_of(body_model), settings)
+
+    def reset(self) -> None:
+        self.floor = FloorLearner(self.settings)
+        self._tracks.clear()
+
+    def _track(self, person: Person) -> _Track:
+        tr = self._tracks.get(person.track_id)
+        if tr is None:
+            sk = Skeleton(rest=self.rest.joints(person.params.betas), sole_height=self.sole_height)
+            c = self.settings.contacts
+            tr = self._tracks[person.track_id] = _Track(sk, (ContactHysteresis(c), ContactHysteresis(c)))
+        return tr
+
+    def __call__(self, persons: Sequence[Person], t: float, keep: Iterable[int] = ()) -> List[Person]:
+        """Copies of ``persons`` (one frame at ``t`` seconds) with ``grounded`` set."""
+        seen = {p.track_id for p in persons}
+        observed = [(p, *self._observe(p, t)) for p in persons]
+        out = [dataclasses.replace(p, grounded=self._ground(p, t, rot, pelvis, pts, spd)) for p, rot, pelvis, pts, spd in observed]
+        kept = seen | set(keep)
+        for tid in [i for i in self._tracks if i not in kept]:
+            del self._tracks[tid]
+        return out
+
+    def _observe(self, person: Person, t: float):
+        """Root rotation, pelvis and sole points in the level-camera world; feeds the floor."""
+        tr = self._track(person)
+        p: SMPLXParams = person.params
+        body = np.asarray(p.body_pose, np.float64).reshape(21, 3)
+        rot = np.zeros((1, 55, 4))
+        rot[..., 3] = 1.0
+        rot[0, 0] = quat_mul(Q_CAM_TO_WORLD, axis_angle_to_quat(np.asarray(p.global_orient, np.float64).reshape(3)))
+        for leg in LEGS:
+            for j in (leg.hip, leg.knee, leg.ankle):
+                rot[0, j] = axis_angle_to_quat(body[j - 1])
+        pelvis = cam_to_world_position(tr.skeleton.rest[0] + np.asarray(p.transl, np.float64).reshape(3))
+        heights = sole_heights(tr.skeleton)
+        pts = np.empty((2, 2, 3))
+        for i, leg in enumerate(LEGS):
+            pose = leg_pose(tr.skeleton, rot, pelvis[None], leg)
+            pts[i, 0] = pose.ankle[0] - heights[i, 0] * UP
+            pts[i, 1] = pose.toe[0] - heights[i, 1] * UP
+        dt = None if tr.t is None else t - tr.t
+        if dt is not None and dt > 0 and tr.points is not None:
+            spd = np.linalg.norm((pts - tr.points)[..., [0, 2]], axis=-1) / dt
+        else:
+            spd = np.full((2, 2), np.inf if tr.t is None else 0.0)  # no speed yet: not "still"
+        self.floor.observe(t, pts, np.where(np.isfinite(spd), spd, 1e3))
+        return rot[0, 0], pelvis, pts, spd
+
+    def _ground(self, person: Person, t: float, root_q: np.ndarray, pelvis: np.ndarray, pts: np.ndarray,
+                spd: np.ndarray) -> dict:
+        tr = self._tracks[person.track_id]
+        s = self.settings
+        normal, height = self.floor.current()
+        g = quat_between(normal, UP)
+        q = quat_mul(g, root_q)
+        pel = quat_rotate(g, pelvis) - height * UP
+        soles = quat_rotate(g, pts) - height * UP  # (2, 2, 3) floor frame
+        dt = 0.0 if tr.t is None else max(0.0, t - tr.t)
+        low_idx = np.argmin(soles[..., 1], axis=1)
+        low = soles[np.arange(2), low_idx]           # (2, 3) each foot's lowest sole point
+        speed = spd[np.arange(2), low_idx]
+        contact = [tr.contacts[i].step(float(low[i, 1]), float(speed[i]) if np.isfinite(speed[i]) else 1e3)
+                   for i in range(2)]
+        targets = []
+        for i in range(2):
+            if contact[i]:
+                if tr.anchors[i] is None:  # touch-down: the foot stays where it appears now
+                    tr.anchors[i] = low[i, [0, 2]] + tr.shift_xz
+                targets.append(tr.anchors[i] - low[i, [0, 2]])
+                self.floor.contact_height(t, float(low[i, 1]))
+            else:
+                tr.anchors[i] = None
+        if targets:
+            tr.shift_xz = np.mean(targets, axis=0)
+            tr.shift_y = -min(float(low[i, 1]) for i in range(2) if contact[i])
+        else:
+            fade = math.exp(-dt / s.release) if s.release > 0 else 0.0
+            tr.shift_xz = tr.shift_xz * fade
+            tr.shift_y = tr.shift_y * fade
+        tr.shift_y = max(tr.shift_y, -float(low[:, 1].min()))  # no sole below the floor
+        tr.t, tr.points = t, pts
+        pos = pel + np.array([tr.shift_xz[0], tr.shift_y, tr.shift_xz[1]])
+        return {"version": GROUNDED_VERSION, "root_pos": pos.tolist(), "root_quat": q.tolist(),
+                "contacts": [bool(c) for c in contact], "floor": [*map(float, normal), float(height)],
+                "floor_state": self.floor.state}
