@@ -53,11 +53,17 @@ GROUNDED_VERSION = 1
 @dataclass(frozen=True)
 class LiveGroundSettings:
     contacts: GroundSettings = field(default_factory=GroundSettings)
-    learn_seconds: float = 2.0
+    learn_seconds: float = 3.0
     release: float = 0.3
+    #: A planted foot's anchor drifts towards where the foot is measured with this time constant
+    #: (s), so that corrections cannot pile up over a long walk.
+    anchor_leak: float = 1.0
+    #: A foot's speed is its displacement over the last ``speed_window`` seconds (less noisy than
+    #: from one frame to the next; a touch-down is seen up to half of it later).
+    speed_window: float = 0.15
     moved_window: float = 1.0
-    moved_height: float = 0.05
-    moved_angle: float = 3.0
+    moved_height: float = 0.06
+    moved_angle: float = 6.0
     recheck_seconds: float = 3.0
 
 
@@ -154,7 +160,7 @@ class _Track:
     skeleton: Skeleton
     contacts: Tuple[ContactHysteresis, ContactHysteresis]
     t: Optional[float] = None
-    points: Optional[np.ndarray] = None
+    history: Deque[Tuple[float, np.ndarray]] = field(default_factory=deque)
     anchors: List[Optional[np.ndarray]] = field(default_factory=lambda: [None, None])
     shift_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
     shift_y: float = 0.0
@@ -218,11 +224,14 @@ class LiveGrounder:
             pose = leg_pose(tr.skeleton, rot, pelvis[None], leg)
             pts[i, 0] = pose.ankle[0] - heights[i, 0] * UP
             pts[i, 1] = pose.toe[0] - heights[i, 1] * UP
-        dt = None if tr.t is None else t - tr.t
-        if dt is not None and dt > 0 and tr.points is not None:
-            spd = np.linalg.norm((pts - tr.points)[..., [0, 2]], axis=-1) / dt
+        while tr.history and t - tr.history[0][0] > self.settings.speed_window:
+            tr.history.popleft()
+        if tr.history and t > tr.history[0][0]:
+            t0, p0 = tr.history[0]
+            spd = np.linalg.norm((pts - p0)[..., [0, 2]], axis=-1) / (t - t0)
         else:
-            spd = np.full((2, 2), np.inf if tr.t is None else 0.0)  # no speed yet: not "still"
+            spd = np.full((2, 2), np.inf)  # no speed yet: not "still"
+        tr.history.append((t, pts))
         self.floor.observe(t, pts, np.where(np.isfinite(spd), spd, 1e3))
         return rot[0, 0], pelvis, pts, spd
 
@@ -239,6 +248,7 @@ class LiveGrounder:
         low_idx = np.argmin(soles[..., 1], axis=1)
         low = soles[np.arange(2), low_idx]           # (2, 3) each foot's lowest sole point
         speed = spd[np.arange(2), low_idx]
+        leak = 1.0 - math.exp(-dt / s.anchor_leak) if s.anchor_leak > 0 else 0.0
         contact = [tr.contacts[i].step(float(low[i, 1]), float(speed[i]) if np.isfinite(speed[i]) else 1e3)
                    for i in range(2)]
         targets = []
@@ -246,6 +256,8 @@ class LiveGrounder:
             if contact[i]:
                 if tr.anchors[i] is None:  # touch-down: the foot stays where it appears now
                     tr.anchors[i] = low[i, [0, 2]] + tr.shift_xz
+                else:
+                    tr.anchors[i] = tr.anchors[i] + leak * (low[i, [0, 2]] - tr.anchors[i])
                 targets.append(tr.anchors[i] - low[i, [0, 2]])
                 self.floor.contact_height(t, float(low[i, 1]))
             else:
@@ -258,7 +270,7 @@ class LiveGrounder:
             tr.shift_xz = tr.shift_xz * fade
             tr.shift_y = tr.shift_y * fade
         tr.shift_y = max(tr.shift_y, -float(low[:, 1].min()))  # no sole below the floor
-        tr.t, tr.points = t, pts
+        tr.t = t
         pos = pel + np.array([tr.shift_xz[0], tr.shift_y, tr.shift_xz[1]])
         return {"version": GROUNDED_VERSION, "root_pos": pos.tolist(), "root_quat": q.tolist(),
                 "contacts": [bool(c) for c in contact], "floor": [*map(float, normal), float(height)],

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Union
 from engines.errors import UserError
 
 from . import bvh, fbx, gltf, npz_addon
-from .grounding import ground_motions
+from .grounding import MIN_FEET_IN_VIEW, feet_in_view, ground_motions
 from .motion import Motion, build_motion, describe_gaps, place_on_floor, settled_betas
 from .resample import MAX_GAP
 from .skeleton import open_body_model, shaped_body
@@ -163,7 +163,17 @@ def convert(source: Union[str, Path], out: Union[str, Path], to: Optional[str] =
                                    "under its lowest foot, not grounded")
             motions = [place_on_floor(m) for m in motions]
         else:
-            report.warnings.extend(ground_motions(motions))
+            grounded = []
+            for track, body, motion in zip(tracks, bodies, motions):
+                seen = feet_in_view(track, body)
+                if seen is not None and seen < MIN_FEET_IN_VIEW:
+                    report.warnings.append(f"person {track.person_id}: the feet are in view in only {100 * seen:.0f}% "
+                                           f"of the frames (upper body): not grounded, put on the floor under the "
+                                           f"lowest foot as --no-ground does")
+                    place_on_floor(motion)
+                else:
+                    grounded.append(motion)
+            report.warnings.extend(ground_motions(grounded))
     for track, body, motion in zip(tracks, bodies, motions):
         if motion.n_frames == 1:
             report.warnings.append(f"person {track.person_id}: the take is a single frame: "

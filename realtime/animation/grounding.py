@@ -61,7 +61,11 @@ class GroundSettings:
     on_speed: float = 0.35
     off_speed: float = 0.7
     min_contact: float = 0.1
+    #: Offline, a foot's speed is its displacement over +-``speed_span`` seconds (less noisy).
+    speed_span: float = 0.1
     release: float = 0.1
+    #: Width (s) of the smoothing of the root's correction towards the planted feet.
+    root_sigma: float = 0.05
     #: Floor fit: band (metres) around the plane whose points count, and their speed limit (m/s).
     band: float = 0.03
     still_speed: float = 0.5
@@ -160,7 +164,7 @@ class Floor:
 
 
 def fit_plane(points: np.ndarray, speeds: np.ndarray, settings: GroundSettings = GroundSettings(),
-              level_prior: float = 0.02) -> Optional[Tuple[np.ndarray, float, int]]:
+              level_prior: float = 0.005) -> Optional[Tuple[np.ndarray, float, int]]:
     """The floor plane (normal, height, inlier count) under sole points (M, 3) with speeds (M,);
     None when fewer than 8 still points lie near one plane."""
     pts = np.asarray(points, np.float64)
@@ -200,14 +204,19 @@ def sole_points(skeleton: Skeleton, rotations: np.ndarray, root_position: np.nda
         pose = leg_pose(skeleton, rotations, root_position, leg)
         pts[:, i, 0] = pose.ankle - heights[i, 0] * UP
         pts[:, i, 1] = pose.toe - heights[i, 1] * UP
-    return pts, point_speeds(pts, fps)
+    return pts, point_speeds(pts, fps, max(1, int(round(0.1 * fps))))
 
 
-def point_speeds(pts: np.ndarray, fps: float) -> np.ndarray:
-    """Horizontal speed (m/s) of points (T, ..., 3) by central differences."""
-    if len(pts) < 2:
+def point_speeds(pts: np.ndarray, fps: float, span: int = 1) -> np.ndarray:
+    """Horizontal speed (m/s) of points (T, ..., 3): displacement between ``span`` frames before
+    and after each frame (fewer at the ends) over that time."""
+    n = len(pts)
+    if n < 2:
         return np.zeros(pts.shape[:-1])
-    v = np.gradient(pts, axis=0) * fps
+    i = np.arange(n)
+    a, b = np.clip(i - span, 0, n - 1), np.clip(i + span, 0, n - 1)
+    shape = (n,) + (1,) * (pts.ndim - 1)
+    v = (pts[b] - pts[a]) * fps / (b - a).reshape(shape)
     return np.linalg.norm(v[..., [0, 2]], axis=-1)
 
 
@@ -368,6 +377,7 @@ def ground_motion(skeleton: Skeleton, rotations: np.ndarray, root_position: np.n
     n = len(root)
     heights = sole_heights(skeleton)
     report = GroundReport(contacts=np.zeros((n, 2), bool))
+    span = max(1, int(round(settings.speed_span * fps)))
 
     def lowest(rot_, root_):
         """Per leg: ankle positions (T, 3), lowest sole height (T,), its horizontal speed (T,)."""
@@ -377,7 +387,7 @@ def ground_motion(skeleton: Skeleton, rotations: np.ndarray, root_position: np.n
             soles = np.stack([pose.ankle[:, 1] - heights[i, 0], pose.toe[:, 1] - heights[i, 1]], axis=-1)
             which = np.argmin(soles, axis=-1)
             pts = np.stack([pose.ankle, pose.toe], axis=1)
-            speed = point_speeds(pts, fps)[np.arange(n), which]
+            speed = point_speeds(pts, fps, span)[np.arange(n), which]
             out.append((pose, soles.min(axis=-1), speed))
         return out
 
@@ -386,6 +396,24 @@ def ground_motion(skeleton: Skeleton, rotations: np.ndarray, root_position: np.n
         for i, (_, low, speed) in enumerate(legs):
             report.contacts[:, i] = detect_contacts(low, speed, fps, settings)
     ramp = int(round(settings.release * fps))
+    if report.contacts.any():
+        # the root follows the planted feet: where a foot stands, its drift (mostly the root's depth
+        # noise) is taken off the root, smoothly; between contacts the correction is interpolated
+        corr = np.zeros((n, 2))
+        weight = np.zeros(n)
+        for i, (pose, _, _) in enumerate(legs):
+            for a, b in runs(report.contacts[:, i]):
+                anchor = np.median(pose.ankle[a:b][:, [0, 2]], axis=0)
+                corr[a:b] += anchor - pose.ankle[a:b][:, [0, 2]]
+                weight[a:b] += 1.0
+        have = weight > 0
+        corr[have] /= weight[have, None]
+        frames = np.arange(n)
+        full = np.stack([np.interp(frames, frames[have], corr[have, c]) for c in range(2)], axis=-1)
+        full = _gaussian(full, settings.root_sigma * fps)
+        root = root.copy()
+        root[:, [0, 2]] += full
+        legs = lowest(rot, root)
     targets = [_pin_targets(pose.ankle, low, report.contacts[:, i], ramp) for i, (pose, low, _) in enumerate(legs)]
     # the root moves where a target is out of the leg's reach
     shift = np.zeros((n, 3))
@@ -443,3 +471,29 @@ def ground_motions(motions: Sequence, settings: GroundSettings = GroundSettings(
             notes.append(f"person {m.person_id}: the root was moved by up to {100 * report.root_shift:.0f} cm "
                          f"to keep the feet on the floor")
     return notes
+
+
+#: Below this share of frames with both feet in the detector's box, a person is not grounded.
+MIN_FEET_IN_VIEW = 0.2
+
+
+def feet_in_view(track, body) -> Optional[float]:
+    """Share of a :class:`~realtime.animation.take.PersonTrack`'s samples whose ankles, projected
+    with the sample's camera, fall inside its detector box (10 % margin); None when the source
+    does not record the boxes (or records empty ones)."""
+    from .motion import local_rotations
+
+    view = getattr(track, "view", None)
+    if view is None or not np.all(view[:, 2:4] > 1.0):
+        return None
+    rot = local_rotations(track.params, body.hand_mean)
+    root = body.skeleton.rest[0] + track.params["transl"].reshape(len(track), 3)
+    inside = np.ones(len(track), bool)
+    x, y, w, h = (view[:, k] for k in range(4))
+    for leg in LEGS:
+        ankle = leg_pose(body.skeleton, rot, root, leg).ankle  # camera frame (the root's rotation is)
+        z = np.maximum(ankle[:, 2], 1e-6)
+        u = view[:, 4] * ankle[:, 0] / z + view[:, 6]
+        v = view[:, 5] * ankle[:, 1] / z + view[:, 7]
+        inside &= (u >= x - 0.1 * w) & (u <= x + 1.1 * w) & (v >= y - 0.1 * h) & (v <= y + 1.1 * h)
+    return float(inside.mean())

@@ -52,15 +52,16 @@ _CHUNK = 2048
 class SmoothSettings:
     """Gaussian widths (seconds) of the local fits, and the outlier rule."""
 
-    root: float = 0.06
-    body: float = 0.06
-    hands: float = 0.06
-    jaw: float = 0.06
+    root: float = 0.1
+    body: float = 0.1
+    hands: float = 0.1
+    jaw: float = 0.1
     #: Image-plane direction of the root (x/z, y/z).
-    translation: float = 0.06
-    #: Depth along the camera ray: the noisiest axis of a monocular estimate, smoothed most.
-    depth: float = 0.2
-    expression: float = 0.06
+    translation: float = 0.1
+    #: Depth along the camera ray: the noisiest axis of a monocular estimate, smoothed most
+    #: (and with a local line, not a quadratic: it lets less of the noise through).
+    depth: float = 0.25
+    expression: float = 0.1
     #: A sample is an outlier when its distance to the median of its five neighbours exceeds
     #: ``outlier_sigmas`` robust standard deviations of that signal and the floor below.
     outlier_sigmas: float = 6.0
@@ -232,10 +233,10 @@ def smooth_take(times: np.ndarray, rotations: np.ndarray, transl: np.ndarray, ex
     s = settings
     rows_cache: Dict[float, tuple] = {}
 
-    def rows(sigma: float):
-        if sigma not in rows_cache:
-            rows_cache[sigma] = local_fit_rows(times, seg, sigma)
-        return rows_cache[sigma]
+    def rows(sigma: float, order: int = 2):
+        if (sigma, order) not in rows_cache:
+            rows_cache[sigma, order] = local_fit_rows(times, seg, sigma, order)
+        return rows_cache[sigma, order]
 
     for group, joints in ROTATION_GROUPS.items():
         mask, median = rotation_outliers(q[:, joints], seg, s.outlier_angle, s.outlier_sigmas)
@@ -252,7 +253,7 @@ def smooth_take(times: np.ndarray, rotations: np.ndarray, transl: np.ndarray, ex
         bad = mask_dir.any(axis=1) | mask_z[:, 0]
         u[bad] = np.concatenate([med_dir, med_z], axis=1)[bad]
         u[:, :2] = smooth_vectors(u[:, :2], *rows(s.translation))
-        u[:, 2] = smooth_vectors(u[:, 2], *rows(s.depth))
+        u[:, 2] = smooth_vectors(u[:, 2], *rows(s.depth, 1))
         transl_out = from_ray(u)
     else:  # a behind-the-camera value is garbage anyway: plain x, y / z smoothing
         mask, med = vector_outliers(transl, seg, 0.3, s.outlier_sigmas)
@@ -260,7 +261,7 @@ def smooth_take(times: np.ndarray, rotations: np.ndarray, transl: np.ndarray, ex
         t = transl.copy()
         t[bad] = med[bad]
         transl_out = np.concatenate([smooth_vectors(t[:, :2], *rows(s.translation)),
-                                     smooth_vectors(t[:, 2:], *rows(s.depth))], axis=1)
+                                     smooth_vectors(t[:, 2:], *rows(s.depth, 1))], axis=1)
     report.outliers["translation"] = int(bad.sum())
     report.outlier_samples |= bad
 

@@ -342,7 +342,7 @@ class VMCSink:
         if track_id != getattr(self, "_track_id", track_id):
             self.retarget.reset_shape()  # a new performer: take bone lengths from their betas
         self._track_id = track_id
-        pose = self.retarget(result.persons[0].params)
+        pose = self.retarget(result.persons[0].params, grounded=result.persons[0].grounded)
         bones, blend = vmc_pose_messages(pose)
         if self.split_bundles:
             out += pack_bundles(bones, self.max_bundle_bytes)
