@@ -9,8 +9,8 @@ Per frame and person (after the One-Euro filter), from the root and the legs onl
    one camera, one floor) and a plane is fitted (:func:`realtime.animation.grounding.fit_plane`,
    the offline rule). Until then a level floor under the lowest sole point seen so far is used
    (``floor_state`` "learning").
-3. **Camera moved**: while a foot is in contact its sole should lie on the floor. When the
-   median height of the contact soles over the last ``moved_window`` seconds is more than
+3. **Camera moved**: a foot that stands still stands on the floor. When the median height of
+   the lowest still sole over the last ``moved_window`` seconds is more than
    ``moved_height`` off the floor, or the plane fitted to the last ``recheck_seconds`` of still
    points turns more than ``moved_angle`` degrees away from the learned one, the camera has moved:
    the floor is learned again (the old one is used meanwhile).
@@ -86,7 +86,7 @@ class FloorLearner:
         self.points: List[np.ndarray] = []
         self.speeds: List[np.ndarray] = []
         self.recent: Deque[Tuple[float, np.ndarray, np.ndarray]] = deque()
-        self.contact_heights: Deque[Tuple[float, float]] = deque()
+        self.still_heights: Deque[Tuple[float, float]] = deque()
         self.relearned: List[float] = []
         self._since_check = 0
 
@@ -103,7 +103,7 @@ class FloorLearner:
         self.started = t
         self.points, self.speeds = [], []
         self.lowest = None
-        self.contact_heights.clear()
+        self.still_heights.clear()
         self.recent.clear()
         self.relearned.append(t)
         log.info("grounding: the camera seems to have moved at t=%.2f s: learning the floor again", t)
@@ -142,16 +142,16 @@ class FloorLearner:
                 if angle > s.moved_angle:
                     self.relearn(t)
 
-    def contact_height(self, t: float, height: float) -> None:
-        """A planted sole's height above the floor: a sustained offset means the camera moved."""
+    def still_height(self, t: float, height: float) -> None:
+        """The height above the floor of the lowest still sole: a sustained offset means the camera moved."""
         if self.state != "fitted":
             return
         s = self.settings
-        self.contact_heights.append((t, height))
-        while self.contact_heights and t - self.contact_heights[0][0] > s.moved_window:
-            self.contact_heights.popleft()
-        if len(self.contact_heights) >= 5 and t - self.contact_heights[0][0] >= 0.8 * s.moved_window:
-            if abs(float(np.median([h for _, h in self.contact_heights]))) > s.moved_height:
+        self.still_heights.append((t, height))
+        while self.still_heights and t - self.still_heights[0][0] > s.moved_window:
+            self.still_heights.popleft()
+        if len(self.still_heights) >= 5 and t - self.still_heights[0][0] >= 0.8 * s.moved_window:
+            if abs(float(np.median([h for _, h in self.still_heights]))) > s.moved_height:
                 self.relearn(t)
 
 
@@ -218,12 +218,11 @@ class LiveGrounder:
             for j in (leg.hip, leg.knee, leg.ankle):
                 rot[0, j] = axis_angle_to_quat(body[j - 1])
         pelvis = cam_to_world_position(tr.skeleton.rest[0] + np.asarray(p.transl, np.float64).reshape(3))
-        heights = sole_heights(tr.skeleton)
-        pts = np.empty((2, 2, 3))
+        feet = np.empty((2, 2, 3))
         for i, leg in enumerate(LEGS):
             pose = leg_pose(tr.skeleton, rot, pelvis[None], leg)
-            pts[i, 0] = pose.ankle[0] - heights[i, 0] * UP
-            pts[i, 1] = pose.toe[0] - heights[i, 1] * UP
+            feet[i, 0], feet[i, 1] = pose.ankle[0], pose.toe[0]
+        pts = feet - sole_heights(tr.skeleton)[..., None] * UP  # sole points, level-camera world
         while tr.history and t - tr.history[0][0] > self.settings.speed_window:
             tr.history.popleft()
         if tr.history and t > tr.history[0][0]:
@@ -233,9 +232,9 @@ class LiveGrounder:
             spd = np.full((2, 2), np.inf)  # no speed yet: not "still"
         tr.history.append((t, pts))
         self.floor.observe(t, pts, np.where(np.isfinite(spd), spd, 1e3))
-        return rot[0, 0], pelvis, pts, spd
+        return rot[0, 0], pelvis, feet, spd
 
-    def _ground(self, person: Person, t: float, root_q: np.ndarray, pelvis: np.ndarray, pts: np.ndarray,
+    def _ground(self, person: Person, t: float, root_q: np.ndarray, pelvis: np.ndarray, feet: np.ndarray,
                 spd: np.ndarray) -> dict:
         tr = self._tracks[person.track_id]
         s = self.settings
@@ -243,7 +242,8 @@ class LiveGrounder:
         g = quat_between(normal, UP)
         q = quat_mul(g, root_q)
         pel = quat_rotate(g, pelvis) - height * UP
-        soles = quat_rotate(g, pts) - height * UP  # (2, 2, 3) floor frame
+        # sole points (2, 2, 3) in the floor frame: the joints turned, then down by their height over the sole
+        soles = quat_rotate(g, feet) - (height + sole_heights(tr.skeleton))[..., None] * UP
         dt = 0.0 if tr.t is None else max(0.0, t - tr.t)
         low_idx = np.argmin(soles[..., 1], axis=1)
         low = soles[np.arange(2), low_idx]           # (2, 3) each foot's lowest sole point
@@ -259,9 +259,11 @@ class LiveGrounder:
                 else:
                     tr.anchors[i] = tr.anchors[i] + leak * (low[i, [0, 2]] - tr.anchors[i])
                 targets.append(tr.anchors[i] - low[i, [0, 2]])
-                self.floor.contact_height(t, float(low[i, 1]))
             else:
                 tr.anchors[i] = None
+        still = speed < s.contacts.still_speed
+        if still.any():  # a still foot stands on the floor: far from it for a while, the camera moved
+            self.floor.still_height(t, float(low[still, 1].min()))
         if targets:
             tr.shift_xz = np.mean(targets, axis=0)
             tr.shift_y = -min(float(low[i, 1]) for i in range(2) if contact[i])

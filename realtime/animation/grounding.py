@@ -164,9 +164,9 @@ class Floor:
 
 
 def fit_plane(points: np.ndarray, speeds: np.ndarray, settings: GroundSettings = GroundSettings(),
-              level_prior: float = 0.005) -> Optional[Tuple[np.ndarray, float, int]]:
-    """The floor plane (normal, height, inlier count) under sole points (M, 3) with speeds (M,);
-    None when fewer than 8 still points lie near one plane."""
+              level_prior: float = 0.005) -> Optional[Tuple[np.ndarray, float, np.ndarray]]:
+    """The floor plane (normal, height, centroid of the points it rests on) under sole points
+    (M, 3) with speeds (M,); None when fewer than 8 still points lie near one plane."""
     pts = np.asarray(points, np.float64)
     still = np.asarray(speeds) < settings.still_speed
     if still.sum() < 8:
@@ -192,7 +192,7 @@ def fit_plane(points: np.ndarray, speeds: np.ndarray, settings: GroundSettings =
         if inliers is not None and np.array_equal(inliers, keep):
             break
         inliers = keep
-    return normal, height, int(keep.sum())
+    return normal, height, pts[keep].mean(axis=0)
 
 
 def sole_points(skeleton: Skeleton, rotations: np.ndarray, root_position: np.ndarray, fps: float):
@@ -238,7 +238,7 @@ def fit_floor(takes: Sequence[Tuple[np.ndarray, np.ndarray]], fps: float, n_fram
     win = int(round(settings.window * fps))
     if n_frames < 2 * win:
         return floor
-    centres, normals, heights = [], [], []
+    centres, normals, heights, shifts = [], [], [], []
     for start in range(0, n_frames - win + 1, max(1, win // 2)):
         sel = (frame >= start) & (frame < start + win)
         f = fit_plane(pts[sel], spd[sel], settings)
@@ -247,12 +247,12 @@ def fit_floor(takes: Sequence[Tuple[np.ndarray, np.ndarray]], fps: float, n_fram
         centres.append(start + win / 2.0)
         normals.append(f[0])
         heights.append(f[1])
+        shifts.append(abs(float(f[2] @ normal) - height))  # the window's floor, measured on the take's
     if len(centres) < 2:
         return floor
     normals_a, heights_a = np.array(normals), np.array(heights)
     angle = np.degrees(np.arccos(np.clip(normals_a @ normal, -1.0, 1.0)))
-    # height difference of the two planes under the feet (at the window's mean sole point)
-    shift = np.abs(heights_a - height)
+    shift = np.array(shifts)
     if angle.max() <= settings.moved_angle and shift.max() <= settings.moved_height:
         return floor
     t = np.arange(n_frames)
