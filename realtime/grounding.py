@@ -39,11 +39,10 @@ import numpy as np
 
 from engines.types import Person, SMPLXParams
 
-from .animation.grounding import (LEGS, UP, ContactHysteresis, GroundSettings, fit_plane, leg_pose,
-                                  sole_heights)
+from .animation.grounding import LEGS, UP, ContactHysteresis, GroundSettings, fit_plane, sole_heights
 from .animation.skeleton import FOOT_JOINTS, Skeleton
 from .retarget import Q_CAM_TO_WORLD, RestModel, cam_to_world_position
-from .rotations import axis_angle_to_quat, quat_between, quat_mul, quat_rotate
+from .rotations import axis_angle_to_quat, quat_between, quat_mul, quat_to_matrix
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +154,17 @@ class FloorLearner:
                 self.relearn(t)
 
 
+#: Rows of body_pose (joint - 1) of each leg's hip, knee and ankle, left then right.
+_LEG_POSE_ROWS = [j - 1 for leg in LEGS for j in (leg.hip, leg.knee, leg.ankle)]
+
+
 @dataclass
 class _Track:
     skeleton: Skeleton
     contacts: Tuple[ContactHysteresis, ContactHysteresis]
+    #: (2, 4, 3) rest offsets of each leg's hip, knee, ankle and toe; (2, 2) sole heights.
+    offsets: np.ndarray = None
+    soles: np.ndarray = None
     t: Optional[float] = None
     history: Deque[Tuple[float, np.ndarray]] = field(default_factory=deque)
     anchors: List[Optional[np.ndarray]] = field(default_factory=lambda: [None, None])
@@ -193,7 +199,11 @@ class LiveGrounder:
         if tr is None:
             sk = Skeleton(rest=self.rest.joints(person.params.betas), sole_height=self.sole_height)
             c = self.settings.contacts
-            tr = self._tracks[person.track_id] = _Track(sk, (ContactHysteresis(c), ContactHysteresis(c)))
+            off = sk.offsets
+            tr = self._tracks[person.track_id] = _Track(
+                sk, (ContactHysteresis(c), ContactHysteresis(c)),
+                offsets=np.array([[off[leg.hip], off[leg.knee], off[leg.ankle], off[leg.toe]] for leg in LEGS]),
+                soles=sole_heights(sk))
         return tr
 
     def __call__(self, persons: Sequence[Person], t: float, keep: Iterable[int] = ()) -> List[Person]:
@@ -211,18 +221,23 @@ class LiveGrounder:
         tr = self._track(person)
         p: SMPLXParams = person.params
         body = np.asarray(p.body_pose, np.float64).reshape(21, 3)
-        rot = np.zeros((1, 55, 4))
-        rot[..., 3] = 1.0
-        rot[0, 0] = quat_mul(Q_CAM_TO_WORLD, axis_angle_to_quat(np.asarray(p.global_orient, np.float64).reshape(3)))
-        for leg in LEGS:
-            for j in (leg.hip, leg.knee, leg.ankle):
-                rot[0, j] = axis_angle_to_quat(body[j - 1])
+        # the root and the two legs only, as matrices (a few numpy calls per frame)
+        aa = np.concatenate([np.asarray(p.global_orient, np.float64).reshape(1, 3), body[_LEG_POSE_ROWS]])
+        q = axis_angle_to_quat(aa)
+        q[0] = quat_mul(Q_CAM_TO_WORLD, q[0])
+        m = quat_to_matrix(q)
         pelvis = cam_to_world_position(tr.skeleton.rest[0] + np.asarray(p.transl, np.float64).reshape(3))
+        off = tr.offsets
         feet = np.empty((2, 2, 3))
-        for i, leg in enumerate(LEGS):
-            pose = leg_pose(tr.skeleton, rot, pelvis[None], leg)
-            feet[i, 0], feet[i, 1] = pose.ankle[0], pose.toe[0]
-        pts = feet - sole_heights(tr.skeleton)[..., None] * UP  # sole points, level-camera world
+        for i in range(2):
+            hip_r = m[0] @ m[1 + 3 * i]
+            knee_r = hip_r @ m[2 + 3 * i]
+            ankle_r = knee_r @ m[3 + 3 * i]
+            hip = pelvis + m[0] @ off[i, 0]
+            knee = hip + hip_r @ off[i, 1]
+            feet[i, 0] = knee + knee_r @ off[i, 2]
+            feet[i, 1] = feet[i, 0] + ankle_r @ off[i, 3]
+        pts = feet - tr.soles[..., None] * UP  # sole points, level-camera world
         while tr.history and t - tr.history[0][0] > self.settings.speed_window:
             tr.history.popleft()
         if tr.history and t > tr.history[0][0]:
@@ -232,7 +247,7 @@ class LiveGrounder:
             spd = np.full((2, 2), np.inf)  # no speed yet: not "still"
         tr.history.append((t, pts))
         self.floor.observe(t, pts, np.where(np.isfinite(spd), spd, 1e3))
-        return rot[0, 0], pelvis, feet, spd
+        return q[0], pelvis, feet, spd
 
     def _ground(self, person: Person, t: float, root_q: np.ndarray, pelvis: np.ndarray, feet: np.ndarray,
                 spd: np.ndarray) -> dict:
@@ -241,9 +256,10 @@ class LiveGrounder:
         normal, height = self.floor.current()
         g = quat_between(normal, UP)
         q = quat_mul(g, root_q)
-        pel = quat_rotate(g, pelvis) - height * UP
+        gm = quat_to_matrix(g)
+        pel = gm @ pelvis - height * UP
         # sole points (2, 2, 3) in the floor frame: the joints turned, then down by their height over the sole
-        soles = quat_rotate(g, feet) - (height + sole_heights(tr.skeleton))[..., None] * UP
+        soles = feet @ gm.T - (height + tr.soles)[..., None] * UP
         dt = 0.0 if tr.t is None else max(0.0, t - tr.t)
         low_idx = np.argmin(soles[..., 1], axis=1)
         low = soles[np.arange(2), low_idx]           # (2, 3) each foot's lowest sole point
