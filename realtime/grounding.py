@@ -61,7 +61,7 @@ class LiveGroundSettings:
     #: from one frame to the next; a touch-down is seen up to half of it later).
     speed_window: float = 0.15
     moved_window: float = 1.0
-    moved_height: float = 0.06
+    moved_height: float = 0.08
     moved_angle: float = 6.0
     recheck_seconds: float = 3.0
 
@@ -149,7 +149,7 @@ class FloorLearner:
         self.still_heights.append((t, height))
         while self.still_heights and t - self.still_heights[0][0] > s.moved_window:
             self.still_heights.popleft()
-        if len(self.still_heights) >= 5 and t - self.still_heights[0][0] >= 0.8 * s.moved_window:
+        if len(self.still_heights) >= 15 and t - self.still_heights[0][0] >= 0.8 * s.moved_window:
             if abs(float(np.median([h for _, h in self.still_heights]))) > s.moved_height:
                 self.relearn(t)
 

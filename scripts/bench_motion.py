@@ -70,9 +70,9 @@ def read_npz(path: Path, body) -> np.ndarray:
     return joint_positions(body.skeleton, q, root)
 
 
-def offline(take, frames, body, smplx_dir: Path, work: Path) -> np.ndarray:
-    rec = write_take(work / f"{take.name}_rec", frames, take.fps)
-    out = work / f"{take.name}.npz"
+def offline(take, frames, body, smplx_dir: Path, work: Path, seed: int) -> np.ndarray:
+    rec = write_take(work / f"{take.name}_{seed}_rec", frames, take.fps)
+    out = work / f"{take.name}_{seed}.npz"
     code = mocap(["convert", str(rec), "--to", "npz", "--out", str(out), "--smooth", "--ground",
                   "--body-models", str(smplx_dir)])
     assert code == 0, code
@@ -111,7 +111,7 @@ def main() -> int:
                 outs["live low-lag"], ms, _ = run_live(take, frames, FilterSettings().with_overrides(LOW_LAG))
                 costs["grounder_ms"].append(ms)
                 costs["filter_ms"].append(filter_ms(take, frames))
-                outs["offline"] = offline(take, frames, body, smplx_dir, work)
+                outs["offline"] = offline(take, frames, body, smplx_dir, work, seed)
                 for label, joints in outs.items():
                     m = measure(joints, take)
                     m["lag_ms"] = lag_ms(align_xz(joints, ref), ref, take.fps)
