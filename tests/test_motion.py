@@ -276,3 +276,70 @@ def test_grounded_root_goes_over_zmq_and_vmc(body):
     # with no grounding the message has no field (older subscribers see what they saw)
     plain = result_to_dict(FrameResult(0, 1, (640, 480), [Person(1, params, z, z, z[:2], z[:2])]))
     assert "grounded" not in plain["persons"][0]
+
+
+def test_pipeline_sends_the_grounded_root_to_vmc_and_zmq(media_dir, body_model, tmp_path):
+    """The live pipeline with --ground: a real clip, tracker and filter, the model replaced by the stand-in;
+    every result's person carries the grounded root, the recording keeps it, and the VMC sink's Root/Pos
+    is the grounded one (a real UDP socket on 127.0.0.1)."""
+    import socket
+
+    from engines.detector import PersonDetector
+    from engines.stand_in import StandInPredictor
+    from engines.tracking import PersonTracker
+    from realtime.capture import open_source
+    from realtime.filters import MultiPersonFilter
+    from realtime.grounding import LiveGrounder
+    from realtime.pipeline import Pipeline
+    from realtime.recording import load_recording
+    from realtime.sinks.osc_vmc import VMCSink
+    from realtime.sinks.recorder import Recorder
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5.0)
+    detector = PersonDetector(static=False)
+    source = open_source(str(media_dir / "street_walk_960x540.mp4"), pace=False, loop=True)
+    sinks = [VMCSink("127.0.0.1", rx.getsockname()[1], body_model), Recorder(tmp_path / "rec", fps=30.0)]
+    pipe = Pipeline(source, StandInPredictor(body_model, cost_ms=1.0), PersonTracker(detector),
+                    MultiPersonFilter(hand_mean=(body_model.hand_mean_left, body_model.hand_mean_right)), sinks,
+                    grounder=LiveGrounder.from_body_model(body_model))
+    try:
+        pipe.start(20)
+        pipe.wait(duration=60)
+    finally:
+        pipe.stop()
+        detector.close()
+    assert pipe.error is None, pipe.error
+    rec = load_recording(tmp_path / "rec")
+    grounded = [p.grounded for f in rec.frames for p in f.persons]
+    assert len(grounded) == 20 and all(g is not None and g["version"] == 1 for g in grounded)
+    last = np.asarray(grounded[-1]["root_pos"])
+    datagrams = []
+    try:
+        while True:
+            datagrams.append(rx.recv(65536))
+    except socket.timeout:
+        pass
+    finally:
+        rx.close()
+    from pythonosc.osc_bundle import OscBundle
+    from pythonosc.osc_message import OscMessage
+
+    from realtime.retarget import RestModel, smplx_to_unity
+
+    roots = []
+    for d in datagrams:
+        msgs = list(OscBundle(d)) if OscBundle.dgram_is_bundle(d) else [OscMessage(d)]
+        roots += [np.asarray(m.params[1:4]) for m in msgs if m.address == "/VMC/Ext/Root/Pos"]
+    assert roots
+    rest = RestModel.from_body_model(body_model)
+    first = rest.joints(rec.frames[0].persons[0].params.betas)  # the sink keeps the first frame's bone lengths
+    expected = [smplx_to_unity(p.params, first, rest.hand_mean_left, rest.hand_mean_right,
+                               grounded=p.grounded).root_pos for f in rec.frames for p in f.persons]
+    raw = [smplx_to_unity(p.params, first, rest.hand_mean_left, rest.hand_mean_right).root_pos
+           for f in rec.frames for p in f.persons]
+    assert min(np.abs(r - e).max() for r, e in zip(raw, expected)) > 0.05  # grounded differs from raw
+    for got in roots:  # every Root/Pos sent is the grounded root of one of the frames
+        assert min(np.abs(got - e).max() for e in expected) < 1e-4
+    assert np.isfinite(last).all()
