@@ -303,7 +303,7 @@ def test_fbx_file_settings_for_game_engines(bpy, take, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["bvh", "glb"])
-def test_smoothed_grounded_take_imports_with_feet_on_the_floor(bpy, tmp_path, smplx_dir, fmt):
+def test_smoothed_grounded_take_imports_with_feet_on_the_floor(bpy, tmp_path, smplx_dir, fmt, request):
     """A noisy take of a walk seen by a camera tilted 8 degrees, converted with the defaults (smoothed and
     grounded): Blender imports it, the joints are what the library computed, and the feet stand on
     Blender's z = 0 while they touch the floor, never below it."""
@@ -318,6 +318,9 @@ def test_smoothed_grounded_take_imports_with_feet_on_the_floor(bpy, tmp_path, sm
     report = convert(rec, out, body_models=smplx_dir)
     assert any("tilted by" in w for w in report.warnings)
     n = report.files[0].frames
+    if fmt == "glb":
+        issues = request.getfixturevalue("validator")(out)["issues"]
+        assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
     _fresh(bpy)
     if fmt == "bvh":
         bpy.ops.import_anim.bvh(filepath=str(out), update_scene_fps=True, update_scene_duration=True)
