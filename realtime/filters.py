@@ -130,7 +130,8 @@ class OneEuroFilter:
         self._x = self._x + alpha * (x64 - self._x)
         if self.predict:  # a first-order low-pass trails a ramp by (1 - alpha) / alpha samples
             velocity = (self._x - previous) / dt  # of the output: far less noisy than the raw samples'
-            self._v = velocity if self._v is None else self._v + smoothing_alpha(self.d_cutoff, dt) * (velocity - self._v)
+            a_d = smoothing_alpha(self.d_cutoff, dt)
+            self._v = velocity if self._v is None else self._v + a_d * (velocity - self._v)
             return (self._x + (1.0 - alpha) / alpha * dt * self._v).astype(out_dtype)
         return self._x.astype(out_dtype)
 
@@ -202,7 +203,8 @@ class OneEuroQuatFilter:
         self._q = quat_slerp(self._q, q, alpha)
         if self.predict:  # the low-pass's lag, (1 - alpha) / alpha samples, turned on at the output's speed
             spin = quat_to_axis_angle(quat_mul(self._q, quat_conj(previous))) / dt
-            self._spin = spin if self._spin is None else self._spin + smoothing_alpha(self.d_cutoff, dt) * (spin - self._spin)
+            a_d = smoothing_alpha(self.d_cutoff, dt)
+            self._spin = spin if self._spin is None else self._spin + a_d * (spin - self._spin)
             return quat_normalize(quat_mul(axis_angle_to_quat(self._spin * ((1.0 - alpha) / alpha * dt)), self._q))
         return self._q.copy()
 

@@ -210,7 +210,8 @@ class LiveGrounder:
         """Copies of ``persons`` (one frame at ``t`` seconds) with ``grounded`` set."""
         seen = {p.track_id for p in persons}
         observed = [(p, *self._observe(p, t)) for p in persons]
-        out = [dataclasses.replace(p, grounded=self._ground(p, t, rot, pelvis, pts, spd)) for p, rot, pelvis, pts, spd in observed]
+        out = [dataclasses.replace(p, grounded=self._ground(p, t, rot, pelvis, feet, spd))
+               for p, rot, pelvis, feet, spd in observed]
         kept = seen | set(keep)
         for tid in [i for i in self._tracks if i not in kept]:
             del self._tracks[tid]

@@ -253,7 +253,7 @@ def test_live_grounder_learns_the_floor_and_relearns_when_the_camera_moves(body)
 
 
 def test_grounded_root_goes_over_zmq_and_vmc(body):
-    from realtime.retarget import RestModel, smplx_to_unity
+    from realtime.retarget import smplx_to_unity
 
     take = make_take("wave", body, seconds=0.5)
     params = SMPLXParams.from_dict(take.params()[0])

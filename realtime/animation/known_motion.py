@@ -24,13 +24,13 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from engines.body_model import JOINT_NAMES, NUM_EXPRESSION
-from engines.types import PARAM_SHAPES
+from engines.types import PARAM_SHAPES, Person, SMPLXParams
 
-from ..retarget import Q_CAM_TO_WORLD
+from ..retarget import Q_CAM_TO_WORLD, cam_to_world_position
 from ..rotations import (axis_angle_to_quat, quat_conj, quat_mul, quat_normalize, quat_rotate,
                          quat_to_axis_angle)
 from .grounding import LEGS, leg_pose, sole_heights, two_bone_ik
-from .skeleton import LEFT_HAND_START, RIGHT_HAND_START, Body
+from .skeleton import LEFT_HAND_START, Body
 
 TAKES = ("walk", "squat", "turn", "wave", "jump")
 J = {name: i for i, name in enumerate(JOINT_NAMES)}
@@ -374,7 +374,7 @@ def run_live(take: KnownTake, frames, filter_settings=None, ground: bool = True)
     rots, roots, spent = [], [], 0.0
     for k, f in enumerate(frames):
         t = k / take.fps
-        params = filt(SMPLXParams_from(f), t)
+        params = filt(SMPLXParams.from_dict(f), t)
         person = _person(params)
         t0 = time.perf_counter()
         if ground:
@@ -388,7 +388,8 @@ def run_live(take: KnownTake, frames, filter_settings=None, ground: bool = True)
             roots.append(person.grounded["root_pos"])
         else:
             q[0] = quat_mul(Q_CAM_TO_WORLD, q[0])
-            roots.append(cam_to_world(body.skeleton.rest[0] + np.asarray(params.transl, np.float64).reshape(3)))
+            transl = np.asarray(params.transl, np.float64).reshape(3)
+            roots.append(cam_to_world_position(body.skeleton.rest[0] + transl))
         rots.append(q)
     j = joint_positions(body.skeleton, np.array(rots), np.array(roots))
     if not ground:
@@ -396,21 +397,7 @@ def run_live(take: KnownTake, frames, filter_settings=None, ground: bool = True)
     return j, 1000.0 * spent / len(frames), grounder
 
 
-def SMPLXParams_from(f):
-    from engines.types import SMPLXParams
-
-    return SMPLXParams.from_dict(f)
-
-
-def cam_to_world(p):
-    from ..retarget import cam_to_world_position
-
-    return cam_to_world_position(p)
-
-
-def _person(params):
-    from engines.types import Person
-
+def _person(params: SMPLXParams) -> Person:
     z = np.zeros(4, np.float32)
     return Person(track_id=0, params=params, bbox=z, bbox_detector=z, focal=np.ones(2, np.float32),
                   princpt=np.zeros(2, np.float32))
