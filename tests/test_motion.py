@@ -343,3 +343,13 @@ def test_pipeline_sends_the_grounded_root_to_vmc_and_zmq(media_dir, body_model, 
     for got in roots:  # every Root/Pos sent is the grounded root of one of the frames
         assert min(np.abs(got - e).max() for e in expected) < 1e-4
     assert np.isfinite(last).all()
+
+
+def test_batch_export_flags_enter_the_results_identity_only_with_exports():
+    from realtime.batch.options import BatchOptions
+
+    plain = BatchOptions(checkpoint="c").results_identity()
+    assert "export_smooth" not in plain  # folders made before the flags existed still match
+    raw = BatchOptions(checkpoint="c", exports=("bvh",), export_smooth=False, export_ground=False).results_identity()
+    smooth = BatchOptions(checkpoint="c", exports=("bvh",)).results_identity()
+    assert raw != smooth and smooth["export_smooth"] and smooth["export_ground"]
