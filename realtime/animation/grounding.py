@@ -64,8 +64,12 @@ class GroundSettings:
     #: Offline, a foot's speed is its displacement over +-``speed_span`` seconds (less noisy).
     speed_span: float = 0.1
     release: float = 0.1
-    #: Width (s) of the smoothing of the root's correction towards the planted feet.
+    #: Width (s) of the smoothing of the root's correction towards the planted feet, and its
+    #: largest size (m): the root's leftover noise, not a step of the walk.
     root_sigma: float = 0.05
+    root_limit: float = 0.08
+    #: A contact whose ankle strays further than this (m) from its median position is dropped.
+    max_travel: float = 0.12
     #: Floor fit: band (metres) around the plane whose points count, and their speed limit (m/s).
     band: float = 0.03
     still_speed: float = 0.5
@@ -393,8 +397,13 @@ def ground_motion(skeleton: Skeleton, rotations: np.ndarray, root_position: np.n
 
     legs = lowest(rot, root)
     if plant and floor.fitted and n > 1:
-        for i, (_, low, speed) in enumerate(legs):
-            report.contacts[:, i] = detect_contacts(low, speed, fps, settings)
+        for i, (pose, low, speed) in enumerate(legs):
+            contact = detect_contacts(low, speed, fps, settings)
+            for a, b in runs(contact):  # a foot that travels while "planted" was not planted
+                xz = pose.ankle[a:b][:, [0, 2]]
+                if np.linalg.norm(xz - np.median(xz, axis=0), axis=-1).max() > settings.max_travel:
+                    contact[a:b] = False
+            report.contacts[:, i] = contact
     ramp = int(round(settings.release * fps))
     if report.contacts.any():
         # the root follows the planted feet: where a foot stands, its drift (mostly the root's depth
@@ -410,6 +419,8 @@ def ground_motion(skeleton: Skeleton, rotations: np.ndarray, root_position: np.n
         corr[have] /= weight[have, None]
         frames = np.arange(n)
         full = np.stack([np.interp(frames, frames[have], corr[have, c]) for c in range(2)], axis=-1)
+        size = np.linalg.norm(full, axis=-1, keepdims=True)
+        full = full * np.minimum(1.0, settings.root_limit / np.maximum(size, 1e-12))
         full = _gaussian(full, settings.root_sigma * fps)
         root = root.copy()
         root[:, [0, 2]] += full
