@@ -69,7 +69,7 @@ class GroundSettings:
     root_sigma: float = 0.05
     root_limit: float = 0.08
     #: A contact whose ankle strays further than this (m) from its median position is dropped.
-    max_travel: float = 0.12
+    max_travel: float = 0.2
     #: Floor fit: band (metres) around the plane whose points count, and their speed limit (m/s).
     band: float = 0.03
     still_speed: float = 0.5
