@@ -353,3 +353,19 @@ def test_batch_export_flags_enter_the_results_identity_only_with_exports():
     raw = BatchOptions(checkpoint="c", exports=("bvh",), export_smooth=False, export_ground=False).results_identity()
     smooth = BatchOptions(checkpoint="c", exports=("bvh",)).results_identity()
     assert raw != smooth and smooth["export_smooth"] and smooth["export_ground"]
+
+
+@pytest.mark.slow
+def test_mocap_live_ground_records_the_grounded_root(tmp_path, media_dir, s32_ckpt, smplx_dir):
+    """`mocap live --ground` end to end (random-weight network, real clip): the recording holds the
+    versioned grounded field next to the raw parameters."""
+    from realtime.cli import main
+    from realtime.recording import load_recording
+
+    rec = tmp_path / "rec"
+    assert main(["live", "--source", str(media_dir / "posetrack_1280x720.mp4"), "--no-pace", "--engine", "torch",
+                 "--viewer", "none", "--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir),
+                 "--osc", "none", "--zmq", "none", "--max-frames", "3", "--ground", "--record", str(rec)]) == 0
+    persons = [p for f in load_recording(rec).frames for p in f.persons]
+    assert persons and all(p.grounded is not None and p.grounded["version"] == 1 for p in persons)
+    assert all(p.grounded["floor_state"] == "learning" for p in persons)  # 3 frames: still learning the floor
