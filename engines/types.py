@@ -14,7 +14,7 @@ Conventions (shared by every stage, sink and viewer):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Protocol
+from typing import Any, Dict, List, Optional, Protocol
 
 import numpy as np
 
@@ -99,6 +99,9 @@ class Person:
     joints: Optional[np.ndarray] = None
     #: Joints projected to the full frame (J, 2), used by tracking and previews.
     joints_2d: Optional[np.ndarray] = None
+    #: The root on the learned floor (``realtime.grounding``, ``mocap live --ground``): a plain dict
+    #: with ``version``, ``root_pos``, ``root_quat``, ``contacts``, ``floor``, ``floor_state``.
+    grounded: Optional[Dict[str, Any]] = None
 
 
 @dataclass

@@ -18,6 +18,11 @@ Message (a msgpack map; every float is float32 on the wire, every time an int):
   ``jaw_pose`` (1x3), ``betas`` (1x10), ``expression`` (1x10), ``transl`` (1x3).
   Poses are axis-angle (rad) in the OpenCV camera frame; hand poses relative to
   the SMPL-X hand mean; ``transl`` in metres.
+* optional ``grounded`` per person (``mocap live --ground``; absent otherwise), a map with its own
+  ``version`` (1): ``root_pos`` [x, y, z] (metres) and ``root_quat`` [x, y, z, w] of the pelvis in
+  the floor frame (right-handed, y up, floor at y = 0), ``contacts`` [left, right] (bool),
+  ``floor`` [nx, ny, nz, d] (the plane n . p = d in the camera-level world, y up) and
+  ``floor_state`` ("learning" or "fitted"). The raw camera-frame parameters above are unchanged.
 
 The perf_counter clock is per machine: ``now - t_capture_ns`` is a latency only when
 publisher and subscriber run on the same machine.
@@ -51,6 +56,11 @@ def person_to_dict(person: Person) -> Dict[str, Any]:
     }
     for key in PREDICTED_KEYS:
         d[key] = np.asarray(getattr(person.params, key), dtype=np.float32).reshape(PARAM_SHAPES[key]).tolist()
+    if person.grounded is not None:
+        g = person.grounded
+        d["grounded"] = {"version": int(g["version"]), "root_pos": _floats(g["root_pos"], 3),
+                         "root_quat": _floats(g["root_quat"], 4), "contacts": [bool(c) for c in g["contacts"]],
+                         "floor": _floats(g["floor"], 4), "floor_state": str(g["floor_state"])}
     return d
 
 
@@ -61,6 +71,7 @@ def person_from_dict(d: Dict[str, Any]) -> Person:
         track_id=int(d["track_id"]), params=params,
         bbox=np.asarray(d["bbox"], np.float32), bbox_detector=np.asarray(d.get("bbox_detector", d["bbox"]), np.float32),
         focal=np.asarray(d["focal"], np.float32), princpt=np.asarray(d["princpt"], np.float32),
+        grounded=d.get("grounded"),
     )
 
 

@@ -84,12 +84,14 @@ class OneEuroFilter:
     """
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0,
-                 per_element: bool = False) -> None:
+                 per_element: bool = False, predict: bool = False) -> None:
         _check_params(min_cutoff, beta, d_cutoff)
         self.min_cutoff = float(min_cutoff)
         self.beta = float(beta)
         self.d_cutoff = float(d_cutoff)
         self.per_element = bool(per_element)
+        #: Add the low-pass's own lag back along the output's (low-passed) velocity.
+        self.predict = bool(predict)
         self.reset()
 
     def reset(self) -> None:
@@ -97,6 +99,7 @@ class OneEuroFilter:
         self._x: Optional[np.ndarray] = None  # last output
         self._raw: Optional[np.ndarray] = None  # last accepted sample
         self._dx: Optional[np.ndarray] = None
+        self._v: Optional[np.ndarray] = None  # velocity of the output (predict only)
         self._t: Optional[float] = None
 
     def _speed(self, dx: np.ndarray) -> np.ndarray:
@@ -123,7 +126,13 @@ class OneEuroFilter:
         self._raw = x64
         self._dx = self._dx + smoothing_alpha(self.d_cutoff, dt) * (dx - self._dx)
         alpha = smoothing_alpha(self.min_cutoff + self.beta * self._speed(self._dx), dt)
+        previous = self._x
         self._x = self._x + alpha * (x64 - self._x)
+        if self.predict:  # a first-order low-pass trails a ramp by (1 - alpha) / alpha samples
+            velocity = (self._x - previous) / dt  # of the output: far less noisy than the raw samples'
+            a_d = smoothing_alpha(self.d_cutoff, dt)
+            self._v = velocity if self._v is None else self._v + a_d * (velocity - self._v)
+            return (self._x + (1.0 - alpha) / alpha * dt * self._v).astype(out_dtype)
         return self._x.astype(out_dtype)
 
 
@@ -144,8 +153,9 @@ class OneEuroQuatFilter:
     settings (one filter for all joints of a body: one set of numpy calls per frame).
     """
 
-    def __init__(self, min_cutoff=1.0, beta=0.0, d_cutoff=1.0) -> None:
+    def __init__(self, min_cutoff=1.0, beta=0.0, d_cutoff=1.0, predict: bool = False) -> None:
         _check_params(min_cutoff, beta, d_cutoff)
+        self.predict = bool(predict)
         self.min_cutoff = np.asarray(min_cutoff, np.float64) if np.ndim(min_cutoff) else float(min_cutoff)
         self.beta = np.asarray(beta, np.float64) if np.ndim(beta) else float(beta)
         self.d_cutoff = np.asarray(d_cutoff, np.float64) if np.ndim(d_cutoff) else float(d_cutoff)
@@ -156,6 +166,7 @@ class OneEuroQuatFilter:
         self._q: Optional[np.ndarray] = None  # last output
         self._raw: Optional[np.ndarray] = None  # last accepted sample (hemisphere-aligned)
         self._omega: Optional[np.ndarray] = None
+        self._spin: Optional[np.ndarray] = None  # angular velocity of the output (predict only)
         self._t: Optional[float] = None
 
     @property
@@ -188,7 +199,13 @@ class OneEuroQuatFilter:
         self._omega = self._omega + smoothing_alpha(self.d_cutoff, dt) * (omega - self._omega)
         speed = np.linalg.norm(self._omega, axis=-1, keepdims=True)
         alpha = smoothing_alpha(self.min_cutoff + self.beta * speed, dt)
+        previous = self._q
         self._q = quat_slerp(self._q, q, alpha)
+        if self.predict:  # the low-pass's lag, (1 - alpha) / alpha samples, turned on at the output's speed
+            spin = quat_to_axis_angle(quat_mul(self._q, quat_conj(previous))) / dt
+            a_d = smoothing_alpha(self.d_cutoff, dt)
+            self._spin = spin if self._spin is None else self._spin + a_d * (spin - self._spin)
+            return quat_normalize(quat_mul(axis_angle_to_quat(self._spin * ((1.0 - alpha) / alpha * dt)), self._q))
         return self._q.copy()
 
 
@@ -300,6 +317,10 @@ class FilterSettings:
     """
 
     enabled: bool = True
+    #: Lag compensation: each One-Euro output is moved ahead along its filtered velocity by the
+    #: low-pass's own lag, ``(1 - alpha) / alpha`` samples (no lag on steady motion; a little
+    #: overshoot where the motion stops). See docs/motion.md for the measured effect.
+    predict: bool = False
     root: OneEuroParams = field(default_factory=lambda: OneEuroParams(1.0, 0.3, 1.0))
     body: OneEuroParams = field(default_factory=lambda: OneEuroParams(1.5, 0.5, 1.0))
     hands: OneEuroParams = field(default_factory=lambda: OneEuroParams(2.0, 0.7, 1.0))
@@ -408,7 +429,7 @@ _GROUP_TYPES: Dict[str, type] = {
     "translation": OneEuroParams, "depth": OneEuroParams, "expression": OneEuroParams,
     "betas": BetasParams,
 }
-_TOP_TYPES: Dict[str, type] = {"enabled": bool}
+_TOP_TYPES: Dict[str, type] = {"enabled": bool, "predict": bool}
 
 
 # ------------------------------------------------------------------ SMPL-X filter
@@ -441,13 +462,14 @@ class SMPLXFilter:
                   "right_hand_pose": (s.hands, right_mean), "jaw_pose": (s.jaw, None)}
         rows = [(groups[key][0], groups[key][1], n) for key, n in _ROTATION_LAYOUT]
         column = lambda attr: np.concatenate([np.full(n, getattr(prm, attr)) for prm, _, n in rows])[:, None]  # noqa: E731
-        self._rotations = OneEuroQuatFilter(column("min_cutoff"), column("beta"), column("d_cutoff"))
+        self._rotations = OneEuroQuatFilter(column("min_cutoff"), column("beta"), column("d_cutoff"), s.predict)
         self._offset = np.concatenate([np.zeros((n, 3)) if mean is None else np.asarray(mean, np.float64).reshape(n, 3)
                                        for _, mean, n in rows])
-        self._xy = OneEuroFilter(s.translation.min_cutoff, s.translation.beta, s.translation.d_cutoff)
-        self._z = OneEuroFilter(s.depth.min_cutoff, s.depth.beta, s.depth.d_cutoff)
+        self._xy = OneEuroFilter(s.translation.min_cutoff, s.translation.beta, s.translation.d_cutoff,
+                                 predict=s.predict)
+        self._z = OneEuroFilter(s.depth.min_cutoff, s.depth.beta, s.depth.d_cutoff, predict=s.predict)
         self._expression = OneEuroFilter(s.expression.min_cutoff, s.expression.beta,
-                                         s.expression.d_cutoff, per_element=True)
+                                         s.expression.d_cutoff, per_element=True, predict=s.predict)
         self._betas = BetasSmoother(s.betas.window)
         self._primed = False
 

@@ -147,17 +147,20 @@ class Pipeline:
     :class:`realtime.filters.MultiPersonFilter` or None (one One-Euro state per track id,
     kept while the tracker may still bring the person back); ``sinks``: objects with
     ``send(FrameResult)`` / ``close()``. ``mesh_after_filter``: recompute the meshes
-    from the filtered parameters (for the 3-D viewer).
+    from the filtered parameters (for the 3-D viewer). ``grounder``:
+    :class:`realtime.grounding.LiveGrounder` or None (the "filter" stage includes it).
     """
 
     def __init__(self, source, predictor, tracker, filt=None, sinks: Sequence = (),
-                 mesh_after_filter: bool = False):
+                 mesh_after_filter: bool = False, grounder=None):
         self.source = source
         self.predictor = predictor
         self.tracker = tracker
         self.filter = filt
         self.sinks = list(sinks)
         self.mesh_after_filter = mesh_after_filter
+        #: :class:`realtime.grounding.LiveGrounder` or None: the root on the learned floor (after the filter).
+        self.grounder = grounder
         self.stats = PipelineStats()
         self.latest: LatestSlot[FrameResult] = LatestSlot()
         self.stop_event = threading.Event()
@@ -277,6 +280,8 @@ class Pipeline:
                     verts, joints = self.predictor.body_model.from_params(person.params.to_dict())
                     filtered[k] = dataclasses.replace(person, vertices=verts, joints=joints)
             persons = filtered
+        if self.grounder is not None:
+            persons = self.grounder(persons, _filter_time(frame), keep=self.tracker.alive_ids)
         t["filter"] = time.perf_counter_ns()
         h, w = frame.image.shape[:2]
         result = FrameResult(frame_id=frame.id, t_capture_ns=frame.t_capture_ns, image_size=(w, h),

@@ -185,6 +185,7 @@ def smplx_to_unity(
     zero_positions: bool = False,
     jaw_open_max: float = 0.5,
     blend_names: Tuple[str, ...] = ("A", "JawOpen"),
+    grounded: Optional[dict] = None,
 ) -> UnityPose:
     """Convert one person's SMPL-X parameters to a Unity Humanoid pose.
 
@@ -199,6 +200,9 @@ def smplx_to_unity(
             (for receivers that mishandle bone positions).
         jaw_open_max: jaw opening angle (rad) that maps to blend value 1.0.
         blend_names: blendshape names that receive the jaw-opening value.
+        grounded: the live grounder's root (:mod:`realtime.grounding`, ``Person.grounded``):
+            when given, the body orientation and pelvis position come from it (the floor frame:
+            y up, floor at y = 0) instead of the camera-frame ``global_orient`` / ``transl``.
     """
     if root_motion not in ROOT_MOTION_MODES:
         raise ValueError(f"root_motion must be one of {ROOT_MOTION_MODES}, got {root_motion!r}")
@@ -213,11 +217,15 @@ def smplx_to_unity(
     local_q = mirror_quat(quat_normalize(axis_angle_to_quat(local_aa)))
 
     # Root: camera frame → Y-up world → Unity.
-    q_cam = axis_angle_to_quat(np.asarray(params.global_orient, np.float64).reshape(3))
-    q_world = quat_normalize(quat_mul(Q_CAM_TO_WORLD, q_cam))
-    # Pelvis position in the camera frame: SMPL-X applies the global rotation about
-    # the rest pelvis and then adds transl, so the pelvis lands at J0 + transl.
-    pelvis_world = cam_to_world_position(rest[0] + np.asarray(params.transl, np.float64).reshape(3))
+    if grounded is not None:
+        q_world = quat_normalize(np.asarray(grounded["root_quat"], np.float64).reshape(4))
+        pelvis_world = np.asarray(grounded["root_pos"], np.float64).reshape(3)
+    else:
+        q_cam = axis_angle_to_quat(np.asarray(params.global_orient, np.float64).reshape(3))
+        q_world = quat_normalize(quat_mul(Q_CAM_TO_WORLD, q_cam))
+        # Pelvis position in the camera frame: SMPL-X applies the global rotation about
+        # the rest pelvis and then adds transl, so the pelvis lands at J0 + transl.
+        pelvis_world = cam_to_world_position(rest[0] + np.asarray(params.transl, np.float64).reshape(3))
     hips_offset = _root_offset(rest)
     root_world = pelvis_world - _rotate(q_world, hips_offset)
     offset = np.zeros(3) if origin is None else np.asarray(origin, np.float64).reshape(3)
@@ -296,10 +304,10 @@ class Retargeter:
             self._frozen_joints = self.rest.joints(params.betas)
         return self._frozen_joints
 
-    def __call__(self, params: SMPLXParams) -> UnityPose:
+    def __call__(self, params: SMPLXParams, grounded: Optional[dict] = None) -> UnityPose:
         rest = self._rest_joints(params)
         kwargs = dict(root_motion=self.root_motion, zero_positions=self.zero_positions,
-                      jaw_open_max=self.jaw_open_max, blend_names=self.blend_names)
+                      jaw_open_max=self.jaw_open_max, blend_names=self.blend_names, grounded=grounded)
         if self.recenter and self._origin is None:
             first = smplx_to_unity(params, rest, self.rest.hand_mean_left, self.rest.hand_mean_right,
                                    root_motion="root", **{k: v for k, v in kwargs.items() if k != "root_motion"})

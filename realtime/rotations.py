@@ -129,3 +129,53 @@ def euler_zyx_continuous(angles: np.ndarray) -> np.ndarray:
         cost = np.sum((cands - a[t - 1]) ** 2, axis=-1)
         a[t] = np.where((cost[1] < cost[0])[..., None], cands[1], cands[0])
     return a
+
+
+def matrix_to_quat(m: np.ndarray) -> np.ndarray:
+    """Unit quaternions (x, y, z, w) of rotation matrices (..., 3, 3) (Shepperd's method: the
+    largest of w, x, y, z is computed first, so it is accurate for every angle)."""
+    m = np.asarray(m, dtype=np.float64)
+    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    cand = np.stack([tr, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], axis=-1)
+    k = np.argmax(cand, axis=-1)
+    q = np.empty(m.shape[:-2] + (4,))
+    # w largest
+    s = np.sqrt(np.maximum(1.0 + tr, _EPS)) * 2.0
+    qw = np.stack([(m[..., 2, 1] - m[..., 1, 2]) / s, (m[..., 0, 2] - m[..., 2, 0]) / s,
+                   (m[..., 1, 0] - m[..., 0, 1]) / s, 0.25 * s], axis=-1)
+    s = np.sqrt(np.maximum(1.0 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2], _EPS)) * 2.0
+    qx = np.stack([0.25 * s, (m[..., 0, 1] + m[..., 1, 0]) / s, (m[..., 0, 2] + m[..., 2, 0]) / s,
+                   (m[..., 2, 1] - m[..., 1, 2]) / s], axis=-1)
+    s = np.sqrt(np.maximum(1.0 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], _EPS)) * 2.0
+    qy = np.stack([(m[..., 0, 1] + m[..., 1, 0]) / s, 0.25 * s, (m[..., 1, 2] + m[..., 2, 1]) / s,
+                   (m[..., 0, 2] - m[..., 2, 0]) / s], axis=-1)
+    s = np.sqrt(np.maximum(1.0 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2], _EPS)) * 2.0
+    qz = np.stack([(m[..., 0, 2] + m[..., 2, 0]) / s, (m[..., 1, 2] + m[..., 2, 1]) / s, 0.25 * s,
+                   (m[..., 1, 0] - m[..., 0, 1]) / s], axis=-1)
+    q = np.where((k == 0)[..., None], qw, np.where((k == 1)[..., None], qx, np.where((k == 2)[..., None], qy, qz)))
+    return quat_normalize(q)
+
+
+def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectors ``v`` (..., 3) rotated by unit quaternions ``q`` (..., 4)."""
+    q = np.asarray(q, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    u = q[..., :3]
+    t = 2.0 * np.cross(u, v)
+    return v + q[..., 3:4] * t + np.cross(u, t)
+
+
+def quat_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The shortest rotation taking direction ``a`` (..., 3) onto direction ``b`` (..., 3)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), _EPS)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), _EPS)
+    c = np.cross(a, b)
+    d = np.sum(a * b, axis=-1, keepdims=True)
+    # opposite directions: a half turn about any axis normal to a
+    helper = np.where(np.abs(a[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    ortho = np.cross(a, helper)
+    opposite = d < -1.0 + 1e-9
+    q = np.where(opposite, np.concatenate([ortho, np.zeros_like(d)], axis=-1), np.concatenate([c, 1.0 + d], axis=-1))
+    return quat_normalize(q)

@@ -112,7 +112,7 @@ def _check_joints(got: np.ndarray, take) -> None:
 
 
 def _convert(take, out: Path) -> None:
-    report = convert(take["path"], out, body_models=take["smplx_dir"])
+    report = convert(take["path"], out, body_models=take["smplx_dir"], smooth=False, ground=False)
     assert [f.frames for f in report.files] == [N] and report.warnings == []
 
 
@@ -300,3 +300,39 @@ def test_fbx_file_settings_for_game_engines(bpy, take, tmp_path):
     shapes = [g.props[1].split(b"\x00")[0].decode() for g in objects.elems
               if g.id == b"Deformer" and g.props[2] == b"BlendShapeChannel"]
     assert shapes == list(EXPRESSION_NAMES)
+
+
+@pytest.mark.parametrize("fmt", ["bvh", "glb"])
+def test_smoothed_grounded_take_imports_with_feet_on_the_floor(bpy, tmp_path, smplx_dir, fmt, request):
+    """A noisy take of a walk seen by a camera tilted 8 degrees, converted with the defaults (smoothed and
+    grounded): Blender imports it, the joints are what the library computed, and the feet stand on
+    Blender's z = 0 while they touch the floor, never below it."""
+    from realtime.animation.known_motion import add_estimator_noise, make_take
+    from realtime.animation.grounding import LEGS, sole_heights
+
+    body = shaped_body(open_body_model(smplx_dir), np.zeros(10))
+    known = make_take("walk", body, seconds=4.0, tilt_deg=8.0)
+    noisy, _ = add_estimator_noise(known.params(), seed=11)
+    rec = write_recording(tmp_path / "rec", {0: noisy}, list(known.times))
+    out = tmp_path / f"walk.{fmt}"
+    report = convert(rec, out, body_models=smplx_dir)
+    assert any("tilted by" in w for w in report.warnings)
+    n = report.files[0].frames
+    if fmt == "glb":
+        issues = request.getfixturevalue("validator")(out)["issues"]
+        assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
+    _fresh(bpy)
+    if fmt == "bvh":
+        bpy.ops.import_anim.bvh(filepath=str(out), update_scene_fps=True, update_scene_duration=True)
+    else:
+        bpy.ops.import_scene.gltf(filepath=str(out))
+    arm = _armature(bpy)
+    start, _ = _keyed_frames(arm.animation_data.action)
+    got = _joint_positions(bpy, arm, range(start, start + n))
+    h = sole_heights(body.skeleton)  # the synthetic model has no betas here: the body the file was written with
+    soles = np.stack([np.minimum(got[:, leg.ankle, 2] - h[i, 0], got[:, leg.toe, 2] - h[i, 1])
+                      for i, leg in enumerate(LEGS)], axis=1)
+    assert soles.min() > -2e-3  # never below the floor
+    assert abs(np.median(soles[known.contacts])) < 5e-3  # standing on z = 0
+    head_up = got[:, HEAD, 2] - got[:, 0, 2]
+    assert (head_up > 0.4).all()  # upright on the level floor

@@ -156,6 +156,34 @@ def test_larger_beta_means_less_lag_on_fast_ramp():
         assert lags[0] > lags[1] > lags[2] > 0.0
 
 
+def test_predict_takes_the_lag_out_of_a_ramp_and_keeps_noise_down():
+    """With predict the output catches up with a steady ramp (vectors and rotations) that the plain
+    filter trails, and a still, noisy signal stays about as quiet."""
+    speed, n = 1.5, 90
+    axis = np.array([0.0, 0.0, 1.0])
+    for predict in (False, True):
+        vec = OneEuroFilter(min_cutoff=1.0, beta=0.0, predict=predict)
+        rot = OneEuroQuatFilter(min_cutoff=1.0, beta=0.0, predict=predict)
+        for i in range(n):
+            v = vec(np.array([speed * i / RATE]), i / RATE)
+            q = rot(axis_angle_to_quat(axis * speed * i / RATE), i / RATE)
+        lag_v = speed * (n - 1) / RATE - v[0]
+        lag_q = float(_angle_between(q, axis_angle_to_quat(axis * speed * (n - 1) / RATE)))
+        if predict:
+            assert abs(lag_v) < 0.01 and lag_q < 0.01
+        else:
+            assert lag_v > 0.2 and lag_q > 0.2  # 1.5 rad/s x 0.16 s
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.05, (300, 1))
+    spread = {}
+    for predict in (False, True):
+        f = OneEuroFilter(min_cutoff=1.0, beta=0.0, predict=predict)
+        spread[predict] = np.std([f(x, i / RATE)[0] for i, x in enumerate(noise)][30:])
+    assert spread[True] < 2.0 * spread[False] < 0.05
+    s = FilterSettings().with_overrides(["predict=true"])
+    assert s.predict and not FilterSettings().predict
+
+
 def test_dropped_frames_do_not_look_like_faster_motion():
     # a joint turning at 1 rad/s, sampled at 60 Hz, once with every frame and
     # once with irregular drops (gaps of 1-3 frames)

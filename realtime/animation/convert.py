@@ -17,9 +17,11 @@ from typing import Callable, Dict, List, Optional, Union
 from engines.errors import UserError
 
 from . import bvh, fbx, gltf, npz_addon
-from .motion import Motion, build_motion, describe_gaps, settled_betas
+from .grounding import MIN_FEET_IN_VIEW, feet_in_view, ground_motions
+from .motion import Motion, build_motion, describe_gaps, place_on_floor, settled_betas
 from .resample import MAX_GAP
 from .skeleton import open_body_model, shaped_body
+from .smoothing import SmoothSettings
 from .take import Take, load_take
 
 #: Frame rate of the output when neither --fps nor the recording gives one.
@@ -112,8 +114,12 @@ def output_rate(take: Take, fps: Optional[float]) -> float:
 def convert(source: Union[str, Path], out: Union[str, Path], to: Optional[str] = None,
             person: Optional[int] = None, fps: Optional[float] = None,
             body_models: Optional[Union[str, Path]] = None, place: str = "floor",
-            max_gap: float = MAX_GAP) -> Report:
+            max_gap: float = MAX_GAP, smooth: bool = True, ground: Optional[bool] = None) -> Report:
     """Convert a take to ``to`` (npz, bvh, glb, fbx) at ``out``; see the module docstring.
+
+    ``smooth``: zero-lag smoothing and outlier removal first (:mod:`.smoothing`). ``ground``:
+    a fitted floor, planted feet and a gravity-aligned root (:mod:`.grounding`); by default on
+    with ``place="floor"``, and only possible with it.
 
     ``fps``: for a result folder, its frame rate (else its ``video.json``); for a recording,
     the output frame rate (else the recording's nominal rate, else 30). Raises
@@ -126,6 +132,10 @@ def convert(source: Union[str, Path], out: Union[str, Path], to: Optional[str] =
         fbx.require_bpy()
     if not max_gap >= 0:
         raise UserError(f"--max-gap must be >= 0, got {max_gap:g}")
+    if ground is None:
+        ground = place == "floor"
+    if ground and place != "floor":
+        raise UserError("--ground puts the floor at y = 0: it needs --place floor (or pass --no-ground)")
     check_writable(out.parent if str(out.parent) else Path("."))
     take = load_take(source, fps=fps)
     report = Report(warnings=list(take.notes))
@@ -139,10 +149,32 @@ def convert(source: Union[str, Path], out: Union[str, Path], to: Optional[str] =
         tracks = list(take.persons.values())
     paths = output_paths(out, name, [t.person_id for t in tracks], several=len(tracks) > 1)
     model = open_body_model(body_models)
+    bodies, motions = [], []
     for track in tracks:
         body = shaped_body(model, settled_betas(track))
-        motion = build_motion(track, body, rate, take.duration, place=place, max_gap=max_gap)
+        motion = build_motion(track, body, rate, take.duration, place="camera" if ground else place,
+                              max_gap=max_gap, smooth=SmoothSettings() if smooth else None, report=report.warnings)
         report.warnings.extend(describe_gaps(track, take.duration, max_gap))
+        bodies.append(body)
+        motions.append(motion)
+    if ground:
+        if motions[0].n_frames < 2:
+            report.warnings.append("a single frame cannot show where the floor is: the pose is put on the floor "
+                                   "under its lowest foot, not grounded")
+            motions = [place_on_floor(m) for m in motions]
+        else:
+            grounded = []
+            for track, body, motion in zip(tracks, bodies, motions):
+                seen = feet_in_view(track, body)
+                if seen is not None and seen < MIN_FEET_IN_VIEW:
+                    report.warnings.append(f"person {track.person_id}: the feet are in view in only {100 * seen:.0f}% "
+                                           f"of the frames (upper body): not grounded, put on the floor under the "
+                                           f"lowest foot as --no-ground does")
+                    place_on_floor(motion)
+                else:
+                    grounded.append(motion)
+            report.warnings.extend(ground_motions(grounded))
+    for track, body, motion in zip(tracks, bodies, motions):
         if motion.n_frames == 1:
             report.warnings.append(f"person {track.person_id}: the take is a single frame: "
                                    f"the file holds one still pose")

@@ -31,6 +31,7 @@ from engines.body_model import NUM_BETAS, NUM_EXPRESSION, NUM_JOINTS
 from ..retarget import Q_CAM_TO_WORLD, cam_to_world_position
 from ..rotations import axis_angle_to_quat, quat_align, quat_mul, quat_to_axis_angle
 from . import resample
+from .smoothing import SmoothSettings, smooth_take
 from .skeleton import FOOT_JOINTS, JAW, LEFT_HAND_START, RIGHT_HAND_START, Body, Skeleton, joint_positions
 from .take import PersonTrack
 
@@ -57,6 +58,8 @@ class Motion:
     offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
     #: (T,) True where the pose is held (the person was not seen), not interpolated.
     held: Optional[np.ndarray] = None
+    #: (T, 2) left / right foot contacts when the take was grounded (:mod:`.grounding`), else None.
+    contacts: Optional[np.ndarray] = None
 
     @property
     def n_frames(self) -> int:
@@ -96,26 +99,44 @@ def settled_betas(track: PersonTrack) -> np.ndarray:
 
 
 def build_motion(track: PersonTrack, body: Body, fps: float, duration: float, place: str = "floor",
-                 max_gap: float = resample.MAX_GAP) -> Motion:
-    """Resample ``track`` to ``fps`` over ``[0, duration]`` and put it in the world frame."""
+                 max_gap: float = resample.MAX_GAP, smooth: Optional[SmoothSettings] = None,
+                 report: Optional[List[str]] = None) -> Motion:
+    """Resample ``track`` to ``fps`` over ``[0, duration]`` and put it in the world frame.
+
+    ``smooth``: smooth the samples first (:mod:`.smoothing`, on their own timestamps), its
+    notes appended to ``report``."""
     if place not in PLACEMENTS:
         raise ValueError(f"place must be one of {PLACEMENTS}, got {place!r}")
     out_t = resample.frame_times(duration, fps)
     p = resample.plan(track.times, out_t, max_gap)
-    rotations = resample.slerp(local_rotations(track.params, body.hand_mean), p)  # camera frame, a new array
-    transl = resample.lerp(track.params["transl"].reshape(len(track), 3), p)
-    expression = resample.lerp(track.params["expression"].reshape(len(track), NUM_EXPRESSION), p)
+    samples = local_rotations(track.params, body.hand_mean)
+    transl = track.params["transl"].reshape(len(track), 3)
+    expression = track.params["expression"].reshape(len(track), NUM_EXPRESSION)
+    if smooth is not None:
+        samples, transl, expression, smoothed = smooth_take(track.times, samples, transl, expression, smooth, max_gap)
+        if report is not None:
+            report.extend(smoothed.lines(track.person_id))
+    rotations = resample.slerp(samples, p)  # camera frame, a new array
+    transl = resample.lerp(transl, p)
+    expression = resample.lerp(expression, p)
     rotations[:, 0] = quat_mul(Q_CAM_TO_WORLD, rotations[:, 0])  # the root, into the world frame
     root = cam_to_world_position(body.skeleton.rest[0] + transl)  # pelvis (J0 + transl), into the world frame
-    offset = np.zeros(3)
-    if place == "floor":
-        joints = joint_positions(body.skeleton, rotations, root)
-        lowest = joints[:, list(FOOT_JOINTS), 1].min(axis=1)
-        floor = float(np.percentile(lowest, FLOOR_PERCENTILE)) - body.skeleton.sole_height
-        offset = np.array([-root[0, 0], -floor, -root[0, 2]])
-    return Motion(person_id=track.person_id, fps=float(fps), skeleton=body.skeleton, rotations=rotations,
-                  root_position=root + offset, expression=expression, betas=body.betas, offset=offset,
-                  held=p.held)
+    motion = Motion(person_id=track.person_id, fps=float(fps), skeleton=body.skeleton, rotations=rotations,
+                    root_position=root, expression=expression, betas=body.betas, held=p.held)
+    return place_on_floor(motion) if place == "floor" else motion
+
+
+def place_on_floor(motion: Motion) -> Motion:
+    """``--place floor`` without grounding: one constant shift, the pelvis starting above the
+    origin and the floor (the 5th percentile of the lowest foot joint, less the sole) at y = 0."""
+    joints = joint_positions(motion.skeleton, motion.rotations, motion.root_position)
+    lowest = joints[:, list(FOOT_JOINTS), 1].min(axis=1)
+    floor = float(np.percentile(lowest, FLOOR_PERCENTILE)) - motion.skeleton.sole_height
+    root = motion.root_position
+    offset = np.array([-root[0, 0], -floor, -root[0, 2]])
+    motion.root_position = root + offset
+    motion.offset = motion.offset + offset
+    return motion
 
 
 def describe_gaps(track: PersonTrack, duration: float, max_gap: float = resample.MAX_GAP) -> List[str]:

@@ -37,6 +37,10 @@ class PersonTrack:
     person_id: int
     times: np.ndarray                 # (N,) seconds from the start of the take
     params: Dict[str, np.ndarray]     # official key -> (N, *official shape) float64
+    #: (N, 8) where the person was in the image: raw detector box (x, y, w, h), focal (fx, fy) and
+    #: principal point (cx, cy) in pixels; None when the source does not say (grounding uses it to
+    #: tell whether the feet were in view).
+    view: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -55,16 +59,28 @@ class Take:
     notes: List[str] = field(default_factory=list)
 
 
-def _stack(person_id: int, samples: Sequence[Tuple[float, SMPLXParams]]) -> PersonTrack:
+def _stack(person_id: int, samples: Sequence[tuple]) -> PersonTrack:
+    """Samples ``(t, params)`` or ``(t, params, view)`` (view: 8 floats, see PersonTrack.view)."""
     samples = sorted(samples, key=lambda s: s[0])
-    times = np.array([t for t, _ in samples], np.float64)
+    times = np.array([s[0] for s in samples], np.float64)
     keep = np.concatenate([[True], np.diff(times) > 0])  # one sample per moment
-    params = {k: np.stack([np.asarray(getattr(p, k), np.float64).reshape(PARAM_SHAPES[k]) for _, p in samples])[keep]
+    params = {k: np.stack([np.asarray(getattr(s[1], k), np.float64).reshape(PARAM_SHAPES[k]) for s in samples])[keep]
               for k in PREDICTED_KEYS}
-    return PersonTrack(person_id=person_id, times=times[keep], params=params)
+    views = [s[2] if len(s) > 2 else None for s in samples]
+    view = np.stack(views)[keep] if all(v is not None for v in views) else None
+    return PersonTrack(person_id=person_id, times=times[keep], params=params, view=view)
 
 
-def _tracks(samples: Dict[int, List[Tuple[float, SMPLXParams]]]) -> Dict[int, PersonTrack]:
+def _view(bbox_detector, focal, princpt) -> Optional[np.ndarray]:
+    try:
+        v = np.concatenate([np.asarray(bbox_detector, np.float64).reshape(4), np.asarray(focal, np.float64).reshape(2),
+                            np.asarray(princpt, np.float64).reshape(2)])
+    except (TypeError, ValueError):
+        return None
+    return v if np.all(np.isfinite(v)) else None
+
+
+def _tracks(samples: Dict[int, List[tuple]]) -> Dict[int, PersonTrack]:
     return {pid: _stack(pid, s) for pid, s in sorted(samples.items())}
 
 
@@ -105,11 +121,12 @@ def load_recording_take(path: Path) -> Take:
     if not rec.frames:
         raise UserError(f"the recording {path} holds no intact frame: nothing to convert")
     t0 = min(f.t_capture_ns for f in rec.frames)
-    samples: Dict[int, List[Tuple[float, SMPLXParams]]] = {}
+    samples: Dict[int, List[tuple]] = {}
     for frame in rec.frames:
         t = (frame.t_capture_ns - t0) * 1e-9
         for person in frame.persons:
-            samples.setdefault(int(person.track_id), []).append((t, person.params))
+            samples.setdefault(int(person.track_id), []).append(
+                (t, person.params, _view(person.bbox_detector, person.focal, person.princpt)))
     duration = max((f.t_capture_ns - t0) * 1e-9 for f in rec.frames)
     fps = rec.meta.get("fps")
     fps = float(fps) if isinstance(fps, (int, float)) and fps > 0 else None
@@ -120,6 +137,18 @@ def load_recording_take(path: Path) -> Take:
 def _read_params(npz: Path) -> SMPLXParams:
     with np.load(npz) as data:
         return SMPLXParams.from_dict({k: data[k] for k in PREDICTED_KEYS})
+
+
+def _read_view(smplx_dir: Path, npz: Path) -> Optional[np.ndarray]:
+    """The box and camera of a result file from its ``meta/<name>.json`` (None when absent)."""
+    import json
+
+    meta = smplx_dir.parent / "meta" / f"{npz.stem}.json"
+    try:
+        d = json.loads(meta.read_text(encoding="utf-8"))
+        return _view(d["bbox_detector"], d["focal"], d["princpt"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
@@ -162,7 +191,7 @@ def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
                         f"pass --fps F (the frame rate of the video it came from)")
     else:
         rate = 30.0  # a single frame: the rate does not matter
-    samples: Dict[int, List[Tuple[float, SMPLXParams]]] = {}
+    samples: Dict[int, List[tuple]] = {}
     bad: List[str] = []
     for stem, pid, f in files:
         try:
@@ -171,7 +200,7 @@ def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
             log.debug("unreadable %s: %s", f, exc)
             bad.append(f.name)
             continue
-        samples.setdefault(pid, []).append(((frame_of[stem] - first) / rate, params))
+        samples.setdefault(pid, []).append(((frame_of[stem] - first) / rate, params, _read_view(smplx_dir, f)))
     if bad:
         notes.append(f"{len(bad)} unreadable result file(s) skipped: {', '.join(bad[:5])}"
                      + (" ..." if len(bad) > 5 else ""))

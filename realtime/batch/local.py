@@ -115,7 +115,8 @@ def _worker_main(worker_id: int, options: Dict, threads: Optional[int], gpu: Opt
                 if result.frames:
                     from .exports import write_exports
 
-                    result.exports = write_exports(Path(tmp), name, opts.exports, opts.body_models)
+                    result.exports = write_exports(Path(tmp), name, opts.exports, opts.body_models,
+                                                   opts.export_smooth, opts.export_ground)
                 conn.send(("finished", key, asdict(result)))
             except Exception as exc:
                 log.debug("input %s failed", path, exc_info=True)

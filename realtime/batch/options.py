@@ -28,6 +28,9 @@ class BatchOptions:
     max_frames: Optional[int] = None
     #: Animation files to write into each result folder (``mocap convert``), in this order.
     exports: Tuple[str, ...] = ()
+    #: The exports smoothed and grounded as ``mocap convert``'s defaults (the smplx/ results stay raw).
+    export_smooth: bool = True
+    export_ground: bool = True
 
     def results_identity(self) -> Dict:
         """The settings results depend on (device and worker counts do not change what is written)."""
@@ -36,6 +39,9 @@ class BatchOptions:
             d.pop(key)
         d["bbox"] = [list(b) for b in self.bbox] if self.bbox else None
         d["exports"] = list(self.exports)
+        if not self.exports:  # they change only the export files
+            d.pop("export_smooth")
+            d.pop("export_ground")
         return d
 
     def manual_boxes(self) -> Optional[List[List[float]]]:
@@ -44,7 +50,7 @@ class BatchOptions:
 
 def resolve_options(checkpoint: str, body_models: Optional[str], device: str, engine: str, bbox, max_people: int,
                     save_mesh: bool, overlay: bool, boxes: bool, max_frames: Optional[int],
-                    exports: Sequence[str] = ()) -> BatchOptions:
+                    exports: Sequence[str] = (), export_smooth: bool = True, export_ground: bool = True) -> BatchOptions:
     """Options with the checkpoint resolved to a file, the body model found and the export formats
     checked (clear errors first, before any worker starts)."""
     from engines.body_model import BodyModelNotFound, find_smplx_file
@@ -70,4 +76,5 @@ def resolve_options(checkpoint: str, body_models: Optional[str], device: str, en
     return BatchOptions(checkpoint=str(ckpt), body_models=str(Path(body_models).expanduser()) if body_models else None,
                         device=device, engine=engine, bbox=boxes_t, max_people=int(max_people),
                         save_mesh=bool(save_mesh), overlay=bool(overlay), boxes=bool(boxes), max_frames=max_frames,
-                        exports=tuple(dict.fromkeys(exports)))
+                        exports=tuple(dict.fromkeys(exports)), export_smooth=bool(export_smooth),
+                        export_ground=bool(export_ground))

@@ -236,7 +236,8 @@ class _WriterActor:
 
         w, self.input = self.input, None
         self._close_input(w, end)
-        exports = write_exports(w.writer.out_dir, self.name, self.opts.exports, self.opts.body_models) if w.frames else []
+        exports = write_exports(w.writer.out_dir, self.name, self.opts.exports, self.opts.body_models,
+                                self.opts.export_smooth, self.opts.export_ground) if w.frames else []
         return w.frames, w.persons, w.empty_frames, exports
 
     def abort(self) -> None:

@@ -2,6 +2,7 @@
 processes or on a Ray cluster."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from realtime.batch.options import EXPORT_FORMATS
@@ -21,6 +22,10 @@ def register(sub) -> None:
                    help=f"also write animation files into each result folder ({', '.join(EXPORT_FORMATS)}; "
                         "as `mocap convert`: <name>.<ext>, or <name>_<id>.<ext> per person); fbx needs the "
                         "[blender] extra")
+    p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
+                   help="--export files smoothed as by `mocap convert` (default: on; the smplx/ results stay raw)")
+    p.add_argument("--ground", action=argparse.BooleanOptionalAction, default=True,
+                   help="--export files grounded as by `mocap convert --place floor` (default: on)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes (default: one on CPU, byte-identical to mocap video; one per GPU on CUDA); "
                         "with --ray: engine actors (default: one per GPU)")
@@ -48,7 +53,8 @@ def cmd_batch(args) -> int:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     options = resolve_options(args.checkpoint, args.body_models, args.device, args.engine, args.bbox,
                               max_people(args), args.save_mesh,
-                              not args.no_overlay, not args.no_boxes, args.max_frames, args.export)
+                              not args.no_overlay, not args.no_boxes, args.max_frames, args.export,
+                              export_smooth=args.smooth, export_ground=args.ground)
     report = run_batch(args.inputs, args.out, options, workers=args.workers, use_ray=args.ray is not None,
                        ray_address=None if args.ray in (None, "local") else args.ray, batch_size=args.batch_size,
                        progress=not args.no_progress, verbose=args.verbose, overwrite=args.overwrite)

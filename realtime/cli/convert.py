@@ -1,6 +1,7 @@
 """``mocap convert``: a recorded take to an animation file (SMPL-X add-on npz, BVH, GLB, FBX)."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -27,7 +28,14 @@ def register(sub) -> None:
     p.add_argument("--max-gap", type=float, default=0.5, metavar="S",
                    help="interpolate across gaps up to S seconds where the person was not seen; longer gaps "
                         "hold the last seen pose (default 0.5)")
+    p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
+                   help="zero-lag smoothing of every rotation, the root (depth most) and the expression, one-frame "
+                        "outliers replaced (default: on; --no-smooth writes the raw estimates)")
+    p.add_argument("--ground", action=argparse.BooleanOptionalAction, default=None,
+                   help="fit the floor under the feet, plant the feet during contacts, turn the take so the floor "
+                        "is level at y=0 (default: on with --place floor; --no-ground: one constant shift)")
     add_examples(p, "mocap convert takes/take1 --to fbx --out take1.fbx",
+                 "mocap convert takes/take1 --to npz --out raw.npz --no-smooth --no-ground",
                  "mocap convert results/dance --to glb --out dance.glb --person 0",
                  "mocap convert takes/take1 --to npz --out take1.npz --fps 30")
     p.set_defaults(func=cmd_convert)
@@ -37,7 +45,8 @@ def cmd_convert(args) -> int:
     from realtime.animation.convert import convert
 
     report = convert(args.input, args.out, to=args.to, person=args.person, fps=args.fps,
-                     body_models=args.body_models, place=args.place, max_gap=args.max_gap)
+                     body_models=args.body_models, place=args.place, max_gap=args.max_gap, smooth=args.smooth,
+                     ground=args.ground)
     for line in report.warnings:
         print(f"mocap convert: warning: {line}", file=sys.stderr)
     for w in report.files:

@@ -52,9 +52,14 @@ def register(sub) -> None:
     p.add_argument("--filter-config", type=Path, default=None, help="TOML/JSON file with filter settings")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="override a filter setting, e.g. body.min_cutoff=2.0 (repeatable)")
+    p.add_argument("--ground", action="store_true",
+                   help="learn the floor from the feet (first 3 s, again when the camera moves) and send the root "
+                        "on it: y up, floor at y = 0 (VMC Root/Pos; ZMQ/recordings gain a 'grounded' field, raw "
+                        "values kept)")
     p.add_argument("--summary-json", type=Path, default=None, help="write the end-of-run summary to this file")
     add_examples(p, "mocap live --source 0 --viewer preview",
                  "mocap live --source 0 --osc 127.0.0.1:39539 --record takes/take1",
+                 "mocap live --source 0 --ground --filter predict=true --osc 127.0.0.1:39539",
                  "mocap live --source duet.mp4 --max-people 2 --osc 127.0.0.1:39539 --osc 127.0.0.1:39540")
     p.set_defaults(func=cmd_live)
 
@@ -150,8 +155,14 @@ def cmd_live(args) -> int:
         print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
         with signals.deliver_to(stop):  # from here on a stop signal ends the run cleanly
             sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
+            grounder = None
+            if args.ground:
+                from realtime.grounding import LiveGrounder
+
+                grounder = LiveGrounder.from_body_model(body)
             pipe = Pipeline(source, predictor, tracker, filt, sinks,
-                            mesh_after_filter=viewer_kind in ("open3d", "overlay") and not args.no_filter)
+                            mesh_after_filter=viewer_kind in ("open3d", "overlay") and not args.no_filter,
+                            grounder=grounder)
             pipe.start(args.max_frames)
             viewer = _open_viewer(viewer_kind, body.faces)
             status = StatusLine(sys.stderr)

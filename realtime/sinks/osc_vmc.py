@@ -275,7 +275,8 @@ class VMCSink:
             performer = self.router.person_for(self.slot, result)
             chosen = [] if performer is None else [performer]
         persons = [Person(p.track_id, p.params.copy(), np.array(p.bbox), np.array(p.bbox_detector),
-                          np.array(p.focal), np.array(p.princpt)) for p in chosen]
+                          np.array(p.focal), np.array(p.princpt),
+                          grounded=None if p.grounded is None else dict(p.grounded)) for p in chosen]
         snapshot = FrameResult(result.frame_id, result.t_capture_ns, tuple(result.image_size), persons)
         self._slot.put(snapshot)  # refused once closed; replaces (and counts) an unsent frame
 
@@ -342,7 +343,7 @@ class VMCSink:
         if track_id != getattr(self, "_track_id", track_id):
             self.retarget.reset_shape()  # a new performer: take bone lengths from their betas
         self._track_id = track_id
-        pose = self.retarget(result.persons[0].params)
+        pose = self.retarget(result.persons[0].params, grounded=result.persons[0].grounded)
         bones, blend = vmc_pose_messages(pose)
         if self.split_bundles:
             out += pack_bundles(bones, self.max_bundle_bytes)
