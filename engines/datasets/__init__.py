@@ -1,1 +1,2 @@
-"""Official dataset layouts (one reader per layout) and the sample processing shared by evaluation and training."""
+"""Dataset layouts (HumanData), sample processing (crop, augmentation, targets) and mixing,
+shared by training and evaluation."""
