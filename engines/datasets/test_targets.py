@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-_IDENTITY = np.eye(3, dtype=np.float32)
+from .targets import smplx_param_targets
 
 
 def _rodrigues_round_trip(root: np.ndarray, rot: Optional[np.ndarray] = None) -> np.ndarray:
@@ -33,30 +33,19 @@ def _rodrigues_round_trip(root: np.ndarray, rot: Optional[np.ndarray] = None) ->
 def smplx_test_params(param: Mapping, cam_param: Optional[Mapping] = None) -> Dict[str, np.ndarray]:
     """Official test-mode SMPL-X targets from an annotation's ``smplx_param`` (keys ``root_pose``,
     ``body_pose``, ``shape``, ``trans``, optional ``lhand_pose``/``rhand_pose``/``jaw_pose``/``expr``
-    with ``lhand_valid``/``rhand_valid``/``face_valid``). Returns float32 arrays: global_orient (3),
-    body_pose (63), left/right_hand_pose (45), jaw_pose (3), betas (10), expression (10), transl (3)."""
-    cam_param = cam_param or {}
-    f32 = lambda v: torch.FloatTensor(np.asarray(v, np.float32)).numpy()  # noqa: E731 -- the official FloatTensor cast
-    root = f32(param["root_pose"]).reshape(3)
-    body = f32(param["body_pose"]).reshape(-1)
-    lhand = f32(param["lhand_pose"]).reshape(-1) if param.get("lhand_pose") is not None and param.get("lhand_valid") \
-        else np.zeros(45, np.float32)
-    rhand = f32(param["rhand_pose"]).reshape(-1) if param.get("rhand_pose") is not None and param.get("rhand_valid") \
-        else np.zeros(45, np.float32)
-    if param.get("jaw_pose") is not None and param.get("expr") is not None and param.get("face_valid"):
-        jaw, expr = f32(param["jaw_pose"]).reshape(3), f32(param["expr"]).reshape(-1)
-    else:
-        jaw, expr = np.zeros(3, np.float32), np.zeros(10, np.float32)
-    shape = f32(param["shape"]).reshape(-1).copy()
-    trans = f32(param["trans"]).reshape(-1)
-    if "R" in cam_param:  # the root into the camera frame
-        root = _rodrigues_round_trip(root, np.array(cam_param["R"], np.float32).reshape(3, 3)).astype(np.float32)
-    # the (identity) rotation augmentation of test mode, which still goes through cv2.Rodrigues
-    root = _rodrigues_round_trip(root, _IDENTITY).astype(np.float32)
-    if (np.abs(shape) > 3).any():
-        shape[:] = 0.0
-    return {"global_orient": root, "body_pose": body, "left_hand_pose": lhand, "right_hand_pose": rhand,
-            "jaw_pose": jaw, "betas": shape, "expression": expr, "transl": trans}
+    with ``lhand_valid``/``rhand_valid``/``face_valid``): the root first rotated into the camera
+    when ``cam_param`` has ``R``, then :func:`engines.datasets.targets.smplx_param_targets` without
+    augmentation. Returns float32 arrays: global_orient (3), body_pose (63),
+    left/right_hand_pose (45), jaw_pose (3), betas (10), expression (10), transl (3)."""
+    param = dict(param)
+    if cam_param and "R" in cam_param:
+        rot = np.array(cam_param["R"], np.float32).reshape(3, 3)
+        param["root_pose"] = _rodrigues_round_trip(param["root_pose"], rot).astype(np.float32)
+    pose, shape, expr, _, _ = smplx_param_targets(param, False, 0.0)
+    trans = np.asarray(param["trans"], np.float32).reshape(-1)
+    return {"global_orient": pose[:3], "body_pose": pose[3:66], "left_hand_pose": pose[66:111],
+            "right_hand_pose": pose[111:156], "jaw_pose": pose[156:159], "betas": shape, "expression": expr,
+            "transl": trans}
 
 
 @torch.no_grad()
