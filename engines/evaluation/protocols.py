@@ -155,3 +155,16 @@ def summarise(per_sample: Iterable[Mapping[str, float]], keys: Sequence[str]) ->
             if k in metrics and metrics[k] is not None:
                 lists[k].append(float(metrics[k]))
     return {k: (float(np.mean(v)) if v else None) for k, v in lists.items()}
+
+
+def temporal_joints(dataset: str, mesh_out: np.ndarray, mesh_gt: np.ndarray, files: SMPLXEvalFiles,
+                    smpl_joint_regressor: Optional[np.ndarray] = None):
+    """(prediction, ground truth) body joints of one frame for the temporal figures, the prediction
+    pelvis-aligned to the ground truth as for the MPJPE: 3DPW's 14 joints of :func:`pw3d_metrics`,
+    otherwise the 14 LSP joints (``SMPLX_to_J14``)."""
+    if dataset == "PW3D":
+        gt_joints = np.dot(smpl_joint_regressor, mesh_gt)
+        aligned = translated_onto(mesh_out, _anchor(files, mesh_out, PELVIS), gt_joints[0])
+        return np.dot(files.j_regressor, aligned)[list(PW3D_JOINTS)], gt_joints[list(PW3D_JOINTS)]
+    aligned = translated_onto(mesh_out, _anchor(files, mesh_out, PELVIS), _anchor(files, mesh_gt, PELVIS))
+    return np.dot(files.j14_regressor, aligned), np.dot(files.j14_regressor, mesh_gt)

@@ -1,0 +1,1 @@
+"""Runners for the research commands (``mocap eval``): progress, JSON, resumable results."""
