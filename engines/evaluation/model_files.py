@@ -32,7 +32,7 @@ PELVIS, NECK, LWRIST, RWRIST = 0, 12, 20, 21
 #: Fingertip vertices the official ``make_hand_regressor`` inserts after each finger's three joints.
 LEFT_TIPS = (5361, 4933, 5058, 5169, 5286)
 RIGHT_TIPS = (8079, 7669, 7794, 7905, 8022)
-#: Finger joints (SMPL-X kinematic ids) in the official hand-regressor order: index, middle, pinky, ring, thumb.
+#: Finger joints (SMPL-X kinematic ids) in the official hand-regressor order: thumb, index, middle, ring, pinky.
 LEFT_FINGERS = ((37, 38, 39), (25, 26, 27), (28, 29, 30), (34, 35, 36), (31, 32, 33))
 RIGHT_FINGERS = ((52, 53, 54), (40, 41, 42), (43, 44, 45), (49, 50, 51), (46, 47, 48))
 
@@ -53,7 +53,7 @@ def _load_pickle(path: Path, site: str):
 
 
 def hand_regressor(j_regressor: np.ndarray, side: str) -> np.ndarray:
-    """(20, 10475) regressor of one hand's 20 joints (wrist; per finger three joints then the tip
+    """(21, 10475) regressor of one hand's 21 joints (wrist; per finger three joints then the tip
     vertex), in the official ``make_hand_regressor`` order."""
     fingers, tips, wrist = (LEFT_FINGERS, LEFT_TIPS, LWRIST) if side == "left" else (RIGHT_FINGERS, RIGHT_TIPS, RWRIST)
     eye = lambda v: np.eye(1, j_regressor.shape[1], v)  # noqa: E731 -- one-hot row, like np.eye(N)[v, None]
@@ -71,7 +71,7 @@ class SMPLXEvalFiles:
     j14_regressor: np.ndarray                    # (14, 10475)
     hand_vertex_idx: Dict[str, np.ndarray]       # 'left_hand' / 'right_hand' -> (778,)
     face_vertex_idx: np.ndarray                  # (5023,)
-    hand_regressor: Dict[str, np.ndarray] = field(default_factory=dict)  # 'left' / 'right' -> (20, 10475)
+    hand_regressor: Dict[str, np.ndarray] = field(default_factory=dict)  # "left" / "right" -> (21, 10475)
 
     @classmethod
     def load(cls, body_models: Optional[Union[str, Path]]) -> "SMPLXEvalFiles":

@@ -6,7 +6,7 @@ All meshes in metres, camera frame; results in millimetres under the official me
 * :func:`smplx_mesh_metrics` -- EHF, AGORA and the HumanData sets: PA-MPVPE (all vertices,
   each hand, hands, face: Procrustes on that vertex set), MPVPE (all: pelvis-aligned; hands:
   wrist-aligned; face: neck-aligned; anchors regressed with the SMPL-X ``J_regressor``),
-  PA-MPJPE of the 14 LSP body joints (``SMPLX_to_J14``) and of the 20 joints of each hand.
+  PA-MPJPE of the 14 LSP body joints (``SMPLX_to_J14``) and of the 21 joints of each hand.
   EHF's ground truth is first rotated into the camera frame (:data:`engines.datasets.ehf.CAMERA_R`);
   AGORA reports no joint errors.
 * :func:`ubody_metrics` -- UBody: as above, but only points whose ground truth projects inside
