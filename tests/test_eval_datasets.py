@@ -264,3 +264,61 @@ def test_mocap_eval_sequence_temporal_figures(tmp_path, egobody_root, eval_bm, s
     assert t["jitter"]["filtered"] <= t["jitter"]["raw"] + 1e-6
     for part in ("accel_error", "jitter"):
         assert all(np.isfinite(v) for v in t[part].values())
+
+
+@pytest.mark.slow
+def test_pw3d_end_to_end_with_temporal_figures_checked_by_hand(tmp_path, photos, eval_bm, bm, s32_ckpt):
+    from engines.datasets.pw3d import PW3D
+    from engines.evaluation.model_files import SMPLLayers, SMPLXEvalFiles
+    from realtime.research.evaluate import EvalOptions, run_evaluation
+
+    L.write_pw3d(tmp_path, photos[:2], frames=6)
+    preds = tmp_path / "preds"
+    s = run_evaluation(EvalOptions(dataset="PW3D", data_dir=str(tmp_path), checkpoint=str(s32_ckpt),
+                                   body_models=str(eval_bm), save_predictions=str(preds), progress=False))
+    assert s["samples"] == 6 and set(s["metrics"]) == {"mpjpe_body", "pa_mpjpe_body"}
+    t = s["temporal"]
+    assert t["sequences"] == 1 and t["frames"] == 6 and t["fps"] == 30.0
+    # the raw acceleration error by hand from the saved predictions (VIBE's formula)
+    files = SMPLXEvalFiles.load(eval_bm)
+    smpl = SMPLLayers(eval_bm)
+    ds = PW3D(tmp_path)
+    models = type("M", (), {"smpl": smpl})()
+    pred_j, gt_j = [], []
+    for sample in ds.samples:
+        with np.load(preds / "samples" / f"{sample.index:07d}.npz") as p:
+            t_ = {k: torch.from_numpy(p[k].reshape(1, -1)) for k in ("smplx_root_pose", "smplx_body_pose",
+                  "smplx_lhand_pose", "smplx_rhand_pose", "smplx_jaw_pose", "smplx_shape", "smplx_expr")}
+            cam = p["cam_trans"]
+        with torch.no_grad():
+            v, _ = bm(t_["smplx_root_pose"], t_["smplx_body_pose"], t_["smplx_lhand_pose"], t_["smplx_rhand_pose"],
+                      t_["smplx_jaw_pose"], t_["smplx_shape"], t_["smplx_expr"])
+        mesh = v[0].numpy() + cam
+        gt = ds.ground_truth(sample, models)
+        gj = smpl.joint_regressor @ gt
+        oj = files.j_regressor @ mesh
+        sel = [1, 2, 4, 5, 7, 8, 12, 15, 16, 17, 18, 19, 20, 21]
+        pred_j.append(oj[sel] - oj[0] + gj[0])
+        gt_j.append(gj[sel])
+    pred_j, gt_j = np.array(pred_j, np.float64), np.array(gt_j, np.float64)
+    acc = lambda x: x[:-2] - 2 * x[1:-1] + x[2:]  # noqa: E731
+    want = np.linalg.norm(acc(gt_j) - acc(pred_j), axis=-1).mean() * 1000
+    assert t["accel_error"]["raw"] == pytest.approx(want, rel=1e-4)
+    jerk = lambda x: x[3:] - 3 * x[2:-1] + 3 * x[1:-2] - x[:-3]  # noqa: E731
+    assert t["jitter"]["ground_truth"] == pytest.approx(np.linalg.norm(jerk(gt_j), axis=-1).mean() * 1000, rel=1e-4)
+    assert t["jitter"]["raw"] != pytest.approx(t["jitter"]["filtered"])  # the filter did something
+
+
+@pytest.mark.slow
+def test_ubody_end_to_end_official_nan_is_reported(tmp_path, photos, eval_bm, s32_ckpt):
+    from realtime.research.evaluate import EvalOptions, format_summary, run_evaluation
+
+    L.write_ubody(tmp_path, photos[:3])
+    s = run_evaluation(EvalOptions(dataset="UBody", data_dir=str(tmp_path), checkpoint=str(s32_ckpt),
+                                   body_models=str(eval_bm), sample_interval=1, progress=False))
+    assert s["samples"] == 3 and set(s["metrics"]) == {"pa_mpvpe_all", "pa_mpvpe_hand", "pa_mpvpe_face", "mpvpe_all",
+                                                       "mpvpe_hand", "mpvpe_face", "pa_mpjpe_body", "pa_mpjpe_hand"}
+    json.dumps(s, allow_nan=False)  # valid JSON whatever the official NaNs
+    for key, count in s["not_finite"].items():
+        assert s["metrics"][key] is None and 1 <= count <= 3
+        assert "nan mm (as officially" in format_summary(s)

@@ -52,6 +52,8 @@ def mean_error_mm(pred: np.ndarray, gt: np.ndarray, valid: Optional[np.ndarray] 
     err = point_errors(pred, gt)
     if valid is not None:
         err = err[valid]
+        if err.size == 0:  # the official ``[valid].mean()`` of nothing: NaN (kept, so means stay official)
+            return float("nan")
     return float(err.mean() * 1000)
 
 

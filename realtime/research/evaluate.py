@@ -28,6 +28,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -372,7 +373,7 @@ def run_evaluation(o: EvalOptions) -> Dict:
     preds = _predict(o, samples, store, counts)
     quirked = _apply_official_quirk(o, n_total, preds)
 
-    models = type("GroundTruthModels", (), {"smplx": body_model, "smpl": smpl})()
+    models = SimpleNamespace(smplx=body_model, smpl=smpl)
     keys = metric_keys(o.dataset)
     per_sample: List[Dict[str, float]] = []
     joints: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -398,8 +399,14 @@ def run_evaluation(o: EvalOptions) -> Dict:
             if getattr(reader, "sequences", False):
                 pj, gj = P.temporal_joints(reader.name, mesh_out, gt, files, smpl_reg)
                 joints[s.index] = (pj, gj, gt)
+    means = P.summarise(per_sample, keys)
+    # the official mean is NaN when a sample's value is (UBody: no ground-truth point inside the image);
+    # JSON has no NaN: such a metric is null there and named under "not_finite"
+    not_finite = sorted(k for k, v in means.items() if v is not None and not np.isfinite(v))
     summary = {
-        "dataset": o.dataset, "samples": len(per_sample), "metrics": P.summarise(per_sample, keys),
+        "dataset": o.dataset, "samples": len(per_sample),
+        "metrics": {k: (None if k in not_finite else v) for k, v in means.items()},
+        "not_finite": {k: sum(1 for m in per_sample if k in m and not np.isfinite(m[k])) for k in not_finite},
         "skipped": {"unreadable_image": counts["unreadable_image"],
                     "left_out_by_the_official_rules": int(getattr(reader, "left_out", 0))},
         "samples_in_split": n_total, "resumed_predictions": counts["resumed"],
@@ -422,7 +429,10 @@ def format_summary(summary: Dict) -> str:
     lines = [f"====== {summary['dataset']} ({summary['samples']} samples; {summary['engine']} "
              f"{summary['precision']} on {summary['device']}) ======"]
     for key, value in summary["metrics"].items():
-        shown = "n/a" if value is None else f"{value:.2f} mm"
+        if key in summary.get("not_finite", {}):
+            shown = f"nan mm (as officially: {summary['not_finite'][key]} samples without a valid point)"
+        else:
+            shown = "n/a" if value is None else f"{value:.2f} mm"
         lines.append(f"{LABELS.get(key, key)}: {shown}   [{key}]")
     skipped = summary["skipped"]
     if skipped["unreadable_image"]:
