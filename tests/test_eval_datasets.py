@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -322,3 +321,19 @@ def test_ubody_end_to_end_official_nan_is_reported(tmp_path, photos, eval_bm, s3
     for key, count in s["not_finite"].items():
         assert s["metrics"][key] is None and 1 <= count <= 3
         assert "nan mm (as officially" in format_summary(s)
+
+
+@pytest.mark.slow
+def test_onnx_engine_gives_the_same_metrics(tmp_path, ehf_root, eval_bm, s32_ckpt, monkeypatch):
+    """An engine's accuracy cost as a number: the exported ONNX model (Runtime on the CPU) against the
+    PyTorch fp32 forward, on the same samples; well within the 0.01 mm the figures are given to."""
+    from realtime.research.evaluate import EvalOptions, run_evaluation
+
+    monkeypatch.setenv("MOCAP_CACHE_DIR", str(tmp_path / "cache"))
+    root, _ = ehf_root
+    runs = {eng: run_evaluation(EvalOptions(dataset="EHF", data_dir=str(root), checkpoint=str(s32_ckpt),
+                                            body_models=str(eval_bm), engine=eng, progress=False))
+            for eng in ("torch", "onnx")}
+    assert runs["onnx"]["engine"] == "onnx" and "onnxruntime" in runs["onnx"]["versions"]
+    for key, value in runs["torch"]["metrics"].items():
+        assert runs["onnx"]["metrics"][key] == pytest.approx(value, abs=0.01), key

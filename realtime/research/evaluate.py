@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Dict, List, Optional, Tuple
@@ -300,7 +300,7 @@ def _runs(frames: List[Tuple[int, int]]) -> List[List[int]]:
 
 def _temporal(o: EvalOptions, reader, samples, preds, per_sample_joints, body_model, files, smpl_reg) -> Dict:
     """Acceleration error and jitter, raw and after the live One-Euro filter, per run of consecutive frames."""
-    from engines.evaluation.metrics import jitter_mm, second_difference, third_difference
+    from engines.evaluation.metrics import second_difference, third_difference
     from engines.evaluation.protocols import temporal_joints
     from realtime.filters import FilterSettings, SMPLXFilter
 
