@@ -80,13 +80,22 @@ def third_difference(seq: np.ndarray) -> np.ndarray:
     return seq[3:] - 3 * seq[2:-1] + 3 * seq[1:-2] - seq[:-3]
 
 
+def acceleration_error_norms(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """||accel_gt - accel_pred|| per frame and point (T-2, N), in the input unit per frame^2."""
+    return np.linalg.norm(second_difference(gt) - second_difference(pred), axis=-1)
+
+
+def jerk_norms(seq: np.ndarray) -> np.ndarray:
+    """||third difference|| per frame and point (T-3, N), in the input unit per frame^3."""
+    return np.linalg.norm(third_difference(seq), axis=-1)
+
+
 def acceleration_error_mm(pred: np.ndarray, gt: np.ndarray) -> float:
     """Acceleration error (VIBE): mean over frames and points of ||accel_gt - accel_pred||, mm/frame^2.
     ``pred``/``gt``: (T, N, 3) metres, consecutive frames of one person; needs T >= 3."""
     if len(pred) < 3:
         raise ValueError("the acceleration error needs at least 3 consecutive frames")
-    diff = second_difference(gt) - second_difference(pred)
-    return float(np.linalg.norm(diff, axis=-1).mean() * 1000)
+    return float(acceleration_error_norms(pred, gt).mean() * 1000)
 
 
 def jitter_mm(seq: np.ndarray) -> float:
@@ -94,4 +103,4 @@ def jitter_mm(seq: np.ndarray) -> float:
     mm/frame^3; needs T >= 4. Multiply by fps^3 for mm/s^3."""
     if len(seq) < 4:
         raise ValueError("jitter needs at least 4 consecutive frames")
-    return float(np.linalg.norm(third_difference(seq), axis=-1).mean() * 1000)
+    return float(jerk_norms(seq).mean() * 1000)

@@ -300,7 +300,7 @@ def _runs(frames: List[Tuple[int, int]]) -> List[List[int]]:
 
 def _temporal(o: EvalOptions, reader, samples, preds, per_sample_joints, body_model, files, smpl_reg) -> Dict:
     """Acceleration error and jitter, raw and after the live One-Euro filter, per run of consecutive frames."""
-    from engines.evaluation.metrics import second_difference, third_difference
+    from engines.evaluation.metrics import acceleration_error_norms, jerk_norms
     from engines.evaluation.protocols import temporal_joints
     from realtime.filters import FilterSettings, SMPLXFilter
 
@@ -334,9 +334,9 @@ def _temporal(o: EvalOptions, reader, samples, preds, per_sample_joints, body_mo
             fpred = np.stack([temporal_joints(reader.name, m, per_sample_joints[i][2], files, smpl_reg)[0]
                               for m, i in zip(meshes, run)])
             for name, seq in (("raw", pred), ("filtered", fpred)):
-                acc[name].append(np.linalg.norm(second_difference(gt) - second_difference(seq), axis=-1).ravel())
-                jit[name].append(np.linalg.norm(third_difference(seq), axis=-1).ravel())
-            jit["ground_truth"].append(np.linalg.norm(third_difference(gt), axis=-1).ravel())
+                acc[name].append(acceleration_error_norms(seq, gt).ravel())
+                jit[name].append(jerk_norms(seq).ravel())
+            jit["ground_truth"].append(jerk_norms(gt).ravel())
     if not n_runs:
         return {"sequences": 0, "note": "no run of 4 or more consecutive frames of one person"}
     mean_mm = lambda parts: float(np.concatenate(parts).mean() * 1000)  # noqa: E731
