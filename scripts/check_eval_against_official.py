@@ -1,0 +1,197 @@
+"""Run the official ``evaluate`` methods (read from an official SMPLer-X checkout) beside ours on the same
+predictions and ground truth, and report the largest difference per metric.
+
+    python scripts/check_eval_against_official.py --official /path/to/SMPLer-X --out /tmp/check
+
+The official dataset modules are executed unchanged; only their imports are stood in for (``config.cfg``,
+``utils.human_models`` built from the same body-model files, ``pycocotools``, ``utils.preprocessing``'s
+``load_img``, and ``utils.transforms.rigid_align`` taken from the official file). The inputs are a test set
+generated in each official layout (real photos from the shared media, synthetic SMPL-X/SMPL ground truth,
+random network weights) run through ``mocap eval``'s own prediction phase: this checks the metric code
+paths, not the network (see docs/engines.md for the forward). ``--official`` may be a checkout or a bare
+git directory (files are read with ``git show HEAD:path``).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def official_source(official: Path, path: str) -> str:
+    if (official / path).is_file():
+        return (official / path).read_text()
+    return subprocess.run(["git", "-C", str(official), "show", f"HEAD:{path}"], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def stub_modules(official: Path, files, smpl_reg, out_dir: Path, testset: str, image_shapes):
+    from engines import geometry as G
+
+    cfg = types.SimpleNamespace(vis=False, testset=testset, focal=G.FOCAL, princpt=G.PRINCPT,
+                                input_body_shape=G.INPUT_BODY_SHAPE, input_img_shape=G.INPUT_IMG_SHAPE,
+                                output_hm_shape=G.OUTPUT_HM_SHAPE, data_dir=str(out_dir), vis_dir=str(out_dir),
+                                result_dir=str(out_dir), root_dir=str(out_dir), eval_on_train=False, bbox_ratio=1.2)
+    sys.modules["config"] = types.SimpleNamespace(cfg=cfg)
+    smpl_x = types.SimpleNamespace(J_regressor=files.j_regressor, j14_regressor=files.j14_regressor,
+                                   hand_vertex_idx=files.hand_vertex_idx, face_vertex_idx=files.face_vertex_idx,
+                                   orig_hand_regressor=files.hand_regressor,
+                                   J_regressor_idx={"pelvis": 0, "lwrist": 20, "rwrist": 21, "neck": 12},
+                                   vertex_num=10475)
+    smpl = types.SimpleNamespace(joint_regressor=smpl_reg, root_joint_idx=0)
+    utils = types.ModuleType("utils")
+    hm = types.ModuleType("utils.human_models")
+    hm.smpl_x, hm.smpl = smpl_x, smpl
+    tr = types.ModuleType("utils.transforms")
+    src = official_source(official, "common/utils/transforms.py")
+    # only the two alignment functions, verbatim
+    start = src.index("def rigid_transform_3D")
+    end = src.index("def transform_joint_to_other_db")
+    exec(compile("import numpy as np\n" + src[start:end], "official_transforms", "exec"), tr.__dict__)
+    for name in ("world2cam", "cam2pixel"):
+        setattr(tr, name, None)
+    pre = types.ModuleType("utils.preprocessing")
+    pre.load_img = lambda path, order="RGB": np.zeros(image_shapes[str(path)] + (3,), np.float32)
+    for name in ("process_bbox", "augmentation", "load_ply", "process_db_coord", "process_human_model_output",
+                 "get_fitting_error_3D", "sanitize_bbox", "load_obj", "resize_bbox"):
+        setattr(pre, name, None)
+    coco = types.ModuleType("pycocotools.coco")
+    coco.COCO = None
+    sys.modules.update({"utils": utils, "utils.human_models": hm, "utils.transforms": tr,
+                        "utils.preprocessing": pre, "pycocotools": types.ModuleType("pycocotools"),
+                        "pycocotools.coco": coco})
+    humandata = types.ModuleType("humandata")
+    humandata.Cache = None
+    sys.modules.setdefault("humandata", humandata)
+
+
+def official_class(official: Path, path: str, name: str):
+    namespace: dict = {"__name__": f"official_{name}"}
+    exec(compile(official_source(official, path), path, "exec"), namespace)
+    return namespace[name]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--official", required=True, type=Path, help="official SMPLer-X checkout or git directory")
+    ap.add_argument("--out", required=True, type=Path, help="scratch folder (datasets, predictions)")
+    args = ap.parse_args()
+
+    import torch
+
+    from engines.body_model import BodyModel
+    from engines.checkpoints import write_random_checkpoint
+    from engines.evaluation import protocols as P
+    from engines.evaluation.model_files import SMPLLayers, SMPLXEvalFiles
+    from engines.synthetic import write_synthetic_smplx
+    from realtime.research import evaluate as E
+    from tests import eval_layouts as L
+
+    media = REPO.parent / "shared" / "media"
+    if not media.is_dir():
+        media = Path("/work/shared/media")
+    photos = [media / n for n, _ in L.PHOTOS]
+    out = args.out
+    bm_dir = out / "human_model_files"
+    write_synthetic_smplx(bm_dir)
+    L.write_eval_extras(bm_dir)
+    L.write_synthetic_smpl(bm_dir)
+    bm = BodyModel(bm_dir)
+    files = SMPLXEvalFiles.load(bm_dir)
+    smpl = SMPLLayers(bm_dir)
+    data = out / "data"
+    L.write_ehf(data, photos, bm)
+    L.write_agora(data, photos, bm)
+    L.write_pw3d(data, photos, frames=6)
+    L.write_ubody(data, photos)
+    hd_images = data / "HD"
+    hd_images.mkdir(parents=True, exist_ok=True)
+    from engines.datasets.synthetic import write_synthetic_humandata
+
+    write_synthetic_humandata(data / "preprocessed_datasets" / "hd.npz", photos, bm, seed=5)
+    ckpt = write_random_checkpoint(out / "s32.pth.tar", "s32", seed=3,
+                                   extra={"body_regressor.cam_out.0.weight": torch.zeros(3, 384),
+                                          "body_regressor.cam_out.0.bias": torch.tensor([0.0, 0.0, -1.5])})
+    cases = [("EHF", "data/EHF/EHF.py", "EHF", {}), ("AGORA", "data/AGORA/AGORA.py", "AGORA", {}),
+             ("PW3D", "data/PW3D/PW3D.py", "PW3D", {}), ("UBody", "data/UBody/UBody.py", "UBody",
+                                                        {"sample_interval": 1}),
+             ("HD", "data/humandata.py", "HumanDataset", {"annotation": "hd.npz",
+                                                          "image_dir": str(Path(photos[0]).parent)})]
+    worst_all = 0.0
+    for dataset, path, cls_name, extra in cases:
+        o = E.EvalOptions(dataset=dataset, data_dir=str(data), checkpoint=str(ckpt), body_models=str(bm_dir),
+                          progress=False, **extra)
+        reader = E.open_dataset(o)
+        preds = E._predict(o, reader.samples, E.PredictionStore(None, o), {"unreadable_image": 0})
+        E._apply_official_quirk(o, len(reader.samples), preds)
+        meshes = E._meshes(bm, [preds[s.index] for s in reader.samples])
+        models = types.SimpleNamespace(smplx=bm, smpl=smpl)
+        outs, ours, shapes = [], [], {}
+        for s, mesh_out in zip(reader.samples, meshes):
+            gt = reader.ground_truth(s, models)
+            pred = preds[s.index]
+            shapes[str(s.img_path)] = tuple(int(v) for v in pred["image_hw"])
+            o_ = {"smplx_mesh_cam": mesh_out, "cam_trans": pred["cam_trans"], "bb2img_trans": pred["bb2img_trans"],
+                  "img_path": str(s.img_path), "smplx_joint_proj": np.zeros((144, 2), np.float32),
+                  "smplx_root_pose": pred["smplx_root_pose"], "smplx_body_pose": pred["smplx_body_pose"],
+                  "smplx_lhand_pose": pred["smplx_lhand_pose"], "smplx_rhand_pose": pred["smplx_rhand_pose"],
+                  "smplx_jaw_pose": pred["smplx_jaw_pose"], "smplx_expr": pred["smplx_expr"],
+                  "smplx_shape": pred["smplx_shape"]}
+            if dataset == "EHF":
+                o_["smplx_mesh_cam_target"] = gt
+                from engines.datasets.ehf import CAMERA_R
+
+                gt = np.dot(CAMERA_R, gt.T).T
+                ours.append(P.smplx_mesh_metrics(mesh_out, gt, files))
+            elif dataset == "AGORA":
+                o_["smplx_mesh_cam_target"] = gt
+                ours.append(P.smplx_mesh_metrics(mesh_out, gt, files, P.AGORA_KEYS))
+            elif dataset == "PW3D":
+                o_["smpl_mesh_cam_target"] = gt
+                ours.append(P.pw3d_metrics(mesh_out, gt, files, smpl.joint_regressor))
+            elif dataset == "UBody":
+                o_["smplx_mesh_cam_pseudo_gt"] = gt
+                ours.append(P.ubody_metrics(mesh_out, gt, pred["cam_trans"], pred["bb2img_trans"],
+                                            tuple(pred["image_hw"]), files))
+            else:
+                o_["smplx_mesh_cam_pseudo_gt"] = gt
+                ours.append(P.smplx_mesh_metrics(mesh_out, gt, files))
+            outs.append(o_)
+        stub_modules(args.official, files, smpl.joint_regressor, out, dataset, shapes)
+        cls = official_class(args.official, path, cls_name)
+        ds = object.__new__(cls)
+        ds.datalist = [{"img_path": str(s.img_path), "person_idx": 0} for s in reader.samples]
+        ds.data_split, ds.test_set, ds.resolution, ds.save_idx = "test", "val", (2160, 3840), 0
+        if dataset == "EHF":  # what the official __init__ sets
+            import cv2
+
+            ds.cam_param = {"R": cv2.Rodrigues(np.array([-2.98747896, 0.01172457, -0.05704687]))[0]}
+        official = ds.evaluate(outs, 0)
+        worst = 0.0
+        for key, values in official.items():
+            mine = [m[key] for m in ours if key in m]
+            if len(mine) != len(values):
+                print(f"{dataset} {key}: {len(values)} official values, {len(mine)} ours")
+                return 1
+            d = float(np.nanmax(np.abs(np.array(mine) - np.array(values)))) if values else 0.0
+            same_nan = np.array_equal(np.isnan(mine), np.isnan(values))
+            worst = max(worst, d)
+            if not same_nan:
+                print(f"{dataset} {key}: NaN in different places")
+                return 1
+        print(f"{dataset}: {len(outs)} samples, {len(official)} metrics, largest per-sample difference "
+              f"{worst:.2e} mm")
+        worst_all = max(worst_all, worst)
+    print(f"largest difference over all datasets and metrics: {worst_all:.2e} mm")
+    return 0 if worst_all < 1e-6 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
