@@ -149,7 +149,9 @@ def write_agora(root: Path, photos: Sequence[Path], body_model, seed: int = 0) -
         (data / "verts" / f"{i}.json").write_text(json.dumps(mesh.tolist()))
         anns.append({"id": 100 + i, "image_id": i + 1, "is_valid": i != len(photos),
                      "smplx_verts_path": f"verts/{i}.json", "smplx_joints_2d_path": "", "smplx_joints_3d_path": "",
-                     "smplx_param_path": "", "kid": False, "gender": "neutral"})
+                     "smplx_param_path": "", "kid": False, "gender": "neutral", "bbox": [100.0, 100.0, 300.0, 600.0],
+                     "lhand_bbox": [120.0, 300.0, 40.0, 40.0], "rhand_bbox": [330.0, 300.0, 40.0, 40.0],
+                     "face_bbox": [220.0, 110.0, 60.0, 60.0]})
         if i < len(photos):
             stem = f"ag_{i:05d}_ann_id_{100 + i}"
             img = cv2.imread(str(photos[i]))
@@ -206,8 +208,14 @@ def write_ubody(root: Path, photos: Sequence[Path], seed: int = 0) -> List[Dict]
         shutil.copy(photo, base / "images" / scene / rel)
         h, w = cv2.imread(str(photo)).shape[:2]
         images.append({"id": i + 1, "file_name": "/" + rel, "height": h, "width": w})
-        anns.append({"id": 50 + i, "image_id": i + 1, "bbox": _box(h, w, rng), "iscrowd": 0, "num_keypoints": 17,
-                     "valid_label": 1, "lefthand_valid": i != 1, "righthand_valid": True, "face_valid": i != 2})
+        box = _box(h, w, rng)
+        kps = lambda n: np.concatenate([rng.uniform(box[:2], np.add(box[:2], box[2:]), (n, 2)),  # noqa: E731
+                                        np.ones((n, 1))], 1).ravel().tolist()
+        anns.append({"id": 50 + i, "image_id": i + 1, "bbox": box, "iscrowd": 0, "num_keypoints": 17,
+                     "valid_label": 1, "lefthand_valid": i != 1, "righthand_valid": True, "face_valid": i != 2,
+                     "keypoints": kps(17), "foot_kpts": kps(6), "lefthand_kpts": kps(21), "righthand_kpts": kps(21),
+                     "face_kpts": kps(68), "lefthand_box": [box[0], box[1], 30.0, 30.0],
+                     "righthand_box": [box[0] + 10, box[1] + 10, 30.0, 30.0]})
         p = {k: np.asarray(v).tolist() for k, v in params[i].items()}
         fit = {"smplx_param": p, "cam_param": {"focal": [1000.0, 1000.0], "princpt": [w / 2, h / 2]}}
         fits[str(50 + i)] = fit
