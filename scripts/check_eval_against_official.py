@@ -51,12 +51,11 @@ def stub_modules(official: Path, files, smpl_reg, out_dir: Path, testset: str, i
     hm.smpl_x, hm.smpl = smpl_x, smpl
     tr = types.ModuleType("utils.transforms")
     src = official_source(official, "common/utils/transforms.py")
-    # only the two alignment functions, verbatim
-    start = src.index("def rigid_transform_3D")
+    # the camera and alignment functions, verbatim
+    start = src.index("def cam2pixel")
     end = src.index("def transform_joint_to_other_db")
     exec(compile("import numpy as np\n" + src[start:end], "official_transforms", "exec"), tr.__dict__)
-    for name in ("world2cam", "cam2pixel", "transform_joint_to_other_db"):
-        setattr(tr, name, None)
+    tr.transform_joint_to_other_db = None
     pre = types.ModuleType("utils.preprocessing")
     pre.load_img = lambda path, order="RGB": np.zeros(image_shapes[str(path)] + (3,), np.float32)
     for name in ("process_bbox", "augmentation", "load_ply", "process_db_coord", "process_human_model_output",
@@ -115,6 +114,7 @@ def check_inputs(official: Path, data: Path, photos_dir: Path) -> float:
     cfg.agora_fix_betas = True
     cfg.agora_fix_global_orient_transl = True
     cfg.data_strategy = None
+    cfg.body_models = str(data.parent / "human_model_files")
     pre = official_preprocessing(official)
     sys.modules["utils.preprocessing"] = pre
     sys.modules["pycocotools.coco"].COCO = _COCO
@@ -149,6 +149,68 @@ def check_inputs(official: Path, data: Path, photos_dir: Path) -> float:
                         float(np.abs(bb2img - inv).max()))
         print(f"{name}: {len(ours)} samples; paths, boxes equal to the official loader's; crop differences "
               f"{worst:.1e}")
+        if name in ("UBody", "HD"):
+            worst = max(worst, _check_smplx_targets(pre, name, ours, official_list))
+        if name == "PW3D":
+            worst = max(worst, _check_smpl_meshes(pre, ours, official_list))
+    return worst
+
+
+def _check_smpl_meshes(pre, ours, official_list) -> float:
+    """3DPW's SMPL ground-truth meshes: the official ``process_human_model_output(..., 'smpl')`` against ours."""
+    from engines.evaluation.model_files import SMPLLayers
+
+    cfg = sys.modules["config"].cfg
+    cfg.body_3d_size = 2
+    layers = SMPLLayers(cfg.body_models)
+    hm = sys.modules["utils.human_models"]
+    hm.smpl.__dict__.update(layer={g: layers.layer(g) for g in ("neutral", "male", "female")},
+                            orig_root_joint_idx=0, joint_regressor=layers.joint_regressor)
+    models = types.SimpleNamespace(smpl=layers)
+    pw3d = __import__("engines.datasets.pw3d", fromlist=["PW3D"])
+    worst = 0.0
+    for s, d in zip(ours, official_list):
+        official = pre.process_human_model_output(d["smpl_param"], d["cam_param"], False, s.img_shape, np.eye(3)[:2],
+                                                  0.0, "smpl")
+        mine = pw3d.PW3D.ground_truth(None, s, models)
+        worst = max(worst, float(np.abs(official[5] - mine).max()))
+    print(f"PW3D: SMPL ground truth against the official process_human_model_output: largest difference {worst:.1e}")
+    return worst
+
+
+def _check_smplx_targets(pre, name, ours, official_list) -> float:
+    """Test-mode SMPL-X targets of the official ``process_human_model_output`` against ours."""
+    from engines.body_model import BodyModel
+    from engines.datasets import joints as J
+    from engines.datasets.test_targets import smplx_test_params
+
+    hm = sys.modules["utils.human_models"]
+    layer = BodyModel(sys.modules["config"].cfg.body_models).layer
+    hm.smpl_x.__dict__.update(
+        layer={"neutral": layer, "male": layer, "female": layer}, orig_joint_num=J.ORIG_JOINT_NUM,
+        joint_num=J.JOINT_NUM, orig_joint_part=J.ORIG_PART, joint_part=J.PART, expr_code_dim=10,
+        joint_idx=list(J.JOINT_IDX_137), root_joint_idx=J.ROOT, lwrist_idx=J.LWRIST, rwrist_idx=J.RWRIST,
+        neck_idx=J.NECK, orig_root_joint_idx=J.ORIG_ROOT, flip_pairs=J.FLIP_PAIRS, orig_flip_pairs=J.ORIG_FLIP_PAIRS)
+    cfg = sys.modules["config"].cfg
+    cfg.body_3d_size, cfg.hand_3d_size, cfg.face_3d_size = 2, 0.3, 0.3
+    worst = 0.0
+    for s, d in zip(ours, official_list):
+        if name == "UBody":
+            param, cam = dict(d["smplx_param"]["smplx_param"]), d["smplx_param"]["cam_param"]
+            joint_img = None
+        else:
+            param, cam, joint_img = dict(d["smplx_param"]), {}, np.concatenate([d["joint_img"][:, :2],
+                                                                                np.zeros((137, 1))], 1)
+        official = pre.process_human_model_output(param, cam, False, s.img_shape, np.eye(3)[:2], 0.0, "smplx",
+                                                  joint_img=joint_img)
+        pose, shape, expr = official[3], official[4], official[5]
+        mine = smplx_test_params(s.gt["smplx_param"], s.gt.get("cam_param"))
+        flat = np.concatenate([mine[k].reshape(-1) for k in ("global_orient", "body_pose", "left_hand_pose",
+                                                            "right_hand_pose", "jaw_pose")])
+        worst = max(worst, float(np.abs(flat - pose).max()), float(np.abs(mine["betas"] - shape).max()),
+                    float(np.abs(mine["expression"] - expr).max()))
+    print(f"{name}: test-mode SMPL-X targets against the official process_human_model_output: largest "
+          f"difference {worst:.1e}")
     return worst
 
 

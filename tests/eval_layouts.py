@@ -182,7 +182,7 @@ def write_pw3d(root: Path, photos: Sequence[Path], frames: int = 6, seed: int = 
         pose = pose0.copy()
         pose[3:] += 0.02 * f
         images.append({"id": f + 1, "file_name": name, "sequence": seq, "height": h, "width": w,
-                       "cam_param": {"R": np.eye(3).tolist(), "t": [0.0, 0.0, 0.0],
+                       "cam_param": {"R": cv2.Rodrigues(np.array([0.1, 0.2, -0.05]))[0].tolist(), "t": [0.1, -0.2, 0.3],
                                      "focal": [1000.0, 1000.0], "princpt": [w / 2, h / 2]}})
         anns.append({"id": f + 1, "image_id": f + 1, "person_id": 0, "bbox": _box(h, w, rng),
                      "smpl_param": {"pose": pose.tolist(), "shape": shape.tolist(),

@@ -84,12 +84,16 @@ def test_pw3d_reader_and_smpl_ground_truth(tmp_path, photos, eval_bm):
     models = type("M", (), {"smpl": smpl})()
     s = ds.samples[1]
     mesh = ds.ground_truth(s, models)
-    p = s.gt["smpl_param"]
+    p, cam = s.gt["smpl_param"], s.gt["cam_param"]
+    # by hand: the world-frame SMPL mesh, then the camera extrinsics about the root joint
+    rot = torch.tensor(cam["R"], dtype=torch.float64)
     pose = torch.tensor(p["pose"], dtype=torch.float32).view(-1, 3)
-    out = smpl.layer(p["gender"])(betas=torch.tensor([p["shape"]], dtype=torch.float32),
-                                  body_pose=pose[1:].reshape(1, -1), global_orient=pose[:1],
-                                  transl=torch.tensor([p["trans"]], dtype=torch.float32))
-    np.testing.assert_allclose(mesh, out.vertices[0].numpy(), atol=1e-5)  # identity extrinsics
+    world = smpl.layer(p["gender"])(betas=torch.tensor([p["shape"]], dtype=torch.float32),
+                                    body_pose=pose[1:].reshape(1, -1), global_orient=pose[:1],
+                                    transl=torch.tensor([p["trans"]], dtype=torch.float32)).vertices[0].double()
+    root = torch.tensor(smpl.joint_regressor, dtype=torch.float64)[0] @ world
+    want = (world - root) @ rot.T + root @ rot.T + torch.tensor(cam["t"], dtype=torch.float64)
+    np.testing.assert_allclose(mesh, want.numpy(), atol=2e-5)
 
 
 def test_ubody_reader_and_pseudo_ground_truth(tmp_path, photos, bm):
