@@ -64,6 +64,9 @@ def register(sub) -> None:
                    help="GPUs of the official run being matched (its batch is N*G, split in G chunks)")
     p.add_argument("--fps", type=finite_float, default=None, metavar="F",
                    help="frame rate of a sequence dataset for the One-Euro filter (default: 3DPW/EgoBody 30)")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="predict in N local worker processes (each loads the engine once; the cores are shared "
+                        "out); the metrics are those of one process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_examples(p, "mocap eval --dataset EHF --data-dir data --checkpoint s32 --body-models human_model_files",
                  "mocap eval --dataset PW3D --data-dir data --checkpoint h32_correct --json pw3d.json",
@@ -84,7 +87,7 @@ def cmd_eval(args) -> int:
         max_samples=args.max_samples, save_predictions=str(args.save_predictions) if args.save_predictions else None,
         bbox_ratio=args.bbox_ratio, sample_interval=args.sample_interval, annotation=args.annotation,
         image_dir=args.image_dir, official_batch=args.official_batch, official_gpus=args.official_gpus,
-        fps=args.fps, progress=not args.no_progress and sys.stderr.isatty())
+        fps=args.fps, workers=args.workers, progress=not args.no_progress and sys.stderr.isatty())
     try:
         summary = run_evaluation(options)
     except CheckpointError as exc:

@@ -16,7 +16,8 @@ The official batches only matter through one quirk, reproduced by sample positio
 (:mod:`engines.evaluation.official_batching`), so ``--batch-size`` never changes a number.
 
 Two phases: predictions (the slow part; saved per sample with ``save_predictions`` and reused
-when the run is started again with the same options), then the metrics from the predictions.
+when the run is started again with the same options; ``workers`` > 1 splits it over local
+processes), then the metrics from the predictions.
 For sequence datasets the temporal figures are added: acceleration error and jitter of the
 raw network output and of the same output after the live One-Euro filter
 (:class:`realtime.filters.SMPLXFilter`, default settings, run causally at the data's frame rate).
@@ -68,6 +69,7 @@ class EvalOptions:
     official_batch: int = 32
     official_gpus: int = 1
     fps: Optional[float] = None
+    workers: int = 1
     progress: bool = True
 
     def result_key(self) -> Dict[str, object]:
@@ -242,6 +244,76 @@ def _predict(o: EvalOptions, samples, store: PredictionStore, counts: Dict[str, 
     return preds
 
 
+def _worker_main(options: Dict, indices: List[int], threads: int, parent_pid: int, queue) -> None:
+    """One local worker process: predict the samples ``indices`` into the shared prediction store."""
+    from realtime.batch.local import _die_with_parent
+
+    _die_with_parent(parent_pid)
+    torch.set_num_threads(threads)
+    try:
+        o = EvalOptions(**dict(options, progress=False, workers=1))
+        reader = open_dataset(o)
+        wanted = set(indices)
+        counts = {"unreadable_image": 0}
+        _predict(o, [s for s in reader.samples if s.index in wanted], PredictionStore(o.save_predictions, o), counts)
+        queue.put(("done", counts["unreadable_image"]))
+    except BaseException as exc:  # noqa: BLE001 -- reported to the parent as one line
+        queue.put(("error", f"{type(exc).__name__}: {exc}" if not isinstance(exc, UserError) else str(exc)))
+
+
+def _predict_in_workers(o: EvalOptions, samples, store: PredictionStore, counts: Dict[str, int]) -> Dict[int, Dict]:
+    """Phase 1 split over ``o.workers`` local processes (samples dealt round-robin; each process loads the
+    engine once and writes into the prediction store), then read back from the store."""
+    import multiprocessing as mp
+    import time
+
+    from tqdm import tqdm
+
+    todo = [s.index for s in samples if store.load(s) is None]
+    if todo:
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        threads = max(1, (os.cpu_count() or 1) // o.workers)
+        options = asdict(o)
+        procs = [ctx.Process(target=_worker_main, args=(options, todo[w::o.workers], threads, os.getpid(), queue),
+                             daemon=True) for w in range(min(o.workers, len(todo)))]
+        for proc in procs:
+            proc.start()
+        bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc=f"eval {o.dataset}",
+                   disable=not o.progress, dynamic_ncols=True)
+        reports: List[Tuple[str, object]] = []
+        folder = store.folder / "samples"
+        try:
+            while len(reports) < len(procs):
+                try:
+                    reports.append(queue.get(timeout=0.5))
+                except Exception:  # queue.Empty: poll the workers and the progress
+                    if not any(p.is_alive() for p in procs) and queue.empty():
+                        break
+                done = sum(1 for f in folder.iterdir() if f.suffix == ".npz" and not f.name.endswith(".part.npz"))
+                bar.n = min(done, len(samples))
+                bar.refresh()
+                time.sleep(0.05)
+        finally:
+            bar.close()
+            for proc in procs:
+                proc.join(timeout=5)
+        errors = [msg for kind, msg in reports if kind == "error"]
+        if errors:
+            raise UserError(f"a worker failed: {errors[0]}")
+        if len(reports) < len(procs):
+            raise UserError("a worker process died before reporting (out of memory?); run again to resume")
+        counts["unreadable_image"] += sum(int(msg) for kind, msg in reports if kind == "done")
+    preds = _predict(o, samples, store, {"unreadable_image": 0}) if not todo else {}
+    if todo:
+        for s in samples:
+            saved = store.load(s)
+            if saved is not None:
+                preds[s.index] = saved
+    counts["resumed"] = len(samples) - len(todo)
+    return preds
+
+
 def _apply_official_quirk(o: EvalOptions, n_total: int, preds: Dict[int, Dict]) -> int:
     """Root and jaw of the samples in official chunks of 3 as the official run outputs them."""
     from engines.evaluation.official_batching import apply_cross_quirk, quirk_groups
@@ -368,9 +440,23 @@ def run_evaluation(o: EvalOptions) -> Dict:
         raise UserError(str(exc)) from exc
     smpl = SMPLLayers(o.body_models) if o.dataset == "PW3D" else None
     smpl_reg = smpl.joint_regressor if smpl is not None else None  # fails early without the SMPL files
+    if o.workers < 1:
+        raise UserError("--workers must be at least 1")
+    scratch = None
+    if o.workers > 1 and not o.save_predictions:  # the workers hand their predictions over in a folder
+        import tempfile
+
+        scratch = tempfile.TemporaryDirectory(prefix="mocap-eval-")
+        o = EvalOptions(**dict(asdict(o), save_predictions=scratch.name))
     store = PredictionStore(o.save_predictions, o)
     counts = {"unreadable_image": 0}
-    preds = _predict(o, samples, store, counts)
+    try:
+        preds = _predict_in_workers(o, samples, store, counts) if o.workers > 1 else _predict(o, samples, store,
+                                                                                            counts)
+    finally:
+        if scratch is not None:
+            o = EvalOptions(**dict(asdict(o), save_predictions=None))
+            scratch.cleanup()
     quirked = _apply_official_quirk(o, n_total, preds)
 
     models = SimpleNamespace(smplx=body_model, smpl=smpl)
@@ -412,7 +498,7 @@ def run_evaluation(o: EvalOptions) -> Dict:
         "samples_in_split": n_total, "resumed_predictions": counts["resumed"],
         "official_batch_quirk_samples": quirked,
         "checkpoint": str(o.checkpoint), "engine": o.engine, "precision": "fp16" if o.fp16 else "fp32",
-        "device": o.device, "options": {k: v for k, v in asdict(o).items() if k != "progress"},
+        "device": o.device, "options": {k: v for k, v in asdict(o).items() if k not in ("progress", "workers")},
         "versions": _versions(o.engine), "units": "mm",
     }
     if not per_sample:
