@@ -1,0 +1,1 @@
+"""Runners for the research commands (``mocap train``): progress, JSON logs, resume, workers, DDP."""
