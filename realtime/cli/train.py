@@ -71,10 +71,9 @@ def register(sub) -> None:
                    help="write a snapshot every N steps (default 0: at the end of every epoch and of the run)")
     add_examples(p, "mocap train --config s32 --init s32 --data studio.npz:studio/images --out runs/s32 --epochs 5",
                  "mocap train --config s32 --init s32 --data a.npz:a/ --data b.npz:b/ --out runs/ab --device cuda --amp",
-                 "torchrun --nproc_per_node 4 -m realtime.cli train --config b32 --init b32 --data a.npz:a/ "
+                 "torchrun --nproc_per_node 4 --no-python mocap train --config b32 --init b32 --data a.npz:a/ "
                  "--out runs/b32 --device cuda --amp",
-                 "mocap train --config s32 --init s32 --data a.npz:a/ --out runs/s32 --resume",
-                 "mocap live --checkpoint runs/s32/snapshot_1000.pth.tar")
+                 "mocap train --config s32 --init s32 --data a.npz:a/ --out runs/s32 --resume")
     p.set_defaults(func=cmd_train)
 
 
