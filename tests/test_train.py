@@ -334,11 +334,13 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, humandata, s3
 
 @pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tmp_path, humandata, s32_ckpt, smplx_dir):
+    # the official learning rate (Adam's first steps move every weight by about lr, so a larger one
+    # magnifies the rounding differences of a split sum)
     one = _train(_base(humandata, s32_ckpt, smplx_dir, tmp_path / "one", 4,
-                       ["--steps", "2", "--log-json", str(tmp_path / "one.jsonl")]))
+                       ["--steps", "2", "--lr", "1e-5", "--log-json", str(tmp_path / "one.jsonl")]))
     assert one.returncode == 0, one.stderr
     two = _train(_base(humandata, s32_ckpt, smplx_dir, tmp_path / "two", 2,
-                       ["--steps", "2", "--log-json", str(tmp_path / "two.jsonl")]), torchrun=2)
+                       ["--steps", "2", "--lr", "1e-5", "--log-json", str(tmp_path / "two.jsonl")]), torchrun=2)
     assert two.returncode == 0, two.stderr
     a, b = _log(tmp_path / "one.jsonl"), _log(tmp_path / "two.jsonl")
     assert len(a) == len(b) == 2
@@ -348,9 +350,16 @@ def test_two_gloo_processes_equal_one_process(tmp_path, humandata, s32_ckpt, smp
             assert rb["loss"][k] == pytest.approx(ra["loss"][k], rel=1e-5, abs=1e-6), (ra["step"], k)
     w1 = torch.load(tmp_path / "one" / "snapshot_2.pth.tar", weights_only=True)["network"]
     w2 = torch.load(tmp_path / "two" / "snapshot_2.pth.tar", weights_only=True)["network"]
+    # weights: Adam moves a weight by about lr whatever its gradient's size, so a gradient at the rounding
+    # noise level can move the two runs' copies apart by up to 2 lr per step; all others agree closely
+    far = total = 0
     for k in w1:
         if w1[k].is_floating_point():
-            torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-6)
+            diff = (w2[k] - w1[k]).abs()
+            assert float(diff.max()) <= 2 * 1e-5 * 2 + 1e-6, k
+            far += int((diff > 1e-6).sum())
+            total += diff.numel()
+    assert far <= 1e-4 * total, (far, total)
 
 
 @pytest.mark.slow
