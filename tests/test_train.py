@@ -359,7 +359,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path, humandata, s32_ckpt, smp
             assert float(diff.max()) <= 2 * 1e-5 * 2 + 1e-6, k
             far += int((diff > 1e-6).sum())
             total += diff.numel()
-    assert far <= 1e-4 * total, (far, total)
+    assert far <= 1e-3 * total, (far, total)
 
 
 @pytest.mark.slow
@@ -392,3 +392,29 @@ def test_bad_inputs_give_one_line(tmp_path, humandata, s32_ckpt, smplx_dir):
     res = _train(["--config", "b32", "--init", str(s32_ckpt), "--data", f"{path}:{root}", "--out", str(tmp_path / "o"),
                   "--body-models", str(smplx_dir), "--steps", "1"])
     assert res.returncode == 2 and "but --config is b32" in res.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_resumable_snapshot_first(tmp_path, humandata, s32_ckpt, smplx_dir):
+    import signal
+    import time
+
+    log = tmp_path / "l.jsonl"
+    args = _base(humandata, s32_ckpt, smplx_dir, tmp_path / "run", 2, ["--steps", "50", "--log-json", str(log)])
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "realtime.cli", "train"] + args, cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 900
+    while time.time() < deadline and not (log.exists() and log.read_text().strip()):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "resumable checkpoint" in err and len(err.strip().splitlines()) == 1
+    snaps = sorted((tmp_path / "run").glob("snapshot_*.pth.tar"))
+    assert snaps and all(p.with_name(p.name.replace(".pth.tar", ".resume.pth")).is_file() for p in snaps)
+    assert not list((tmp_path / "run").glob("*.tmp"))
+    done = len(_log(log))
+    res = _train(args[:args.index("--steps") + 1] + [str(done + 1)] + args[args.index("--steps") + 2:] + ["--resume"])
+    assert res.returncode == 0, res.stderr
+    assert [r["step"] for r in _log(log)][-1] == done
