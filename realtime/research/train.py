@@ -348,11 +348,14 @@ def run_training(opts: TrainOptions) -> Dict:
                                                  collate_fn=collate, pin_memory=dev.type == "cuda", drop_last=True)
             bi = start_batch
             t0 = time.perf_counter()
+            steps_this_epoch, first_reason = 0, None
             for data, bad, reason in loader:
                 skipped_total += bad
+                first_reason = first_reason or reason
                 if data is None:
                     bi += 1
                     continue
+                steps_this_epoch += 1
                 inputs, targets, meta = (_to_device(x, dev) for x in data)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
@@ -395,6 +398,8 @@ def run_training(opts: TrainOptions) -> Dict:
                     raise TrainingStopped(f"stopped at step {step}; resumable checkpoint {last_path} "
                                           f"(continue with --resume)", 128 + (stop_requested() or 2))
             else:
+                if steps_this_epoch == 0 and len(sampler) > 0:
+                    raise UserError(f"no usable batch in a whole epoch (every sample failed; first: {first_reason})")
                 epoch += 1
                 start_batch = 0
                 if step < total and not opts.save_every:
