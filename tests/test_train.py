@@ -418,3 +418,33 @@ def test_sigterm_writes_a_resumable_snapshot_first(tmp_path, humandata, s32_ckpt
     res = _train(args[:args.index("--steps") + 1] + [str(done + 1)] + args[args.index("--steps") + 2:] + ["--resume"])
     assert res.returncode == 0, res.stderr
     assert [r["step"] for r in _log(log)][-1] == done
+
+
+def test_unreadable_image_is_skipped_and_counted(humandata, tmp_path):
+    from engines.datasets.humandata import HumanDataset
+    from realtime.research.train import SeededSamples, ShardSampler, collate
+
+    path, root = humandata
+    for name in np.load(path)["image_path"]:
+        shutil.copy(Path(root) / str(name), tmp_path / str(name))
+    (tmp_path / str(np.load(path)["image_path"][1])).write_bytes(b"not a jpeg")
+    ds = HumanDataset(path, tmp_path, augment=False)  # meta holds the sizes: the file list is kept
+    assert len(ds) == 4
+    loader = torch.utils.data.DataLoader(SeededSamples(ds, 0), batch_size=2, collate_fn=collate,
+                                         sampler=ShardSampler(4, 0, 1, 2, False, 0, 0))
+    (b0, bad0, why0), (b1, bad1, _) = list(loader)
+    assert bad0 == 1 and "image unreadable" in why0 and b0[0]["img"].shape[0] == 1
+    assert bad1 == 0 and b1[0]["img"].shape[0] == 2
+
+
+def test_shards_cover_the_global_batch_once():
+    from realtime.research.train import ShardSampler
+
+    n, world, batch = 11, 2, 2
+    for shuffle in (False, True):
+        shards = [list(ShardSampler(n, r, world, batch, shuffle, 5, 3)) for r in range(world)]
+        idx = [i for s in shards for _, i in s]
+        assert len(idx) == len(set(idx)) == 8 and all(e == 3 for s in shards for e, _ in s)
+        later = [i for _, i in ShardSampler(n, 0, world, batch, shuffle, 5, 3, start=1)]
+        assert later == [i for _, i in shards[0]][batch:]
+    assert [i for _, i in ShardSampler(n, 0, 1, 4, False, 0, 0)] == list(range(8))
