@@ -69,6 +69,8 @@ def register(sub) -> None:
                    help="data-loading processes per training process (default 2; 0 loads in the main process)")
     p.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="write a snapshot every N steps (default 0: at the end of every epoch and of the run)")
+    p.add_argument("--keep", type=int, default=3, metavar="N",
+                   help="keep the newest N snapshots this run wrote, removing its older ones (default 3; 0 keeps all)")
     add_examples(p, "mocap train --config s32 --init s32 --data studio.npz:studio/images --out runs/s32 --epochs 5",
                  "mocap train --config s32 --init s32 --data a.npz:a/ --data b.npz:b/ --out runs/ab --device cuda --amp",
                  "torchrun --nproc_per_node 4 --no-python mocap train --config b32 --init b32 --data a.npz:a/ "
@@ -83,8 +85,8 @@ def cmd_train(args) -> int:
 
     from .. import signals
 
-    if args.workers < 0 or args.save_every < 0:
-        raise UserError("--workers and --save-every must be >= 0")
+    if args.workers < 0 or args.save_every < 0 or args.keep < 0:
+        raise UserError("--workers, --save-every and --keep must be >= 0")
     for annot, root in args.data:
         if not annot.is_file():
             raise UserError(f"HumanData file not found: {annot}")
@@ -102,7 +104,7 @@ def cmd_train(args) -> int:
                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, amp=args.amp, augment=args.augment,
                         shuffle=args.shuffle, seed=args.seed, log_json=args.log_json, resume=args.resume,
                         device=args.device, body_models=args.body_models, workers=args.workers,
-                        save_every=args.save_every)
+                        save_every=args.save_every, keep=args.keep)
     import threading
 
     stop = threading.Event()

@@ -69,6 +69,7 @@ class TrainOptions:
     body_models: Optional[str] = None
     workers: int = 0
     save_every: int = 0
+    keep: int = 3
     progress: bool = True
     extra: Dict = field(default_factory=dict)
 
@@ -333,11 +334,19 @@ def run_training(opts: TrainOptions) -> Dict:
     last_path: Optional[Path] = None
     first_loss = last_loss = None
 
+    written: List[Path] = []  # snapshots this run wrote (only these are ever removed, by --keep)
+
     def save(ep, bi):
         nonlocal last_path
         if rank == 0:
             last_path = save_snapshot(out, net, optimizer, scheduler, step, ep, bi,
                                       {"skipped": skipped_total, "config": opts.config, "seed": opts.seed})
+            if last_path not in written:
+                written.append(last_path)
+            while opts.keep and len(written) > opts.keep:
+                old = written.pop(0)
+                resume_path(old).unlink(missing_ok=True)  # the resume state first: never a resumable half
+                old.unlink(missing_ok=True)
         if world > 1:
             dist.barrier()
 
