@@ -373,6 +373,8 @@ def test_overfit_lowers_the_loss_and_the_snapshot_runs_in_mocap_image(tmp_path, 
     log = _log(tmp_path / "l.jsonl")
     assert len(log) == 30 and log[-1]["total"] < 0.7 * log[0]["total"]
     snap = out / "snapshot_30.pth.tar"
+    # one epoch per step here: a snapshot per step, of which the newest 3 (--keep) stay
+    assert sorted(p.name for p in out.glob("snapshot_*.pth.tar")) == [f"snapshot_{k}.pth.tar" for k in (28, 29, 30)]
     ckpt = torch.load(snap, weights_only=True)
     assert set(ckpt) == {"network", "optimizer", "epoch"} and set(IGNORED_TOP_LEVEL) <= set(ckpt)
     assert all(k.startswith("module.") for k in ckpt["network"])
