@@ -402,7 +402,7 @@ def run_training(opts: TrainOptions) -> Dict:
                     break
                 if opts.save_every and step % opts.save_every == 0:
                     save(epoch, bi)
-                if _stop_now(world):
+                if _stop_now(world, dev):
                     save(epoch, bi)
                     raise TrainingStopped(f"stopped at step {step}; resumable checkpoint {last_path} "
                                           f"(continue with --resume)", 128 + (stop_requested() or 2))
@@ -428,14 +428,15 @@ def run_training(opts: TrainOptions) -> Dict:
 
 def _present_terms(means: Dict[str, torch.Tensor], world: int) -> List[str]:
     """The loss terms of this step on any rank (the box terms are absent where no box is valid)."""
-    flags = torch.tensor([1.0 if k in means else 0.0 for k in LOSS_NAMES])
+    dev = next(iter(means.values())).device  # NCCL reduces CUDA tensors only
+    flags = torch.tensor([1.0 if k in means else 0.0 for k in LOSS_NAMES], device=dev)
     if world > 1:
         dist.all_reduce(flags)
     return [k for k, f in zip(LOSS_NAMES, flags.tolist()) if f > 0]
 
 
-def _stop_now(world: int) -> bool:
-    flag = torch.tensor([1.0 if stop_requested() is not None else 0.0])
+def _stop_now(world: int, dev: torch.device) -> bool:
+    flag = torch.tensor([1.0 if stop_requested() is not None else 0.0], device=dev)
     if world > 1:
         dist.all_reduce(flag)
     return bool(flag.item() > 0)
