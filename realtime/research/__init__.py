@@ -1,1 +1,1 @@
-"""Runners for the research commands (``mocap eval``): progress, JSON, resumable results."""
+"""Runners for the research commands (``mocap eval``, ``mocap train``): progress, JSON, resume, workers, DDP."""
