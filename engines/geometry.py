@@ -321,6 +321,14 @@ def _quat_wxyz_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
     return torch.stack([q1 * k, q2 * k, q3 * k], -1)
 
 
+def rotmat_to_axis_angle(rot: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) matrices -> (N, 3) axis-angle by the official route (torchgeometry 0.1.2's
+    quaternion conversion; NaNs replaced by 0). Also defined for the non-rotations the official
+    batch-of-3 ``torch.cross`` quirk produces (:mod:`engines.evaluation.official_batching`)."""
+    aa = _quat_wxyz_to_axis_angle(_rotmat_to_quat_wxyz(rot))
+    return torch.where(torch.isnan(aa), torch.zeros_like(aa), aa)
+
+
 def rot6d_to_axis_angle(x: torch.Tensor) -> torch.Tensor:
     """(N, 6) network rotations -> (N, 3) axis-angle (NaNs replaced by 0, as officially)."""
     aa = _quat_wxyz_to_axis_angle(_rotmat_to_quat_wxyz(rot6d_to_rotmat(x)))

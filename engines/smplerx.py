@@ -135,10 +135,23 @@ class Block(nn.Module):
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, dim * mlp_ratio)
+        #: Stochastic depth (training only; see :meth:`SMPLerX.set_drop_path`). 0 = off.
+        self.drop_path = 0.0
 
     def forward(self, x):
+        if self.training and self.drop_path > 0.0:
+            x = x + drop_path(self.attn(self.norm1(x)), self.drop_path)
+            return x + drop_path(self.mlp(self.norm2(x)), self.drop_path)
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Drop the residual branch of whole samples with probability ``p``, scaling the kept ones by
+    1 / (1 - p) (timm's ``drop_path``, as the official ViT encoder uses it in training)."""
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
 
 
 class ViTEncoder(nn.Module):
@@ -298,6 +311,13 @@ class SMPLerX(nn.Module):
         self.hand_position_net = PositionNet(c, NUM_HAND_POS_JOINTS, G.OUTPUT_HAND_HM_SHAPE)
         self.hand_regressor = HandRotationNet(c)
         self.face_regressor = FaceRegressor(c)
+
+    def set_drop_path(self, rate: float) -> None:
+        """Stochastic depth for training: block i drops with ``rate * i / (depth - 1)`` (the official
+        encoder's rule; ``drop_path_rate`` 0.1/0.3/0.5/0.55 for S/B/L/H). Eval mode never drops."""
+        depth = len(self.encoder.blocks)
+        for i, blk in enumerate(self.encoder.blocks):
+            blk.drop_path = float(rate) * i / max(depth - 1, 1)
 
     def set_fused_attention(self, enabled: bool = True) -> None:
         for blk in self.encoder.blocks:

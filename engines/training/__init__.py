@@ -1,0 +1,1 @@
+"""Training: the official SMPLer-X train-mode forward and losses, optimiser and schedule."""

@@ -1,0 +1,106 @@
+"""``mocap eval``: a checkpoint on an official benchmark, with the official test protocol."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from engines.errors import UserError
+
+from .common import add_examples, add_model_args, check_output_file, finite_float
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def register(sub) -> None:
+    from realtime.research.evaluate import DATASETS
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on an official benchmark (the official test protocol)",
+                       description="Runs the official SMPLer-X test protocol (main/test.py with each dataset's "
+                                   "evaluate) and prints the official metrics in millimetres; sequence datasets "
+                                   "also get acceleration error and jitter, raw and after the live One-Euro filter.")
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help=f"official test set class name: {', '.join(DATASETS)}; any other name is a HumanData "
+                        "file given with --annotation and --image-dir")
+    p.add_argument("--data-dir", required=True, type=Path, metavar="ROOT",
+                   help="folder laid out like the official data folder (ROOT/EHF/data/EHF.json, ROOT/UBody/..., "
+                        "ROOT/PW3D/data/..., ROOT/AGORA/data/..., ROOT/preprocessed_datasets/*.npz)")
+    add_model_args(p)
+    p.add_argument("--engine", default="torch", choices=["torch", "onnx", "auto"],
+                   help="backend; torch (default) is the fp32 forward equal to the official one")
+    p.add_argument("--fp16", action="store_true", help="run the network in half precision (GPU engines)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+                   help="crops per forward pass (default 8); the numbers do not depend on it")
+    p.add_argument("--max-samples", type=_positive_int, default=None, metavar="N",
+                   help="evaluate only the first N samples of the official list")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="also write the summary (metrics, counts, checkpoint, engine, versions) as JSON")
+    p.add_argument("--save-predictions", type=Path, default=None, metavar="DIR",
+                   help="keep each sample's prediction in DIR; a run started again with the same options "
+                        "reuses them (resume)")
+    p.add_argument("--bbox-ratio", type=finite_float, default=1.2, metavar="R",
+                   help="the official config's bbox_ratio (1.2 in every released config): EHF and 3DPW pad "
+                        "the box by R, HumanData sets by R*0.833; UBody and AGORA do not use it")
+    p.add_argument("--sample-interval", type=_positive_int, default=None, metavar="K",
+                   help="every K-th annotation (official defaults: UBody 100, ARCTIC 10, others 1)")
+    p.add_argument("--annotation", default=None, metavar="FILE",
+                   help="AGORA: the annotation JSON under ROOT/AGORA/data (default AGORA_validation_fix_betas.json); "
+                        "HumanData: the .npz under ROOT/preprocessed_datasets (or a path)")
+    p.add_argument("--image-dir", default=None, metavar="DIR",
+                   help="HumanData: the image folder under ROOT (default: the official one of the test set)")
+    p.add_argument("--official-batch", type=_positive_int, default=32, metavar="N",
+                   help="test_batch_size of the official config (32), to reproduce the official torch.cross quirk "
+                        "for samples the official run batches in threes")
+    p.add_argument("--official-gpus", type=_positive_int, default=1, metavar="G",
+                   help="GPUs of the official run being matched (its batch is N*G, split in G chunks)")
+    p.add_argument("--fps", type=finite_float, default=None, metavar="F",
+                   help="frame rate of a sequence dataset for the One-Euro filter (default: 3DPW/EgoBody 30)")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="predict in N local worker processes (each loads the engine once; the cores are shared "
+                        "out); the metrics are those of one process")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_examples(p, "mocap eval --dataset EHF --data-dir data --checkpoint s32 --body-models human_model_files",
+                 "mocap eval --dataset PW3D --data-dir data --checkpoint h32_correct --json pw3d.json",
+                 "mocap eval --dataset EgoBody_Egocentric --data-dir data --engine onnx --save-predictions runs/ego",
+                 "mocap eval --dataset EHF --data-dir data --device cuda --fp16 --batch-size 32")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    from engines.atomic import write_json_atomic
+    from engines.checkpoints import CheckpointError
+    from realtime.research.evaluate import EvalOptions, format_summary, run_evaluation
+
+    check_output_file(args.json, "--json")
+    options = EvalOptions(
+        dataset=args.dataset, data_dir=str(args.data_dir), checkpoint=args.checkpoint, body_models=args.body_models,
+        engine=args.engine, device=args.device, fp16=args.fp16, batch_size=args.batch_size,
+        max_samples=args.max_samples, save_predictions=str(args.save_predictions) if args.save_predictions else None,
+        bbox_ratio=args.bbox_ratio, sample_interval=args.sample_interval, annotation=args.annotation,
+        image_dir=args.image_dir, official_batch=args.official_batch, official_gpus=args.official_gpus,
+        fps=args.fps, workers=args.workers, progress=not args.no_progress and sys.stderr.isatty())
+    try:
+        summary = run_evaluation(options)
+    except CheckpointError as exc:
+        raise UserError(str(exc)) from exc
+    except RuntimeError as exc:
+        if "CUDA" in str(exc):
+            raise UserError(str(exc)) from exc
+        raise
+    print(format_summary(summary))
+    if args.json is not None:
+        try:
+            write_json_atomic(args.json, summary)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.json}: {exc.strerror or exc}") from None
+        print(f"mocap eval: summary written to {args.json}")
+    return 0
