@@ -12,12 +12,12 @@ from engines.stop import StopRequested, signal_name, stop_requested
 
 from .. import signals
 
-from . import batch, bench, convert, doctor, export, image, live, replay, video, weights
+from . import batch, bench, convert, doctor, export, image, live, replay, video, weights, web
 
 log = logging.getLogger("mocap")
 
 #: Sub-commands in the order ``mocap --help`` lists them.
-COMMANDS = (image, video, batch, live, replay, convert, weights, export, bench, doctor)
+COMMANDS = (image, video, batch, live, web, replay, convert, weights, export, bench, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
