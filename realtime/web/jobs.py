@@ -32,6 +32,8 @@ class Job:
         self.error: Optional[BaseException] = None
         #: (fraction 0..1 or None, text): what the job says it is doing.
         self.progress = (None, "")
+        #: Called on the engine thread when the job ends, whether it ran or not (before ``done`` is set).
+        self.on_done: Optional[Callable[["Job"], None]] = None
         self._line: Optional["JobLine"] = None
 
     def ahead(self) -> int:
@@ -102,6 +104,11 @@ class JobLine:
             except BaseException as exc:  # noqa: BLE001 -- handed to whoever waits for the job
                 job.error = exc
             finally:
+                if job.on_done is not None:
+                    try:
+                        job.on_done(job)
+                    except Exception:  # noqa: BLE001 -- clean-up trouble must not stop the line
+                        pass
                 with self._cond:
                     self._running = None
                     job.done.set()

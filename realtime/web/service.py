@@ -358,17 +358,15 @@ class WebService:
         return folder
 
     def _submit(self, session: Session, fn) -> Job:
-        def run(job: Job):
-            try:
-                return fn(job)
-            finally:
-                with self._lock:
-                    session.active -= 1
-                    if job in session.running:
-                        session.running.remove(job)
-                self._clean(session)
+        def done(job: Job) -> None:  # ran or not
+            with self._lock:
+                session.active -= 1
+                if job in session.running:
+                    session.running.remove(job)
+            self._clean(session)
 
-        job = Job(run, owner=session)
+        job = Job(fn, owner=session)
+        job.on_done = done
         with self._lock:
             session.active += 1
             session.running.append(job)
@@ -398,23 +396,25 @@ class WebService:
         the job's result is an :class:`ImageResult`."""
         from engines.media import IMAGE_EXTENSIONS
 
-        self.sweep()
-        label, people = self._label(model), self._people(max_people)
-        session = self._session(session_key)
-        folder = self._new_job_folder(session)
-        photo = self._take_upload(session, upload, IMAGE_EXTENSIONS, "photo", folder / "input")
-        return self._submit(session, lambda job: self._run_image(job, folder, photo, label, people))
+        return self._start(session_key, upload, model, max_people, IMAGE_EXTENSIONS, "photo", self._run_image)
 
     def start_video(self, session_key: str, upload, model: Optional[str] = None, max_people=None) -> Job:
         """Check the clip and put its job in line; the job's result is a :class:`VideoResult`."""
         from engines.media import VIDEO_EXTENSIONS
 
+        return self._start(session_key, upload, model, max_people, VIDEO_EXTENSIONS, "video", self._run_video)
+
+    def _start(self, session_key: str, upload, model, max_people, kinds, what: str, run) -> Job:
         self.sweep()
         label, people = self._label(model), self._people(max_people)
         session = self._session(session_key)
         folder = self._new_job_folder(session)
-        clip = self._take_upload(session, upload, VIDEO_EXTENSIONS, "video", folder / "input")
-        return self._submit(session, lambda job: self._run_video(job, folder, clip, label, people))
+        try:
+            source = self._take_upload(session, upload, kinds, what, folder / "input")
+            return self._submit(session, lambda job: run(job, folder, source, label, people))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # refused: nothing of it is kept
+            raise
 
     # ------------------------------------------------------ on the engine thread
     def _predictor(self, label: str):
