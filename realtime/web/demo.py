@@ -93,7 +93,8 @@ def build_demo(service: WebService):
         except UserError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    skip = gr.skip
+    floor = str(service.floor_glb)  # the 3-D view's value until there is a result (see service.floor_glb)
+    skip = gr.update  # "no change" (gr.skip() leaves a Model3D that later gets a value without its canvas)
 
     def predict_image(photo, model, max_people, request: gr.Request):
         job = start(service.start_image, session_key(request), photo, model, max_people)
@@ -101,21 +102,18 @@ def build_demo(service: WebService):
             yield skip(), skip(), skip(), skip(), skip(), line
         r = job.result
         glb = str(r.scene_glb) if r.scene_glb else None
-        yield (str(r.overlay) if r.overlay else None, glb, r.people, str(r.results_zip), glb, r.message)
+        yield (str(r.overlay) if r.overlay else None, glb or floor, r.people, str(r.results_zip), glb, r.message)
 
     def predict_video(clip, model, max_people, request: gr.Request, progress=gr.Progress()):
         job = start(service.start_video, session_key(request), clip, model, max_people)
         for line in wait(job, progress):
             yield skip(), skip(), skip(), skip(), skip(), line
         r = job.result
-        yield (str(r.overlay_video) if r.overlay_video else None, str(r.scene_glb) if r.scene_glb else None,
+        yield (str(r.overlay_video) if r.overlay_video else None, str(r.scene_glb) if r.scene_glb else floor,
                r.people, str(r.results_zip), [str(p) for p in r.animation_files], r.message)
 
     photos, clips = _examples(service.settings.examples)
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                              font_mono=["ui-monospace", "monospace"])  # no web fonts fetched
-    with gr.Blocks(title="mocap web", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
-        demo.mocap_theme = theme
+    with gr.Blocks(title="mocap web", analytics_enabled=False, delete_cache=(300, 900)) as demo:
         gr.Markdown("# mocap web\n" + INTRO)
         with gr.Row():
             model = gr.Dropdown(list(service.choices), value=service.default_choice, label="Model size",
@@ -134,7 +132,7 @@ def build_demo(service: WebService):
                     photo_status = gr.Markdown(elem_id="photo-status")
                     photo_overlay = gr.Image(label="Overlay (meshes, boxes and ids)", type="filepath",
                                              interactive=False, elem_id="photo-overlay")
-                    photo_3d = gr.Model3D(label="3-D view (drag to turn)", clear_color=(0.15, 0.15, 0.17, 1.0),
+                    photo_3d = gr.Model3D(floor, label="3-D view (drag to turn)", clear_color=(0.15, 0.15, 0.17, 1.0),
                                           elem_id="photo-3d")
                     photo_table = gr.Dataframe(headers=IMAGE_HEADERS, label="People (box in pixels)",
                                                interactive=False, elem_id="photo-people")
@@ -151,7 +149,7 @@ def build_demo(service: WebService):
                 with gr.Column(scale=2):
                     clip_status = gr.Markdown(elem_id="video-status")
                     clip_overlay = gr.Video(label="Overlay video", interactive=False, elem_id="video-overlay")
-                    clip_3d = gr.Model3D(label="3-D view: the first person's animation (drag to turn)",
+                    clip_3d = gr.Model3D(floor, label="3-D view: the first person's animation (drag to turn)",
                                          clear_color=(0.15, 0.15, 0.17, 1.0), elem_id="video-3d")
                     clip_table = gr.Dataframe(headers=VIDEO_HEADERS, label="People", interactive=False,
                                               elem_id="video-people")
@@ -160,7 +158,7 @@ def build_demo(service: WebService):
                         clip_files = gr.File(label="Per person: npz (SMPL-X add-on), BVH, GLB"
                                                    + (", FBX" if not service.fbx_missing else ""),
                                              file_count="multiple", elem_id="video-files")
-                    if service.fbx_missing:
+                    if service.fbx_missing:  # the button says why there is no FBX
                         gr.Button(f"FBX unavailable: {service.fbx_missing}", interactive=False, elem_id="video-fbx")
         photo_run.click(predict_image, [photo_in, model, people],
                         [photo_overlay, photo_3d, photo_table, photo_zip, photo_glb, photo_status],
@@ -198,7 +196,7 @@ def serve(settings: WebSettings, host: str = "127.0.0.1", port: int = 7860,
         service = WebService(settings, root)
         demo = build_demo(service)
         try:
-            demo.launch(theme=demo.mocap_theme, server_name=host, server_port=port, prevent_thread_lock=True, show_error=True, quiet=True,
+            demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, show_error=True, quiet=True,
                         max_file_size=int(settings.max_upload_mb * 1e6), share=False, inbrowser=False,
                         allowed_paths=[])
         except OSError as exc:

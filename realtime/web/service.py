@@ -121,6 +121,20 @@ def write_fbx_files(results: Path, out: Path, person_ids: List[int], body_models
     return files, None
 
 
+def floor_glb(size: float = 2.0) -> bytes:
+    """A grey square floor, ``size`` metres a side: what the 3-D view shows before a result (and
+    when nobody was found). Gradio's 3-D view loads its renderer when it first gets a file; one
+    given at page load has it ready when the result arrives (one given only with the result can be
+    dropped by a second update of the same value while the renderer loads)."""
+    import numpy as np
+
+    from realtime.animation.gltf import build_posed_glb
+
+    h = size / 2
+    quad = np.array([[-h, 0.0, -h], [h, 0.0, -h], [h, 0.0, h], [-h, 0.0, h]])
+    return build_posed_glb([quad], np.array([[0, 1, 2], [0, 2, 3]]), colors=[(0.45, 0.45, 0.5)], names=["floor"])
+
+
 def work_root() -> Path:
     """A fresh folder for one server under the tool's cache: ``<cache>/web/<pid>-<random>``."""
     from engines.paths import cache_dir
@@ -149,7 +163,6 @@ def _alive(pid: int) -> bool:
 @dataclass
 class Session:
     folder: Path
-    uploads: set = field(default_factory=set)
     jobs: List[Path] = field(default_factory=list)
     active: int = 0
     closed: bool = False
@@ -248,6 +261,8 @@ class WebService:
         self.root.mkdir(parents=True, exist_ok=True)
         self.sessions_dir = self.root / "sessions"
         self.sessions_dir.mkdir(exist_ok=True)
+        self.floor_glb = self.root / "floor.glb"
+        self.floor_glb.write_bytes(floor_glb())
         self.choices = checkpoint_choices(settings.checkpoint)
         self.default_choice = next(iter(self.choices))
         self.fbx_missing = fbx_available()
@@ -285,16 +300,7 @@ class WebService:
         with self._lock:
             if not session.closed or session.active:
                 return
-            uploads = set(session.uploads)
-            still_used = set().union(*(s.uploads for s in self._sessions.values())) if self._sessions else set()
         shutil.rmtree(session.folder, ignore_errors=True)
-        for path in uploads - still_used:
-            try:
-                path.unlink()
-                if path.parent != self.root and not any(path.parent.iterdir()):
-                    path.parent.rmdir()
-            except OSError:
-                pass
 
     def sweep(self, keep_s: float = KEEP_S) -> None:
         """End the sessions idle for more than ``keep_s`` seconds (API clients never end theirs)."""
@@ -331,8 +337,6 @@ class WebService:
         path = Path(str(upload)).resolve()
         if not _inside(path, self.root) or _inside(path, self.sessions_dir) or not path.is_file():
             raise UserError(f"that {what} was not uploaded to this server: upload it again")
-        with self._lock:
-            session.uploads.add(path)
         size = path.stat().st_size
         limit = self.settings.max_upload_mb * 1e6
         if size > limit:
