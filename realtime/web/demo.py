@@ -171,9 +171,10 @@ def build_demo(service: WebService):
             service.end_session(session_key(request))
 
         demo.unload(unload)
-    # the service keeps its own line (with "busy, N ahead"); Gradio's lets the waiting calls reach it
-    demo.queue(default_concurrency_limit=service.settings.max_waiting + 1,
-               max_size=2 * (service.settings.max_waiting + 1))
+    # the service keeps its own line (with "busy, N ahead"): Gradio lets one call more than the line holds
+    # reach it, so that one is told the line is full instead of waiting unseen in Gradio's queue
+    demo.queue(default_concurrency_limit=service.settings.max_waiting + 2,
+               max_size=2 * (service.settings.max_waiting + 2))
     return demo
 
 
