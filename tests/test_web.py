@@ -345,3 +345,21 @@ def test_live_numbers_never_show_nan():
                       "frames_out": 9})
     assert n == {"fps_in": 30.0, "fps_out": None, "latency_ms": 12.5, "latency_p95_ms": None, "dropped": 3,
                  "frames": 9}
+
+
+def test_mocap_web_without_its_model_says_so_before_serving(cache, smplx_dir, tmp_path, capsys):
+    from realtime.cli import main
+
+    assert main(["web", "--checkpoint", "b32", "--body-models", str(smplx_dir), "--port", "7999"]) == 2
+    assert "checkpoint 'b32' is not downloaded yet" in capsys.readouterr().err
+    assert main(["web", "--checkpoint", "s32", "--body-models", str(tmp_path / "none"), "--port", "7999"]) == 2
+    assert not (cache / "web").exists() or not any((cache / "web").iterdir())
+
+
+def test_mocap_web_checks_its_options(capsys):
+    from realtime.cli import main
+
+    assert main(["web", "--port", "70000"]) == 2
+    assert "--port 70000 is outside 1-65535" in capsys.readouterr().err
+    assert main(["web", "--examples", "/no/such/folder"]) == 2
+    assert "--examples /no/such/folder: no such folder" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import List, Optional
 
 from engines.errors import UserError
 
-from .service import IMAGE_HEADERS, VIDEO_HEADERS, WebService, WebSettings, work_root
+from .service import IMAGE_HEADERS, VIDEO_HEADERS, WebService, WebSettings, check_model_files, work_root
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,7 @@ def serve(settings: WebSettings, host: str = "127.0.0.1", port: int = 7860,
           stop: Optional[threading.Event] = None, ready=None) -> None:
     """Serve the page until ``stop`` is set, then remove everything it wrote. ``ready(url)`` is
     called once the page is up."""
+    check_model_files(settings.checkpoint, settings.body_models)  # before the slow imports
     root = work_root()
     # Gradio's uploads and caches go to this server's folder in the tool's cache (read at import)
     os.environ["GRADIO_TEMP_DIR"] = str(root)

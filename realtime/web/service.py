@@ -82,6 +82,19 @@ def checkpoint_choices(default: str) -> Dict[str, str]:
     return choices
 
 
+def check_model_files(checkpoint: str, body_models: Optional[str]) -> None:
+    """:class:`UserError` (with the fix) when the default checkpoint or the body model is missing:
+    a server that cannot run a single job says so at start, not on the first upload."""
+    from engines.body_model import BodyModelNotFound, check_smplx_file, find_smplx_file
+    from engines.checkpoints import CheckpointError, resolve_checkpoint
+
+    try:
+        resolve_checkpoint(checkpoint)
+        check_smplx_file(find_smplx_file(body_models))
+    except (CheckpointError, BodyModelNotFound, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
 def fbx_available() -> Optional[str]:
     """None when FBX files can be written here (Blender's ``bpy`` is installed), else why not.
     Looked up without importing it: the server never loads Blender itself (see :func:`write_fbx_files`)."""
@@ -256,6 +269,7 @@ class WebService:
             raise UserError("--max-upload-mb must be > 0")
         if settings.max_frames is not None and settings.max_frames < 1:
             raise UserError("--max-frames must be >= 1")
+        check_model_files(settings.checkpoint, settings.body_models)  # before anything is served
         self.settings = settings
         self.root = Path(root).resolve() if root is not None else work_root()
         self.root.mkdir(parents=True, exist_ok=True)
