@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import zipfile
@@ -384,3 +383,24 @@ def test_live_page_in_chromium_shows_frames_that_change_and_numbers_that_update(
         assert stats["frame_id"] >= int(first_id) and stats["size"] == [960, 540]
     finally:
         assert live.stop() == 0, (tmp_path / "live.log").read_text()[-3000:]
+
+
+def test_page_closed_mid_job_stops_it_and_leaves_nothing(web, browser, media_dir):
+    from selenium.webdriver.common.by import By
+
+    sessions = next((web["cache"] / "web").iterdir()) / "sessions"
+    before = set(sessions.iterdir())
+    browser.get(web["url"])
+    tab = _wait(lambda: [b for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text == "Video"],
+                60, "the Video tab")[0]
+    tab.click()
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#video-input input[type=file]"), 30, "the clip input")
+    browser.find_element(By.CSS_SELECTOR, "#video-input input[type=file]").send_keys(
+        str(media_dir / "posetrack_1280x720.mp4"))
+    time.sleep(2)
+    browser.find_element(By.ID, "video-run").click()
+    mine = _wait(lambda: set(sessions.iterdir()) - before, 60, "the job's session folder")
+    browser.get("about:blank")  # the tab goes away mid-job
+    _wait(lambda: not any(p.exists() for p in mine), 180, "the session's files to be removed")
+    with urllib.request.urlopen(web["url"], timeout=30) as r:  # and the server keeps serving
+        assert r.status == 200

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from engines.errors import UserError
 
@@ -137,8 +137,8 @@ def build_demo(service: WebService):
                     photo_table = gr.Dataframe(headers=IMAGE_HEADERS, label="People (box in pixels)",
                                                interactive=False, elem_id="photo-people")
                     with gr.Row():
-                        photo_zip = gr.File(label="Results (official layout, zip)", elem_id="photo-zip")
-                        photo_glb = gr.File(label="GLB (all people, posed)", elem_id="photo-glb")
+                        photo_zip = gr.File(label="Results (official layout, zip)", interactive=False, elem_id="photo-zip")
+                        photo_glb = gr.File(label="GLB (all people, posed)", interactive=False, elem_id="photo-glb")
         with gr.Tab("Video", id="video"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -154,10 +154,10 @@ def build_demo(service: WebService):
                     clip_table = gr.Dataframe(headers=VIDEO_HEADERS, label="People", interactive=False,
                                               elem_id="video-people")
                     with gr.Row():
-                        clip_zip = gr.File(label="Results (official layout, zip)", elem_id="video-zip")
+                        clip_zip = gr.File(label="Results (official layout, zip)", interactive=False, elem_id="video-zip")
                         clip_files = gr.File(label="Per person: npz (SMPL-X add-on), BVH, GLB"
                                                    + (", FBX" if not service.fbx_missing else ""),
-                                             file_count="multiple", elem_id="video-files")
+                                             file_count="multiple", interactive=False, elem_id="video-files")
                     if service.fbx_missing:  # the button says why there is no FBX
                         gr.Button(f"FBX unavailable: {service.fbx_missing}", interactive=False, elem_id="video-fbx")
         photo_run.click(predict_image, [photo_in, model, people],
