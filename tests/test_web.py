@@ -161,8 +161,9 @@ def test_photo_job_official_zip_scene_glb_and_session_cleanup(service, media_dir
     assert r.scene_glb.is_relative_to(service.root) and r.results_zip.is_relative_to(service.root)
     folder = r.results_zip.parent.parent
     assert folder.is_dir() and photo.exists()
-    service.end_session("tab-1")  # the browser tab closed
-    assert not folder.exists() and not photo.exists()
+    service.end_session("tab-1")  # the browser tab closed: its copies and results go
+    assert not folder.exists() and not any((service.root / "sessions").iterdir())
+    assert photo.exists()  # Gradio's upload (content-addressed, maybe another tab's too): its delete_cache removes it
 
 
 def test_ending_a_session_stops_its_waiting_job(service, media_dir):

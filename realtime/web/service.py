@@ -287,6 +287,13 @@ class WebService:
         self._model: Optional[Tuple[str, object]] = None
         self._detectors: Dict[Tuple[bool, int], object] = {}
         self._overlay = None
+        self._closing = threading.Event()
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="mocap-web-sweep", daemon=True)
+        self._sweeper.start()
+
+    def _sweep_loop(self, every_s: float = 300.0) -> None:
+        while not self._closing.wait(every_s):
+            self.sweep()
 
     # ---------------------------------------------------------------- sessions
     def _session(self, key: str) -> Session:
@@ -326,6 +333,7 @@ class WebService:
 
     def close(self) -> None:
         """Stop every job, release the models and remove everything this server wrote."""
+        self._closing.set()
         try:
             self.line.call(self._release)
         except Exception:  # noqa: BLE001 -- closing anyway
