@@ -3,7 +3,8 @@
 #   bash install.sh            # the CLI is then .venv/bin/mocap
 #   EXTRAS=gpu bash install.sh # add optional extras (gpu = onnxruntime-gpu; tensorrt = NVIDIA TensorRT;
 #                              # blender = Blender's bpy module for FBX export, Python 3.11 only;
-#                              # batch = Ray for mocap batch --ray; several: EXTRAS=blender,batch)
+#                              # batch = Ray for mocap batch --ray; web = Gradio for mocap web;
+#                              # webtest = Selenium for the browser tests; several: EXTRAS=blender,batch)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -13,6 +14,9 @@ PY=${PYTHON:-python3}
 pkgs=(libusb-1.0-0 libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libgomp1)
 case ",${EXTRAS:-}," in
   *,blender,*) pkgs+=(libx11-6 libxrender1 libxfixes3 libxi6 libxkbcommon0 libsm6 libice6 libxext6 libxcb1) ;;
+esac
+case ",${EXTRAS:-}," in
+  *,webtest,*) pkgs+=(chromium chromium-driver) ;;  # headless Chromium for the browser tests (Selenium drives it)
 esac
 need=()
 for pkg in "${pkgs[@]}"; do

@@ -71,6 +71,13 @@ def resolve_checkpoint(spec: Union[str, Path]) -> Path:
         f"unknown checkpoint '{spec}': give a file path or one of {', '.join(FILES)}")
 
 
+def cached_checkpoints() -> Dict[str, Path]:
+    """The official checkpoints present in the weights cache, by size name (what ``mocap weights
+    list`` shows as downloaded), in :data:`FILES` order."""
+    root = weights_dir()
+    return {name: root / fname for name, fname in FILES.items() if (root / fname).is_file()}
+
+
 # --------------------------------------------------------------------------- load
 def _unwrap(obj) -> Dict[str, torch.Tensor]:
     if isinstance(obj, dict) and "network" in obj and isinstance(obj["network"], dict):

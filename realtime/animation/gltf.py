@@ -173,3 +173,38 @@ def write_glb(motion: Motion, path: Path, mesh: Optional[RestMesh] = None) -> No
     data = build_glb(motion, mesh)
     with open(path, "wb") as f:
         f.write(data)
+
+
+def build_posed_glb(meshes, faces: np.ndarray, colors=None, names=None) -> bytes:
+    """A still GLB of posed meshes given in camera space (x right, y down, z forward, metres, as
+    :class:`engines.types.Person` carries them), turned into glTF's frame (y up, the viewer on +z:
+    ``(x, -y, -z)``, a rotation, so the triangles keep their winding). One node, mesh and
+    material per person; ``colors``: RGB 0..1 per person (default light grey)."""
+    import pygltflib as g
+
+    blob = _Blob()
+    flip = np.array([1.0, -1.0, -1.0])
+    index_type = (np.uint16, g.UNSIGNED_SHORT) if int(faces.max()) < 65535 else (np.uint32, g.UNSIGNED_INT)
+    indices = blob.add(np.asarray(faces).astype(index_type[0]).reshape(-1), index_type[1], "SCALAR",
+                       g.ELEMENT_ARRAY_BUFFER)
+    nodes, gmeshes, materials = [], [], []
+    for k, vertices in enumerate(meshes):
+        v = np.asarray(vertices, np.float64).reshape(-1, 3) * flip
+        pos = blob.add(v.astype(np.float32), g.FLOAT, "VEC3", g.ARRAY_BUFFER, minmax=True)
+        nrm = blob.add(vertex_normals(v, np.asarray(faces)).astype(np.float32), g.FLOAT, "VEC3", g.ARRAY_BUFFER)
+        rgb = [float(c) for c in (colors[k] if colors is not None else (0.8, 0.8, 0.8))]
+        materials.append(g.Material(name=f"person-{k}", doubleSided=True,
+                                    pbrMetallicRoughness=g.PbrMetallicRoughness(
+                                        baseColorFactor=rgb + [1.0], metallicFactor=0.0, roughnessFactor=0.8)))
+        primitive = g.Primitive(attributes=g.Attributes(POSITION=pos, NORMAL=nrm), indices=indices,
+                                mode=g.TRIANGLES, material=k)
+        name = names[k] if names is not None else f"person-{k}"
+        gmeshes.append(g.Mesh(name=name, primitives=[primitive]))
+        nodes.append(g.Node(name=name, mesh=k))
+    binary = blob.bytes()
+    doc = g.GLTF2(asset=g.Asset(version="2.0", generator="smplerx-mocap (mocap web)"),
+                  scene=0, scenes=[g.Scene(name="people", nodes=list(range(len(nodes))))],
+                  nodes=nodes, meshes=gmeshes, materials=materials,
+                  accessors=blob.accessors, bufferViews=blob.views, buffers=[g.Buffer(byteLength=len(binary))])
+    doc.set_binary_blob(binary)
+    return b"".join(doc.save_to_bytes())

@@ -12,12 +12,12 @@ from engines.stop import StopRequested, signal_name, stop_requested
 
 from .. import signals
 
-from . import batch, bench, convert, doctor, eval, export, image, live, replay, train, video, weights
+from . import batch, bench, convert, doctor, eval, export, image, live, replay, train, video, weights, web
 
 log = logging.getLogger("mocap")
 
 #: Sub-commands in the order ``mocap --help`` lists them.
-COMMANDS = (image, video, batch, live, replay, convert, weights, export, bench, eval, train, doctor)
+COMMANDS = (image, video, batch, live, web, replay, convert, weights, export, bench, eval, train, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

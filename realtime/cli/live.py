@@ -25,11 +25,16 @@ def register(sub) -> None:
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "tensorrt"],
                    help="inference backend (auto = fastest available)")
     add_stream_args(p)
-    p.add_argument("--viewer", default="auto", choices=["auto", "open3d", "overlay", "preview", "none"],
+    p.add_argument("--viewer", default="auto", choices=["auto", "open3d", "overlay", "preview", "web", "none"],
                    help="open3d: 3-D meshes over a floor with the camera image behind them; overlay: the video with "
                         "the shaded meshes, boxes, ids and numbers; preview: the video with skeletons (lightest); "
-                        "auto (default) = preview when a display exists, else none. Keys: Q/Esc quit, "
-                        "R reset the 3-D view, P pause it")
+                        "web: a page for any number of browsers (the video with meshes, ids and live numbers; "
+                        "no display needed); auto (default) = preview when a display exists, else none. "
+                        "Keys: Q/Esc quit, R reset the 3-D view, P pause it")
+    p.add_argument("--web-host", default="127.0.0.1", metavar="H",
+                   help="--viewer web: address of the page (default 127.0.0.1, this machine only; another only "
+                        "when asked, e.g. 0.0.0.0 for the local network)")
+    p.add_argument("--web-port", type=int, default=8765, metavar="P", help="--viewer web: port of the page (default 8765)")
     p.add_argument("--record", type=Path, default=None, metavar="DIR", help="record the session to DIR")
     p.add_argument("--record-video", action="store_true", help="also store the raw frames in the recording")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
@@ -119,6 +124,8 @@ def cmd_live(args) -> int:
         raise UserError("--max-people must be at least 1")
     if args.grace < 0:
         raise UserError("--grace must be >= 0 seconds")
+    if not 1 <= args.web_port <= 65535:
+        raise UserError(f"--web-port {args.web_port} is outside 1-65535")
     redetect = args.redetect_every if args.redetect_every is not None else (30 if args.max_people == 1 else 15)
     if redetect < 0:
         raise UserError("--redetect-every must be >= 0")
@@ -142,7 +149,7 @@ def cmd_live(args) -> int:
         except (CheckpointError, BodyModelNotFound, RuntimeError) as exc:
             raise UserError(str(exc)) from exc
         # full meshes only for a consumer that draws them (the 3-D and overlay views); streams need parameters
-        predictor.with_mesh = viewer_kind in ("open3d", "overlay")
+        predictor.with_mesh = viewer_kind in MESH_VIEWERS
         body = predictor.body_model
         filt = _filter(settings, body)
         detector = PersonDetector(static=False, max_people=args.max_people)
@@ -161,10 +168,10 @@ def cmd_live(args) -> int:
 
                 grounder = LiveGrounder.from_body_model(body)
             pipe = Pipeline(source, predictor, tracker, filt, sinks,
-                            mesh_after_filter=viewer_kind in ("open3d", "overlay") and not args.no_filter,
+                            mesh_after_filter=viewer_kind in MESH_VIEWERS and not args.no_filter,
                             grounder=grounder)
             pipe.start(args.max_frames)
-            viewer = _open_viewer(viewer_kind, body.faces)
+            viewer = _open_viewer(viewer_kind, body.faces, args)
             status = StatusLine(sys.stderr)
             last_status = time.monotonic()  # the first status line after a second, when its rates mean something
             deadline = None if args.duration is None else time.monotonic() + args.duration
@@ -300,9 +307,18 @@ class _Open3DLoop:
         self.viewer.close()
 
 
-def _open_viewer(kind: str, faces):
+#: Viewers that draw meshes (the predictor computes vertices for them).
+MESH_VIEWERS = ("open3d", "overlay", "web")
+
+
+def _open_viewer(kind: str, faces, args=None):
     if kind == "none":
         return None
+    if kind == "web":  # a page server, no display needed
+        from realtime.web.live_page import LiveWebViewer
+
+        return LiveWebViewer(faces, args.web_host, args.web_port,
+                             announce=lambda line: print(f"mocap live: {line}", file=sys.stderr, flush=True))
     try:
         if kind in ("preview", "overlay"):
             return _PreviewLoop(faces, meshes=kind == "overlay")
