@@ -55,6 +55,8 @@ CKPTS=${CKPTS:-/tmp/mocap-ckpts}   # random-weight checkpoints shared by the aot
 DEVICE=${DEVICE:-cuda}             # DEVICE=cpu dry-runs the aoti, sizes and train steps on a CPU machine
 AOTI_VARIANTS=${AOTI_VARIANTS:-s32 b32}
 SIZES=${SIZES:-s32 b32 l32 h32}
+LIVE_ENGINE=${LIVE_ENGINE:-auto}   # the sizes step's --engine
+LIVE_CAP=${LIVE_CAP:-50}           # seconds per size in the sizes step (a CPU dry run needs more)
 
 step "environment"
 {
@@ -123,7 +125,7 @@ if want sizes && fits sizes 200; then
   for v in $SIZES; do
     ck=()
     [ -f "$CKPTS/smpler_x_$v.pth.tar" ] && ck=(--checkpoint "$CKPTS/smpler_x_$v.pth.tar")
-    timeout 50 "$PY" scripts/bench_live.py --device $DEVICE --engine auto --variant $v "${ck[@]}" --seconds 5 \
+    timeout $LIVE_CAP "$PY" scripts/bench_live.py --device $DEVICE --engine $LIVE_ENGINE --variant $v "${ck[@]}" --seconds 5 \
       --out /tmp/sizes/$v 2>&1 | quiet | tr '\r' '\n' | grep "engine\|^paced\|^no-pace\|rror" | cut -c1-300
   done
   "$PY" - "$OUT/sizes.json" <<'EOF'
