@@ -120,7 +120,7 @@ if want aoti && fits aoti 270; then
 fi
 
 if want sizes && fits sizes 200; then
-  step "mocap live --engine auto for S32 B32 L32 H32 (fp16, CUDA graphs)"
+  step "mocap live --engine $LIVE_ENGINE on $DEVICE for $SIZES (CUDA: fp16, CUDA graphs)"
   mkdir -p /tmp/sizes "$CKPTS"
   for v in $SIZES; do
     ck=()
