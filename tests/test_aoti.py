@@ -151,3 +151,33 @@ def test_export_to_aoti_refuses_cuda_without_a_gpu_and_a_wrong_name(s32_ckpt, tm
     assert main(["export", "--checkpoint", str(s32_ckpt), "--to", "aoti", "--out", str(tmp_path / "x.onnx")]) != 0
     assert "*.pt2" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_auto_on_cuda_falls_back_with_one_line_reason(s32_ckpt, cache, monkeypatch, caplog):
+    """A cached package that does not load, or one built for another torch: one warning line naming
+    why, then the PyTorch engine (which, on this machine without CUDA, refuses --device cuda)."""
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the fallback would succeed, this test checks the refusal after it")
+    import engines.backends.aoti_backend as aoti
+
+    monkeypatch.setattr(backends, "_cuda_available", lambda: True)
+    monkeypatch.setattr(backends, "_tensorrt_importable", lambda: False)
+    monkeypatch.setattr(aoti, "build_facts", lambda device: {"torch": torch.__version__, "cuda": torch.version.cuda,
+                                                             "device": "cuda", "target": "GPU sm_90"})
+
+    def cut(self, path, *a, **k):
+        raise AotiPackageError(f"{path} is not a loadable AOTInductor package (RuntimeError: zip archive)\nmore")
+
+    monkeypatch.setattr(aoti.AotiEngine, "__init__", cut)
+    path = _fake_cuda_package(s32_ckpt)
+    for expected in ("not a loadable AOTInductor package (RuntimeError: zip archive)", "built for torch '2.0.0'"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="engines.backends"), \
+                pytest.raises(RuntimeError, match="no CUDA device"):
+            load_engine(s32_ckpt, "auto", "cuda")
+        lines = [r.getMessage() for r in caplog.records if "AOTInductor package not used" in r.getMessage()]
+        assert len(lines) == 1 and expected in lines[0] and lines[0].endswith("; using PyTorch"), lines
+        assert "\n" not in lines[0]
+        _fake_cuda_package(s32_ckpt, torch="2.0.0")
+    path.unlink()
+    record_path(path).unlink()

@@ -292,7 +292,7 @@ def _load_auto(model, device: str, precision: Optional[str], options: dict) -> E
                 return AotiEngine(package, device, precision or "fp16", cuda_graph=torch_options.get("cuda_graph", True))
             except Exception as exc:  # a package that does not load costs speed, never the session
                 raise_if_stopped()
-                problem = f"{type(exc).__name__}: {exc}"
+                problem = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"  # one line
         if problem:
             log.warning("AOTInductor package not used (%s); using PyTorch", problem)
         torch_options.setdefault("cuda_graph", True)
