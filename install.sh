@@ -11,7 +11,8 @@ PY=${PYTHON:-python3}
 
 # System libraries: Open3D needs libusb and EGL/GL for offscreen rendering.
 # Blender's bpy (the blender extra) links X11/GL client libraries even when run headless.
-pkgs=(libusb-1.0-0 libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libgomp1)
+# g++: AOTInductor (--engine aoti, mocap export --to aoti) compiles the network's C++ wrapper and CPU kernels.
+pkgs=(libusb-1.0-0 libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libgomp1 g++)
 case ",${EXTRAS:-}," in
   *,blender,*) pkgs+=(libx11-6 libxrender1 libxfixes3 libxi6 libxkbcommon0 libsm6 libice6 libxext6 libxcb1) ;;
 esac

@@ -114,11 +114,12 @@ def body_model_or_stand_in(body_models: Optional[str]):
 
 def run_bench(checkpoint, engine: Optional[str] = None, device: str = "cpu", fp16: bool = False, batch: int = 1,
               iters: int = 20, warmup: int = 3, threads: int = 2, body_models=None) -> Dict[str, object]:
-    """Time ``engine.run`` + the SMPL-X layer (the official full forward) on a real crop."""
+    """Time the network + the SMPL-X layer (:func:`engines.inference.forward_step`, the official full
+    forward) on a real crop."""
     import torch
 
     from .backends import auto_kind, load_engine
-    from .body_model import network_inputs
+    from .inference import forward_step
 
     torch.set_num_threads(threads)
     os.environ.setdefault("MOCAP_THREADS", str(threads))
@@ -129,12 +130,10 @@ def run_bench(checkpoint, engine: Optional[str] = None, device: str = "cpu", fp1
     body, body_what = body_model_or_stand_in(body_models)
     img, what = bench_input(batch)
 
+    img_t = torch.from_numpy(img)
+
     def full():
-        out = eng.run({"img": img})
-        with torch.inference_mode():
-            t = {k: torch.from_numpy(v) for k, v in out.items()}
-            verts, _ = body(*network_inputs(t))
-            return verts + t["cam_trans"][:, None]
+        return forward_step(eng, body, img_t)
 
     res = time_calls(full, iters, warmup)
     res.update({"engine": eng.name, "engine_requested": engine or "auto (" + auto_kind(checkpoint, device) + ")",

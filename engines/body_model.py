@@ -73,7 +73,8 @@ def rigid_transform_chain(rot_mats: torch.Tensor, joints: torch.Tensor, parents:
     The same maths, operation for operation, as ``smplx.lbs.batch_rigid_transform``, which
     walks the tree by indexing a Python list with 0-dim tensors (one device-to-host sync per
     joint on a GPU, which a CUDA graph cannot capture); here the tree is walked over Python
-    ints. :class:`BodyModel` installs it in ``smplx.lbs`` (results are bit-equal, see tests).
+    ints. :class:`BodyModel` passes it to smplx's skinning (:func:`smplx_forward_with_chain`);
+    results are bit-equal (see tests).
     """
     import torch.nn.functional as F
     from smplx.lbs import transform_mat
@@ -93,11 +94,33 @@ def rigid_transform_chain(rot_mats: torch.Tensor, joints: torch.Tensor, parents:
     return posed, relative
 
 
-def _install_rigid_transform() -> None:
-    import smplx.lbs
+def _with_globals(fn, namespace: dict):
+    """A copy of the function ``fn`` (same code, defaults and closure) that resolves its global
+    names in ``namespace`` instead of its module."""
+    import types
 
-    if smplx.lbs.batch_rigid_transform is not rigid_transform_chain:
-        smplx.lbs.batch_rigid_transform = rigid_transform_chain
+    copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    return copy
+
+
+_FORWARD_WITH_CHAIN = None
+
+
+def smplx_forward_with_chain():
+    """``smplx.SMPLX.forward`` with :func:`rigid_transform_chain` as its joint chain, nothing else
+    changed and nothing patched: smplx's own ``forward`` and ``lbs`` code, run with global names
+    where ``lbs`` is a copy of smplx's ``lbs`` whose ``batch_rigid_transform`` is ours. Other users
+    of ``smplx`` in the process keep smplx's chain. Call it as ``forward(layer, **inputs)``."""
+    global _FORWARD_WITH_CHAIN
+    if _FORWARD_WITH_CHAIN is None:
+        import smplx
+        import smplx.body_models
+        import smplx.lbs
+
+        lbs = _with_globals(smplx.lbs.lbs, dict(vars(smplx.lbs), batch_rigid_transform=rigid_transform_chain))
+        _FORWARD_WITH_CHAIN = _with_globals(smplx.SMPLX.forward, dict(vars(smplx.body_models), lbs=lbs))
+    return _FORWARD_WITH_CHAIN
 
 
 #: The network's outputs in the order the SMPL-X layer takes them (:meth:`BodyModel.forward`).
@@ -108,6 +131,15 @@ NETWORK_INPUTS = ("smplx_root_pose", "smplx_body_pose", "smplx_lhand_pose", "smp
 def network_inputs(out: Dict[str, torch.Tensor]) -> list:
     """The network's outputs (a dict by output name) as the SMPL-X layer's positional inputs."""
     return [out[k] for k in NETWORK_INPUTS]
+
+
+def body_in_camera(body, out: Dict[str, torch.Tensor], with_mesh: bool = True):
+    """The SMPL-X layer ``body`` (a :class:`BodyModel`, or a graphed one) on the network's outputs,
+    the camera translation added: (vertices (B, V, 3) or None without ``with_mesh``, joints (B, 144, 3)),
+    camera space, on the outputs' device. The one place the network's output meets the body model."""
+    verts, joints = body(*network_inputs(out))
+    trans = out["cam_trans"][:, None]
+    return (verts + trans if with_mesh else None), joints + trans
 
 
 #: Arrays ``smplx.SMPLX`` reads from the model file (face contour on, no PCA hands).
@@ -172,7 +204,7 @@ class BodyModel(torch.nn.Module):
         super().__init__()
         import smplx  # imported lazily: it is slow to import
 
-        _install_rigid_transform()
+        self._forward = smplx_forward_with_chain()
         self.path = find_smplx_file(body_models)
         check_smplx_file(self.path)
         try:
@@ -202,8 +234,8 @@ class BodyModel(torch.nn.Module):
         """All poses axis-angle, flattened per sample (B, 3*J). Returns (vertices, joints)."""
         b = global_orient.shape[0]
         zeros = global_orient.new_zeros((b, 3))
-        out = self.layer(
-            betas=betas, body_pose=body_pose, global_orient=global_orient,
+        out = self._forward(
+            self.layer, betas=betas, body_pose=body_pose, global_orient=global_orient,
             right_hand_pose=right_hand_pose, left_hand_pose=left_hand_pose, jaw_pose=jaw_pose,
             leye_pose=zeros if leye_pose is None else leye_pose,
             reye_pose=zeros if reye_pose is None else reye_pose,

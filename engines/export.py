@@ -8,6 +8,8 @@
 * :func:`tensorrt_unsupported_ops` -- ops of a graph that TensorRT's ONNX parser lacks.
 * :func:`onnx_to_engine` -- a serialized TensorRT engine behind a JSON metadata header
   (format in :mod:`engines.backends.tensorrt_backend`).
+* :func:`torch_to_aoti` -- an AOTInductor ``.pt2`` package (``torch.export`` + AOTInductor) and
+  its JSON build record (format in :mod:`engines.backends.aoti_backend`).
 """
 from __future__ import annotations
 
@@ -221,6 +223,64 @@ def onnx_to_engine(onnx_path: Union[str, Path], engine_path: Union[str, Path], f
     return Path(engine_path)
 
 
+# --------------------------------------------------------------------------- AOTInductor
+class _Autocast(torch.nn.Module):
+    """The tuple-returning network under autocast (the PyTorch engine's fp16/bf16), float32 out."""
+
+    def __init__(self, net: torch.nn.Module, device: str, dtype: torch.dtype):
+        super().__init__()
+        self.net, self.device, self.dtype = net, device, dtype
+
+    def forward(self, img):
+        with torch.autocast(device_type=self.device, dtype=self.dtype):
+            out = self.net(img)
+        return tuple(o.float() for o in out)
+
+
+def torch_to_aoti(net: torch.nn.Module, path: Union[str, Path], device: str = "cpu", precision: str = "fp32",
+                  max_batch: int = 64, metadata: Optional[Dict[str, str]] = None) -> Path:
+    """Compile ``net`` with ``torch.export`` + AOTInductor for ``device`` into the package ``path``
+    (``.pt2``) with a dynamic batch axis (1 ... ``max_batch``) and write its build record beside it
+    (``.json``: torch/CUDA versions, device target, precision, variant, compile time). ``precision``
+    fp16/bf16 compiles the network under autocast. The package and record appear only when the
+    build succeeded (written under temporary names, then renamed)."""
+    from .backends.aoti_backend import build_facts, record_path
+
+    dtypes = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision not in dtypes:
+        raise ValueError(f"precision must be one of {list(dtypes)}")
+    path = Path(path)
+    if path.suffix != ".pt2":
+        raise ValueError(f"an AOTInductor package is named *.pt2, not {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    module = _Outputs(net.eval()).to(kind)
+    if dtypes[precision] is not None:
+        module = _Autocast(module, kind, dtypes[precision])
+    x = example_input(2).to(kind)  # torch.export specialises size-1 dimensions: trace with 2
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        program = torch.export.export(module.eval(), (x,),
+                                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=int(max_batch))},))
+        tmp = path.with_name(path.stem + ".tmp.pt2")
+        try:
+            torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
+            record = {"format": "aoti", "producer": "smplerx-mocap", "precision": precision, "batch": "dynamic",
+                      "max_batch": int(max_batch), "input": INPUT_NAME, "outputs": list(OUTPUT_NAMES),
+                      "variant": getattr(getattr(net, "variant", None), "name", "?"),
+                      "compile_s": round(time.perf_counter() - t0, 1),
+                      "built": time.strftime("%Y-%m-%dT%H:%M:%S"), **build_facts(kind)}
+            record.update({k: str(v) for k, v in (metadata or {}).items()})
+            record_path(path).unlink(missing_ok=True)  # a package without its record is never used
+            tmp.replace(path)
+            with atomic_file(record_path(path), "w") as fh:
+                fh.write(json.dumps(record, indent=2, sort_keys=True))
+        finally:
+            tmp.unlink(missing_ok=True)
+    log.info("compiled %s in %.0f s", path, time.perf_counter() - t0)
+    return path
+
+
 def summarize(diffs: Dict[str, float]) -> str:
     worst = max(diffs, key=diffs.get)
     return f"max |ORT - torch| = {diffs[worst]:.2e} ({worst})"
@@ -230,5 +290,5 @@ def dumps(obj) -> str:
     return json.dumps(obj, indent=2, sort_keys=True)
 
 
-__all__: Iterable[str] = ("torch_to_onnx", "check_onnx", "onnx_to_engine", "tensorrt_unsupported_ops",
+__all__: Iterable[str] = ("torch_to_onnx", "check_onnx", "onnx_to_engine", "tensorrt_unsupported_ops", "torch_to_aoti",
                           "read_onnx_metadata", "example_input", "OPSET", "TENSORRT_OPS")

@@ -18,7 +18,7 @@ from engines.types import Person, SMPLXParams
 
 from . import geometry as G
 from .backends.base import Engine
-from .body_model import BodyModel, network_inputs
+from .body_model import BodyModel, body_in_camera
 
 @dataclass
 class Prediction:
@@ -71,18 +71,24 @@ class PendingPrediction:
 class Predictor:
     """Runs SMPLer-X on person boxes of a frame.
 
-    On the CPU (or with a non-PyTorch engine) every step runs as the official demo does (OpenCV
-    crop, bit-equal outputs). With a PyTorch engine on CUDA the frame is uploaded once and the
-    crops, the network and the SMPL-X layer all run on the GPU (network and SMPL-X layer as CUDA
-    graphs when the engine uses them), and :meth:`launch` returns before the GPU is done, so the
-    caller can do other work (e.g. send the previous frame) while it runs.
+    The path follows the engine's device (``engine.device``), whatever the backend: with a CPU
+    engine every step runs as the official demo does (OpenCV crop, bit-equal outputs); with a
+    device engine (PyTorch, TensorRT or ONNX Runtime on CUDA) the frame is uploaded once and the
+    crops, the network (:meth:`Engine.launch`) and the SMPL-X layer all run on the device (the
+    SMPL-X layer as a CUDA graph when the engine replays graphs), and :meth:`launch` returns
+    before the device is done, so the caller can do other work (e.g. send the previous frame)
+    while it runs. ``device_path=True`` forces the device path on a CPU engine (tests compare the
+    two paths that way).
     """
 
-    def __init__(self, engine: Engine, body_model: BodyModel, with_mesh: bool = True):
+    def __init__(self, engine: Engine, body_model: BodyModel, with_mesh: bool = True,
+                 device_path: Optional[bool] = None):
         self.engine = engine
         self.body_model = body_model.to("cpu").eval()
         self.with_mesh = with_mesh
-        self._cuda = _DevicePath(engine, self.body_model) if _uses_cuda_torch(engine) else None
+        if device_path is None:
+            device_path = engine.device != "cpu"
+        self._cuda = _DevicePath(engine, self.body_model) if device_path else None
 
     @property
     def is_async(self) -> bool:
@@ -130,13 +136,20 @@ class Predictor:
     @torch.inference_mode()
     def forward(self, img: np.ndarray):
         """Network, then SMPL-X layer, for a stack of crops on the CPU: (network outputs, vertices
-        or None without ``with_mesh``, joints), camera translation added."""
-        out = self.engine.run({"img": img})
-        tt = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
-        verts, joints = self.body_model(*network_inputs(tt))
-        trans = tt["cam_trans"]
-        verts = (verts + trans[:, None]).numpy() if self.with_mesh else None
-        return out, verts, (joints + trans[:, None]).numpy()
+        or None without ``with_mesh``, joints) as numpy, camera translation added."""
+        return forward_step(self.engine, self.body_model, torch.from_numpy(np.ascontiguousarray(img)),
+                            self.with_mesh)
+
+
+@torch.inference_mode()
+def forward_step(engine: Engine, body, img: torch.Tensor, with_mesh: bool = True, recompute: bool = False):
+    """The step every caller shares: the network (waited for, overflow recomputed; with
+    ``recompute`` the unbounded forward straight away), the SMPL-X layer ``body`` on the engine's
+    device, the camera translation: (network outputs, vertices or None, joints), numpy on the host."""
+    out = engine.recompute(img) if recompute else engine.forward_tensor(img)
+    verts, joints = body_in_camera(body, out, with_mesh)
+    return ({k: v.cpu().numpy() for k, v in out.items()},
+            verts.cpu().numpy() if verts is not None else None, joints.cpu().numpy())
 
 
 #: Network output name -> SMPL-X parameter name (official npz keys).
@@ -174,18 +187,15 @@ def assemble_predictions(out: Dict[str, np.ndarray], verts: Optional[np.ndarray]
     return results
 
 
-def _uses_cuda_torch(engine: Engine) -> bool:
-    return getattr(engine, "device", "cpu") == "cuda" and hasattr(engine, "launch")
-
-
 class _DevicePath:
     """Frame upload, crops, network and SMPL-X layer on the engine's device (a GPU), one copy back.
 
     Written for CUDA (pinned buffers, asynchronous copies, an event to wait on, CUDA graphs);
-    it also runs on the CPU, which the tests use to check it against the official CPU path.
+    it also runs on the CPU, which the tests use to check it against the official CPU path. The
+    SMPL-X layer replays a CUDA graph when the engine does (``engine.cuda_graph``).
     """
 
-    def __init__(self, engine, body_model: BodyModel):
+    def __init__(self, engine: Engine, body_model: BodyModel):
         import copy
 
         from .backends.cuda_graph import CudaGraphed
@@ -194,8 +204,7 @@ class _DevicePath:
         self.device = engine.device
         self.cuda = self.device == "cuda"
         self.body = copy.deepcopy(body_model).to(self.device).eval()
-        use_graph = self.cuda and bool(getattr(engine, "cuda_graph", False))
-        self._body_call = CudaGraphed(self.body, "SMPL-X layer") if use_graph else self.body
+        self._body_call = CudaGraphed(self.body, "SMPL-X layer") if engine.cuda_graph else self.body
         self._host: Optional[torch.Tensor] = None   # pinned frame buffer
         self._frame: Optional[torch.Tensor] = None  # device frame buffer
 
@@ -222,11 +231,10 @@ class _DevicePath:
         inv = inv.pin_memory().to(self.device, non_blocking=True) if self.cuda else inv
         batch = G.crop_batch_torch(frame, inv)
         out, overflow = self.engine.launch(batch)
-        verts, joints = self._body_call(*network_inputs(out))
-        trans = out["cam_trans"][:, None]
+        verts, joints = body_in_camera(self._body_call, out, predictor.with_mesh)
         host = {k: v.to("cpu", non_blocking=True) for k, v in out.items()}
-        host_joints = (joints + trans).to("cpu", non_blocking=True)
-        host_verts = (verts + trans).to("cpu", non_blocking=True) if predictor.with_mesh else None
+        host_joints = joints.to("cpu", non_blocking=True)
+        host_verts = verts.to("cpu", non_blocking=True) if verts is not None else None
         host_overflow = overflow.to("cpu", non_blocking=True) if overflow is not None else None
         done = torch.cuda.Event() if self.cuda else None
         if done is not None:
@@ -236,17 +244,10 @@ class _DevicePath:
             if done is not None:
                 done.synchronize()
             if host_overflow is not None and bool(host_overflow):  # rare: recompute this frame eagerly
-                return assemble_predictions(*self._eager(predictor, batch), kept, boxes, invs, bboxes)
+                return assemble_predictions(*forward_step(self.engine, self.body, batch, predictor.with_mesh,
+                                                          recompute=True), kept, boxes, invs, bboxes)
             numpy_out = {k: v.numpy() for k, v in host.items()}
             v = host_verts.numpy() if host_verts is not None else None
             return assemble_predictions(numpy_out, v, host_joints.numpy(), kept, boxes, invs, bboxes)
 
         return PendingPrediction(finish)
-
-    @torch.inference_mode()
-    def _eager(self, predictor: Predictor, batch: torch.Tensor):
-        out = self.engine.forward_tensor(batch)
-        verts, joints = self.body(*network_inputs(out))
-        trans = out["cam_trans"][:, None]
-        v = (verts + trans).cpu().numpy() if predictor.with_mesh else None
-        return {k: t.cpu().numpy() for k, t in out.items()}, v, (joints + trans).cpu().numpy()

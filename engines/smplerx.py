@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import geometry as G
-from .body_model import network_inputs
+from .body_model import body_in_camera
 from .roi_align import roi_align
 
 NUM_TASK_TOKENS = 31  # shape, cam, expr, jaw, 2 hand (unused), 25 body-pose tokens
@@ -410,13 +410,11 @@ class SMPLerXFull(nn.Module):
 
     def forward(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
         out = self.net(img)
-        verts, joints = self.body_model(*network_inputs(out))
-        t = out["cam_trans"]
-        out["smplx_mesh_cam"] = verts + t[:, None, :]
-        out["smplx_joint_cam"] = joints + t[:, None, :]  # all 144 joints, camera space
+        out["smplx_mesh_cam"], joints = body_in_camera(self.body_model, out)
+        out["smplx_joint_cam"] = joints  # all 144 joints, camera space
         j = joints[:, self.joint_idx]
-        x = (j[:, :, 0] + t[:, None, 0]) / (j[:, :, 2] + t[:, None, 2] + 1e-4) * G.FOCAL[0] + G.PRINCPT[0]
-        y = (j[:, :, 1] + t[:, None, 1]) / (j[:, :, 2] + t[:, None, 2] + 1e-4) * G.FOCAL[1] + G.PRINCPT[1]
+        x = j[:, :, 0] / (j[:, :, 2] + 1e-4) * G.FOCAL[0] + G.PRINCPT[0]
+        y = j[:, :, 1] / (j[:, :, 2] + 1e-4) * G.FOCAL[1] + G.PRINCPT[1]
         out["smplx_joint_proj"] = torch.stack((x / G.INPUT_BODY_SHAPE[1] * G.OUTPUT_HM_SHAPE[2],
                                                y / G.INPUT_BODY_SHAPE[0] * G.OUTPUT_HM_SHAPE[1]), 2)
         return out

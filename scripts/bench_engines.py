@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     from engines.checkpoints import load_network, write_random_checkpoint
     from engines.benchmark import bench_input, body_model_or_stand_in, machine_info
     from engines.export import torch_to_onnx
+    from engines.inference import forward_step
     from engines.optimize import optimize_for_cpu
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-engines-"))
@@ -55,12 +56,10 @@ def main(argv=None) -> int:
     report = {"machine": machine_info(), "input": what, "body_model": body_what, "threads": args.threads,
               "iters_per_block": args.iters, "rounds": args.rounds, "results": {}}
 
-    def smplx(out):
-        with torch.inference_mode():
-            t = {k: torch.from_numpy(out[k]) for k in out}
-            v, _ = body(t["smplx_root_pose"], t["smplx_body_pose"], t["smplx_lhand_pose"], t["smplx_rhand_pose"],
-                        t["smplx_jaw_pose"], t["smplx_shape"], t["smplx_expr"])
-            return v + t["cam_trans"][:, None]
+    img_t = torch.from_numpy(img)
+
+    def full(engine):
+        return forward_step(engine, body, img_t)
 
     for variant in args.variants:
         ckpt = work / f"{variant}.pth.tar"
@@ -98,7 +97,7 @@ def main(argv=None) -> int:
             diff = max(float(np.abs(out[k] - ref_out[k]).max()) for k in out)
             report["results"].setdefault(variant, {})[name] = {"max_abs_diff_vs_eager": diff, "load_s": load_s}
             for _ in range(args.warmup):
-                smplx(engines[name].run({"img": img}))
+                full(engines[name])
         samples = {n: [] for n in engines}
         cpu = {n: [0.0, 0.0] for n in engines}
         for _ in range(args.rounds):
@@ -107,7 +106,7 @@ def main(argv=None) -> int:
                 c0, w0 = time.process_time(), time.perf_counter()
                 for _ in range(args.iters):
                     t = time.perf_counter()
-                    smplx(eng.run({"img": img}))
+                    full(eng)
                     samples[name].append((time.perf_counter() - t) * 1000)
                 cpu[name][0] += time.process_time() - c0
                 cpu[name][1] += time.perf_counter() - w0

@@ -82,6 +82,9 @@ def main_() -> int:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--variant", default="s32")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="checkpoint file to use (default: a fresh random one; give the one bench_aoti.py compiled "
+                         "so that --engine auto finds its cached AOTInductor package)")
     ap.add_argument("--clip", type=Path, default=None,
                     help="video file (default: a 30 fps 960x540 clip made from mpii_004645041.jpg, panned and zoomed)")
     ap.add_argument("--seconds", type=float, default=15.0)
@@ -95,6 +98,9 @@ def main_() -> int:
     if args.clip is not None and not args.clip.is_file():
         print(f"bench_live: clip not found: {args.clip}", file=sys.stderr)
         return 2
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        print(f"bench_live: checkpoint not found: {args.checkpoint}", file=sys.stderr)
+        return 2
     report = {"device": args.device, "engine": args.engine, "variant": args.variant,
               "seconds": args.seconds, "weights": "random, centred camera head", "runs": {}}
     with tempfile.TemporaryDirectory() as td:
@@ -102,7 +108,7 @@ def main_() -> int:
         clip = args.clip or make_pan_clip(tmp / "pan.mp4", media_dir() / "mpii_004645041.jpg", seconds=args.seconds)
         report["clip"] = clip.name if args.clip else "mpii_004645041.jpg panned, 30 fps 960x540"
         write_synthetic_smplx(tmp / "bm")
-        ckpt = centred_checkpoint(tmp / f"smpler_x_{args.variant}.pth.tar", args.variant)
+        ckpt = args.checkpoint or centred_checkpoint(tmp / f"smpler_x_{args.variant}.pth.tar", args.variant)
         for mode in args.modes.split(","):
             res = run_live(clip, ckpt, tmp / "bm", args.device, args.engine, args.seconds, mode == "paced",
                            tmp / f"{mode}.json")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Markdown summary of a `scripts/gpu_check.sh` output folder (engines.md + live.json + tests)."""
+"""Markdown summary of a `scripts/gpu_check.sh` output folder (tests, engines, AOTInductor, live runs
+per model size, training throughput)."""
 from __future__ import annotations
 
 import json
@@ -53,7 +54,7 @@ def main(folder: str) -> int:
     tests = out / "gpu_tests.txt"
     if tests.is_file():
         parts += ["gpu-marked tests: `" + (tests.read_text().strip().splitlines() or ["(no output)"])[-1] + "`", ""]
-    for name in ("engines.md", "compile.md", "predictor.md"):
+    for name in ("engines.md", "compile.md", "predictor.md", "aoti.md"):
         eng = out / name
         if eng.is_file():
             parts += [eng.read_text().strip(), ""]
@@ -63,6 +64,14 @@ def main(folder: str) -> int:
     live = out / "live.json"
     if live.is_file():
         parts += live_table(json.loads(live.read_text())) + [""]
+    sizes = out / "sizes.json"
+    if sizes.is_file():
+        for variant, report in json.loads(sizes.read_text()).items():
+            parts += live_table(report) + [""]
+    train = out / "train.txt"
+    if train.is_file():
+        parts += ["Training throughput (`scripts/bench_train.py`, batch 32, AMP):", "", "```",
+                  train.read_text().strip(), "```", ""]
     print("\n".join(parts))
     return 0
 

@@ -427,12 +427,11 @@ def test_predictor_on_cuda_matches_the_same_path_on_cpu(s32, body_model, media_d
     import cv2
 
     from engines.backends.torch_backend import TorchEngine
-    from engines.inference import Predictor, _DevicePath
+    from engines.inference import Predictor
 
     img = cv2.imread(str(media_dir / "coco_000785_skier.jpg"))
     boxes = [(280.0, 44.0, 220.0, 348.0), (10.0, 20.0, 200.0, 300.0)]
-    cpu_pred = Predictor(TorchEngine(copy.deepcopy(s32)), body_model)
-    cpu_pred._cuda = _DevicePath(cpu_pred.engine, cpu_pred.body_model)
+    cpu_pred = Predictor(TorchEngine(copy.deepcopy(s32)), body_model, device_path=True)
     cpu = cpu_pred.predict(img, boxes)
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False

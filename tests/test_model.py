@@ -134,14 +134,13 @@ def test_device_path_on_cpu_matches_the_official_cpu_path(s32_net, body_model, m
     import cv2
 
     from engines.backends.torch_backend import TorchEngine
-    from engines.inference import Predictor, _DevicePath
+    from engines.inference import Predictor
 
     img = cv2.imread(str(media_dir / "coco_000785_skier.jpg"))
     boxes = [(280.0, 44.0, 220.0, 348.0), (10.0, 20.0, 200.0, 300.0)]
     official = Predictor(TorchEngine(s32_net), body_model)
     assert not official.is_async
-    device = Predictor(TorchEngine(s32_net), body_model)
-    device._cuda = _DevicePath(device.engine, device.body_model)
+    device = Predictor(TorchEngine(s32_net), body_model, device_path=True)
     assert device.is_async
     ref = official.predict(img, boxes)
     pending = device.launch(img, boxes)
@@ -156,25 +155,31 @@ def test_device_path_on_cpu_matches_the_official_cpu_path(s32_net, body_model, m
         np.testing.assert_array_equal(g.person.bbox, r.person.bbox)
 
 
-def test_rigid_transform_chain_is_bit_equal_to_smplx(body_model):
-    """Our sync-free kinematic chain (installed in smplx.lbs for CUDA graphs) gives exactly what
-    smplx's own batch_rigid_transform gives."""
+def test_rigid_transform_chain_is_bit_equal_to_smplx_and_patches_nothing(body_model):
+    """Our sync-free kinematic chain gives exactly what smplx's own batch_rigid_transform gives,
+    and the body model runs smplx's forward with it without replacing anything in smplx: the
+    layer called directly (smplx's own chain) gives bit-equal vertices and joints."""
     import smplx.lbs
     from smplx.lbs import batch_rodrigues
 
     from engines.body_model import rigid_transform_chain
 
-    import importlib.util
-
-    spec = importlib.util.find_spec("smplx.lbs")
-    fresh = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fresh)  # a fresh copy of smplx's own module, not the patched one
-    assert smplx.lbs.batch_rigid_transform is rigid_transform_chain
-    assert fresh.batch_rigid_transform is not rigid_transform_chain
+    assert smplx.lbs.batch_rigid_transform is not rigid_transform_chain
+    assert "rigid_transform_chain" not in smplx.lbs.batch_rigid_transform.__qualname__
     g = torch.Generator().manual_seed(3)
     rot = batch_rodrigues((torch.rand(4 * 55, 3, generator=g) - 0.5) * 2).reshape(4, 55, 3, 3)
     joints = torch.rand(4, 55, 3, generator=g)
     parents = body_model.layer.parents
-    want = fresh.batch_rigid_transform(rot, joints, parents)
+    want = smplx.lbs.batch_rigid_transform(rot, joints, parents)
     got = rigid_transform_chain(rot, joints, parents)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+    args = [torch.rand(3, n, generator=g) * 0.8 - 0.4 for n in (3, 63, 45, 45, 3, 10, 10)]
+    with torch.no_grad():
+        verts, joints = body_model(*args)
+        zeros = torch.zeros(3, 3)
+        ref = body_model.layer(global_orient=args[0], body_pose=args[1], left_hand_pose=args[2],
+                               right_hand_pose=args[3], jaw_pose=args[4], betas=args[5], expression=args[6],
+                               leye_pose=zeros, reye_pose=zeros)
+    assert torch.equal(verts, ref.vertices) and torch.equal(joints, ref.joints)
+    assert smplx.lbs.batch_rigid_transform is not rigid_transform_chain  # still smplx's own after a forward

@@ -7,6 +7,8 @@
   cached, see :func:`cached_onnx`);
 * ``"tensorrt"`` -- a mocap ``.engine`` file (``model`` = the engine, or a checkpoint whose
   cached engine exists);
+* ``"aoti"`` -- an AOTInductor ``.pt2`` package (``model`` = the package, or a checkpoint: compiled
+  once for the device and precision and cached, see :func:`cached_aoti`);
 * ``"auto"`` -- the fastest engine available for ``device`` (:func:`auto_kind`):
 
   - **CPU**: ONNX Runtime on the exactly-rewritten network (BN folded, deconvs as sub-pixel
@@ -14,22 +16,26 @@
     optimised graph in ``<cache>/engines/``; if onnxruntime/onnxscript are missing or the
     export fails, PyTorch with the same rewrites (``optimize=True``).
   - **CUDA**: TensorRT if ``tensorrt`` is importable and a cached engine for the checkpoint
-    exists (``mocap export --to engine`` builds it; engines are never built implicitly, since
-    a build takes minutes); otherwise PyTorch fp16 (autocast) with CUDA graphs.
+    exists (``mocap export --to engine`` builds it); else AOTInductor if a package for the
+    checkpoint, CUDA and the precision (fp16 unless asked otherwise) is cached and was built with
+    this torch, CUDA and GPU (``mocap export --to aoti`` or a first ``--engine aoti`` builds it);
+    otherwise PyTorch fp16 (autocast). ``auto`` never builds (a build takes minutes); a cached
+    package it cannot use is named with its reason in one warning. AOTInductor and PyTorch run
+    with CUDA graphs.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 from ..stop import raise_if_stopped
 from .base import INPUT_NAME, OUTPUT_NAMES, Engine  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-KINDS = ("auto", "torch", "onnx", "tensorrt")
+KINDS = ("auto", "torch", "onnx", "tensorrt", "aoti")
 
 
 def engines_cache_dir() -> Path:
@@ -88,6 +94,37 @@ def cached_engine(checkpoint: Union[str, Path], cache: Optional[Path] = None) ->
     return cache / f"{checkpoint_key(resolve_checkpoint(checkpoint))}.engine"
 
 
+def cached_aoti_path(checkpoint: Union[str, Path], device: str, precision: str,
+                     cache: Optional[Path] = None) -> Path:
+    """Where the cache keeps the AOTInductor package of ``checkpoint`` for ``device`` and ``precision``."""
+    from ..checkpoints import resolve_checkpoint
+
+    cache = Path(cache) if cache else engines_cache_dir()
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    return cache / f"{checkpoint_key(resolve_checkpoint(checkpoint))}-aoti-{kind}-{precision}.pt2"
+
+
+def cached_aoti(checkpoint: Union[str, Path], device: str = "cpu", precision: str = "fp32",
+                cache: Optional[Path] = None) -> Path:
+    """The cached AOTInductor package of ``checkpoint``, compiled on first use and again when its
+    build record no longer matches this machine (another torch, CUDA or GPU)."""
+    from ..checkpoints import load_network, resolve_checkpoint
+    from .aoti_backend import package_problem
+
+    ckpt = resolve_checkpoint(checkpoint)
+    path = cached_aoti_path(ckpt, device, precision, cache)
+    problem = package_problem(path, device)
+    if problem is None:
+        return path
+    from ..export import torch_to_aoti
+
+    if path.is_file():
+        log.warning("rebuilding the cached AOTInductor package: %s", problem)
+    log.info("compiling the %s %s AOTInductor package for %s (once, minutes; cached in %s)",
+             device, precision, ckpt.name, path.parent)
+    return torch_to_aoti(load_network(ckpt), path, device, precision, metadata={"checkpoint": ckpt.name})
+
+
 def _tensorrt_importable() -> bool:
     import importlib.util
 
@@ -100,7 +137,7 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def auto_kind(model: Union[str, Path], device: str = "cpu") -> str:
+def auto_kind(model: Union[str, Path], device: str = "cpu", precision: Optional[str] = None) -> str:
     """The backend ``kind="auto"`` picks for ``device`` (rule in the module docstring)."""
     if device.startswith("cuda"):
         if _tensorrt_importable() and _cuda_available():
@@ -109,6 +146,8 @@ def auto_kind(model: Union[str, Path], device: str = "cpu") -> str:
                     return "tensorrt"
             except (OSError, ValueError):
                 pass
+        if _cuda_available() and _usable_aoti(model, precision or "fp16")[0] is not None:
+            return "aoti"
         return "torch"
     import importlib.util
 
@@ -117,6 +156,21 @@ def auto_kind(model: Union[str, Path], device: str = "cpu") -> str:
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
         return "onnx"
     return "torch"
+
+
+def _usable_aoti(model: Union[str, Path], precision: str) -> Tuple[Optional[Path], Optional[str]]:
+    """For ``auto`` on CUDA: (the AOTInductor package it can use, None), or (None, why the one that
+    exists cannot be used), or (None, None) when there is none."""
+    from .aoti_backend import package_problem
+
+    try:
+        path = Path(model) if str(model).endswith(".pt2") else cached_aoti_path(model, "cuda", precision)
+    except (OSError, ValueError):
+        return None, None
+    if not path.is_file():
+        return None, None
+    problem = package_problem(path, "cuda")
+    return (None, problem) if problem else (path, None)
 
 
 #: A single-file ONNX model must stay under protobuf's 2 GiB limit (H32 fp32 weights are 2.6 GB).
@@ -141,6 +195,7 @@ OPTIONS = {
     "torch": ("fused_attention", "optimize", "cuda_graph", "compile", "threads"),
     "onnx": ("threads", "tensorrt_ep", "spinning", "optimized_path"),
     "tensorrt": (),
+    "aoti": ("cuda_graph",),
 }
 
 
@@ -181,6 +236,23 @@ def load_engine(model: Union[str, Path], kind: str = "torch", device: str = "cpu
         if "optimized_path" not in options and str(path).startswith(str(engines_cache_dir())):
             options = dict(options, optimized_path=path.with_name(path.stem + ".ort.onnx"))
         return OnnxEngine(path, device, precision, **options)
+    if kind == "aoti":
+        from .aoti_backend import AotiEngine
+
+        options.setdefault("cuda_graph", device.startswith("cuda"))  # on CUDA it replays graphs unless told not to
+        if str(model).endswith(".pt2"):
+            return AotiEngine(model, device, precision, **options)
+        precision = precision or ("fp16" if device.startswith("cuda") else "fp32")
+        if device.startswith("cuda") and not _cuda_available():
+            raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA device "
+                               "(CPU build of torch, or no driver). Use --device cpu.")
+        path = cached_aoti(model, device, precision)
+        try:
+            return AotiEngine(path, device, precision, **options)
+        except ValueError as exc:  # the cache's own package does not load (cut by a killed build?): build again
+            log.warning("%s; compiling it again", exc)
+            path.unlink(missing_ok=True)
+            return AotiEngine(cached_aoti(model, device, precision), device, precision, **options)
     from .tensorrt_backend import TensorRTEngine
 
     path = Path(model)
@@ -200,7 +272,7 @@ def _load_auto(model, device: str, precision: Optional[str], options: dict) -> E
     unknown = sorted(set(options) - set(OPTIONS["torch"]) - set(OPTIONS["onnx"]))
     if unknown:
         raise ValueError(f"no engine has the option {', '.join(unknown)}")
-    chosen = auto_kind(model, device)
+    chosen = auto_kind(model, device, precision)
     if chosen == "onnx" and precision in (None, "fp32"):
         try:
             return load_engine(model, "onnx", device, precision, **own("onnx"))
@@ -212,6 +284,17 @@ def _load_auto(model, device: str, precision: Optional[str], options: dict) -> E
         return load_engine(model, "tensorrt", device, precision)
     torch_options = own("torch")
     if device.startswith("cuda"):
+        package, problem = _usable_aoti(model, precision or "fp16") if _cuda_available() else (None, None)
+        if package is not None and chosen == "aoti":
+            from .aoti_backend import AotiEngine
+
+            try:
+                return AotiEngine(package, device, precision or "fp16", cuda_graph=torch_options.get("cuda_graph", True))
+            except Exception as exc:  # a package that does not load costs speed, never the session
+                raise_if_stopped()
+                problem = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"  # one line
+        if problem:
+            log.warning("AOTInductor package not used (%s); using PyTorch", problem)
         torch_options.setdefault("cuda_graph", True)
         return load_engine(model, "torch", device, precision or "fp16", **torch_options)
     torch_options.setdefault("optimize", True)

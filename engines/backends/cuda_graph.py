@@ -1,4 +1,5 @@
-"""CUDA graphs for a function of tensors: captured once per input shapes, then replayed.
+"""CUDA graphs for a function of tensors: captured once per input shapes, then replayed. The one
+capture of the project: the PyTorch engine's network and the predictor's SMPL-X layer both use it.
 
 A replay launches the whole captured sequence of kernels at once, which removes the Python and
 launch overhead that dominates small batches on a fast GPU (S32's eager forward is launch-bound
@@ -8,7 +9,7 @@ replay overwrites: copy out what you need before calling again.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -19,11 +20,14 @@ class CudaGraphed:
     """``CudaGraphed(fn, name)(*tensors)`` runs ``fn`` through a CUDA graph per input signature.
 
     If capturing fails (an operation that cannot be captured), it logs one warning and runs
-    ``fn`` eagerly from then on, so a graph problem costs speed, never results.
+    ``eager`` (default: ``fn``; it must return what ``fn`` returns) from then on, so a graph problem
+    costs speed, never results.
     """
 
-    def __init__(self, fn: Callable[..., object], name: str, warmup: int = 2):
+    def __init__(self, fn: Callable[..., object], name: str, warmup: int = 2,
+                 eager: Optional[Callable[..., object]] = None):
         self.fn = fn
+        self.eager = eager or fn
         self.name = name
         self.warmup = int(warmup)
         self.disabled = False
@@ -31,7 +35,7 @@ class CudaGraphed:
 
     def __call__(self, *inputs: torch.Tensor):
         if self.disabled:
-            return self.fn(*inputs)
+            return self.eager(*inputs)
         key = tuple((tuple(t.shape), t.dtype, t.device) for t in inputs)
         entry = self._graphs.get(key)
         if entry is None:
@@ -40,8 +44,9 @@ class CudaGraphed:
             except RuntimeError as exc:
                 log.warning("%s: CUDA graph capture failed (%s); running eagerly", self.name, exc)
                 self.disabled = True
-                torch.cuda.synchronize()
-                return self.fn(*inputs)
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                return self.eager(*inputs)
         graph, static_in, static_out = entry
         for buf, t in zip(static_in, inputs):
             buf.copy_(t, non_blocking=True)
@@ -49,6 +54,7 @@ class CudaGraphed:
         return static_out
 
     def _capture(self, inputs: Sequence[torch.Tensor]):
+        """(graph, static inputs, static outputs) for inputs shaped like ``inputs``."""
         static_in = [t.detach().clone() for t in inputs]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())

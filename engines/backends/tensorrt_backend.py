@@ -1,4 +1,4 @@
-"""TensorRT backend: a serialized engine behind a JSON metadata header; device buffers allocated once per batch size.
+"""TensorRT backend: a serialized engine behind a JSON metadata header; device buffers allocated once.
 
 File layout (``.engine``)::
 
@@ -11,6 +11,12 @@ File layout (``.engine``)::
 engine is opened or built. NOTE: this backend could not be run where it was written (TensorRT
 cannot be installed there, and no GPU was available); the header and everything up to the
 engine build are tested on CPU.
+
+Device buffers (input and every output) are allocated once, for the engine's largest batch, and
+bound to the execution context once; a smaller batch only changes the input shape (the batch is
+the outermost axis, so the first rows of each buffer are that batch). :meth:`TensorRTEngine.launch`
+takes the predictor's crops as a device tensor, runs on the current CUDA stream and returns views
+of the output buffers (the device path, no host round trip).
 """
 from __future__ import annotations
 
@@ -66,7 +72,7 @@ def read_engine_file(path: Union[str, Path]) -> Tuple[Dict, bytes]:
 
 
 class TensorRTEngine(Engine):
-    """Runs a mocap ``.engine`` on CUDA with preallocated torch device buffers."""
+    """Runs a mocap ``.engine`` on CUDA with torch device buffers allocated once for the largest batch."""
 
     name = "tensorrt"
     device = "cuda"
@@ -93,7 +99,6 @@ class TensorRTEngine(Engine):
             raise RuntimeError(f"TensorRT could not load {path} (built with TensorRT "
                                f"{self.meta.get('tensorrt')}, another GPU, or a corrupt file?)")
         self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream()
         self.max_batch = int(self.meta.get("max_batch", self.meta.get("batch", 1)))
         self._dtypes = {}
         for i in range(self.engine.num_io_tensors):
@@ -104,7 +109,7 @@ class TensorRTEngine(Engine):
         self._allocate(self.max_batch)
 
     def _allocate(self, batch: int) -> None:
-        """Device buffers for ``batch`` (done once per batch size; the max is allocated up front)."""
+        """Device buffers for the largest ``batch``, bound once (done at load)."""
         torch = self._torch
         self.context.set_input_shape(INPUT_NAME, (batch, 3, 512, 384))
         for name in (INPUT_NAME, *OUTPUT_NAMES):
@@ -114,17 +119,23 @@ class TensorRTEngine(Engine):
             self.context.set_tensor_address(name, buf.data_ptr())
         self._batch = batch
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def launch(self, img):
+        """Copy the crops into the bound input buffer, enqueue the engine on the current stream,
+        return float32 views of the output buffers (overwritten by the next launch); no overflow."""
         torch = self._torch
-        img = inputs[INPUT_NAME]
         b = int(img.shape[0])
         if b > self.max_batch:
             raise ValueError(f"batch {b} is larger than the engine's maximum {self.max_batch}")
         if b != self._batch:
-            self._allocate(b)
-        src = img if isinstance(img, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(img))
-        with torch.cuda.stream(self.stream):
-            self._buffers[INPUT_NAME].copy_(src, non_blocking=False)
-            self.context.execute_async_v3(self.stream.cuda_stream)
-            out = {k: self._buffers[k].float().cpu().numpy() for k in OUTPUT_NAMES}
-        return out
+            self.context.set_input_shape(INPUT_NAME, (b, 3, 512, 384))
+            self._batch = b
+        self._buffers[INPUT_NAME][:b].copy_(img, non_blocking=True)
+        self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+        return {k: self._buffers[k][:b].float() for k in OUTPUT_NAMES}, None
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        torch = self._torch
+        img = inputs[INPUT_NAME]
+        src = img if isinstance(img, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+        out = self.forward_tensor(src.to("cuda"))
+        return {k: v.cpu().numpy().copy() for k, v in out.items()}

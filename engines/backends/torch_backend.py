@@ -4,7 +4,7 @@ CUDA graphs or ``torch.compile`` on GPU.
 * ``optimize=True`` applies :func:`engines.optimize.optimize_for_cpu` (BN folding, deconv ->
   sub-pixel conv, fused attention): same outputs within fp32 rounding.
 * ``cuda_graph=True`` (CUDA only) captures the whole forward once per batch size into a CUDA
-  graph with static input/output buffers; the RoIAlign runs with a fixed sample-grid bound
+  graph with static input/output buffers (:class:`engines.backends.cuda_graph.CudaGraphed`); the RoIAlign runs with a fixed sample-grid bound
   (:func:`engines.roi_align.static_grid`) and a frame whose hand boxes exceed it is recomputed
   eagerly, so results never depend on the bound.
 * ``compile=True`` wraps the network in ``torch.compile`` (figures in docs/benchmarks.md).
@@ -19,13 +19,73 @@ import torch
 
 from ..smplerx import SMPLerX
 from .base import INPUT_NAME, OUTPUT_NAMES, Engine
+from .cuda_graph import CudaGraphed
 
 log = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class TorchEngine(Engine):
+class GraphedEngine(Engine):
+    """An engine whose forward is a Python call on device tensors (PyTorch, AOTInductor): launched
+    eagerly, or replayed as a CUDA graph captured once per batch size with the RoIAlign's sample
+    grid bounded (``grid_cap``) and an input that overflows the bound recomputed eagerly.
+    Subclasses set ``device``, define :meth:`_eager` and call :meth:`_use_graphs` once."""
+
+    #: RoIAlign samples per bin axis that a captured forward allows (:func:`engines.roi_align.static_grid`)
+    grid_cap = 16
+
+    def _use_graphs(self, cuda_graph: bool) -> None:
+        self.cuda_graph = bool(cuda_graph) and self.device == "cuda"
+        if cuda_graph and self.device != "cuda":
+            log.warning("CUDA graphs need --device cuda; running eagerly")
+        self._graphed = CudaGraphed(self._bounded, "network", eager=self._unbounded)
+
+    def _eager(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The forward on a float32 batch on the engine's device: outputs by name (any float dtype)."""
+        raise NotImplementedError
+
+    def _bounded(self, img: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
+        """The forward with the RoIAlign's sample grid bounded (capturable): (outputs, overflow)."""
+        from ..roi_align import static_grid
+
+        with static_grid(self.grid_cap) as flags:
+            out = self._eager(img)
+        return out, (torch.stack(flags).any() if flags else None)
+
+    def _unbounded(self, img: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], None]:
+        return self._eager(img), None
+
+    @staticmethod
+    def _float(out: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return {k: v.float() for k, v in out.items()}  # float32 tensors come back as they are
+
+    @torch.inference_mode()
+    def launch(self, img: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
+        """Start the forward without waiting for the device: (outputs, overflow), see
+        :meth:`Engine.launch`. With CUDA graphs the outputs of an fp32 engine are static buffers
+        that the next call overwrites; a graph that cannot be captured turns graphs off (warned)."""
+        img = img.to(self.device, non_blocking=True).float()
+        if not self.cuda_graph:
+            return self._float(self._eager(img)), None
+        out, overflow = self._graphed(img)
+        if self._graphed.disabled:
+            self.cuda_graph = False
+        return self._float(out), overflow
+
+    @torch.inference_mode()
+    def recompute(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The eager forward (no grid bound, no graph), for an input :meth:`launch` flagged."""
+        return self._float(self._eager(img.to(self.device).float()))
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        img = inputs[INPUT_NAME]
+        t = img if isinstance(img, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+        out = self.forward_tensor(t)
+        return {k: out[k].detach().float().cpu().numpy().copy() for k in OUTPUT_NAMES}
+
+
+class TorchEngine(GraphedEngine):
     name = "torch"
 
     def __init__(self, net: SMPLerX, device: str = "cpu", precision: str = "fp32", fused_attention: bool = False,
@@ -52,79 +112,10 @@ class TorchEngine(Engine):
         self.net = net.to(self.device)
         self._dtype = _DTYPES[precision]
         self._forward = torch.compile(self.net) if compile else self.net
-        self.cuda_graph = bool(cuda_graph) and self.device == "cuda"
-        if cuda_graph and self.device != "cuda":
-            log.warning("CUDA graphs need --device cuda; running eagerly")
-        self._graphs: Dict[int, tuple] = {}
+        self._use_graphs(cuda_graph)
 
     def _eager(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
         if self._dtype is torch.float32:
             return self._forward(img)
         with torch.autocast(device_type=self.device, dtype=self._dtype):
             return self._forward(img)
-
-    def _graph_for(self, batch: int):
-        """(graph, static input, static outputs, overflow flags) for ``batch``; captured once."""
-        if batch in self._graphs:
-            return self._graphs[batch]
-        from ..roi_align import static_grid
-
-        static_in = torch.zeros(batch, 3, 512, 384, device="cuda")
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):  # warm-up (cuDNN autotuning, lazy init) outside the capture
-                with static_grid():
-                    self._eager(static_in)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), static_grid() as flags:
-            static_out = self._eager(static_in)
-        entry = (graph, static_in, static_out, flags)
-        self._graphs[batch] = entry
-        return entry
-
-    @torch.inference_mode()
-    def launch(self, img: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
-        """Start the forward without waiting for the device: (outputs, overflow).
-
-        ``overflow`` is None, or (CUDA graphs) a 0-dim bool device tensor that is True when a hand
-        box exceeded the captured RoIAlign grid bound; check it after synchronising and, if True,
-        run :meth:`forward_tensor` eagerly for this input. With CUDA graphs the outputs of an fp32
-        engine are static buffers that the next call overwrites.
-        """
-        img = img.to(self.device, non_blocking=True).float()
-        out, overflow = None, None
-        if self.cuda_graph:
-            try:
-                graph, static_in, static_out, flags = self._graph_for(img.shape[0])
-            except RuntimeError as exc:  # an op that cannot be captured: correct results first
-                log.warning("CUDA graph capture failed (%s); running eagerly", exc)
-                self.cuda_graph = False
-                torch.cuda.synchronize()
-            else:
-                static_in.copy_(img)
-                graph.replay()
-                out = static_out
-                overflow = torch.stack(flags).any() if flags else None
-        if out is None:
-            out = self._eager(img)
-        if self._dtype is not torch.float32:
-            out = {k: v.float() for k, v in out.items()}
-        return out, overflow
-
-    @torch.inference_mode()
-    def forward_tensor(self, img: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The forward on the engine's device (outputs stay there, float32)."""
-        out, overflow = self.launch(img)
-        if overflow is not None and bool(overflow):
-            out = self._eager(img.to(self.device).float())  # a hand box beyond the captured RoIAlign grid bound
-            if self._dtype is not torch.float32:
-                out = {k: v.float() for k, v in out.items()}
-        return out
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        img = inputs[INPUT_NAME]
-        t = img if isinstance(img, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
-        out = self.forward_tensor(t)
-        return {k: out[k].detach().float().cpu().numpy().copy() for k in OUTPUT_NAMES}

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", default="s32", help="checkpoint path or size name")
     p.add_argument("--body-models", default=None, metavar="DIR", help="SMPL-X model dir (default: cache; a synthetic "
                    "stand-in with the real shapes is used when absent)")
-    p.add_argument("--engine", choices=["torch", "onnx", "tensorrt"], default=None,
+    p.add_argument("--engine", choices=["torch", "onnx", "tensorrt", "aoti"], default=None,
                    help="backend (default: the fastest available, as the live pipeline uses)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the network runs (default cpu)")
     p.add_argument("--fp16", action="store_true", help="half precision (torch autocast on CUDA)")

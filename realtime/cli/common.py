@@ -45,7 +45,7 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
                    help="replace the results of an earlier run in --out (by default such a folder is refused)")
     p.add_argument("--bbox", nargs=4, type=finite_float, action="append", metavar=("X", "Y", "W", "H"),
                    help="person box in pixels (xywh) instead of the detector; repeat for several people")
-    p.add_argument("--engine", default="torch", choices=["torch", "onnx", "auto"],
+    p.add_argument("--engine", default="torch", choices=["torch", "onnx", "auto", "aoti"],
                    help="backend; torch (default) runs the network op for op like the official code")
     p.add_argument("--save-mesh", action="store_true", help="also write mesh/<name>.obj")
     p.add_argument("--no-overlay", action="store_true", help="skip rendering the overlay images")

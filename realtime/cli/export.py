@@ -1,4 +1,5 @@
-"""``mocap export``: the network to ONNX or a TensorRT engine, checked against PyTorch."""
+"""``mocap export``: the network to ONNX or a TensorRT engine, checked against PyTorch, or to an
+AOTInductor package."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,16 +10,25 @@ from .common import add_examples
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("export", help="export the network to ONNX or a TensorRT engine (checked against PyTorch)")
+    p = subparsers.add_parser("export", help="export the network to ONNX or a TensorRT engine (checked against "
+                              "PyTorch), or compile it into an AOTInductor package")
     p.add_argument("--checkpoint", default="s32", help="checkpoint path or size name (s32, b32, ...)")
-    p.add_argument("--to", choices=["onnx", "engine"], default="onnx", help="target format (default onnx)")
-    p.add_argument("--out", type=Path, default=None, help="output file (default: next to the checkpoint's name in ./)")
-    p.add_argument("--fp16", action="store_true", help="half precision (engine: TensorRT fp16; onnx: fp16 graph for GPU runtimes)")
-    p.add_argument("--batch", type=int, default=1, help="batch the engine is optimised for (ONNX batch axis stays dynamic)")
+    p.add_argument("--to", choices=["onnx", "engine", "aoti"], default="onnx",
+                   help="target format (default onnx; aoti: a torch.export + AOTInductor .pt2 package for --device)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output file (default: next to the checkpoint's name in ./; aoti: the engine cache, where "
+                        "--engine aoti and auto find it)")
+    p.add_argument("--fp16", action="store_true", help="half precision (engine: TensorRT fp16; onnx: fp16 graph for "
+                   "GPU runtimes; aoti: the network under fp16 autocast)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="aoti: the device the package is compiled for (default cuda when PyTorch sees one, else cpu)")
+    p.add_argument("--batch", type=int, default=1, help="batch the engine is optimised for (ONNX batch axis stays "
+                   "dynamic; aoti: the largest batch of its dynamic batch axis, at least 64)")
     p.add_argument("--static-batch", action="store_true", help="fix the ONNX batch axis to --batch")
     p.add_argument("--no-optimize", action="store_true", help="export the network as written (no BN folding / sub-pixel deconvs)")
     add_examples(p, "mocap export --checkpoint s32 --to onnx",
-                 "mocap export --checkpoint b32 --to engine --fp16 --batch 4")
+                 "mocap export --checkpoint b32 --to engine --fp16 --batch 4",
+                 "mocap export --checkpoint s32 --to aoti --fp16 --device cuda")
     p.set_defaults(func=cmd_export)
 
 
@@ -34,6 +44,8 @@ def cmd_export(args) -> int:
         net = load_network(ckpt)
     except CheckpointError as exc:
         raise UserError(str(exc)) from exc
+    if args.to == "aoti":
+        return _export_aoti(args, ckpt, net)
     stem = ckpt.name.split(".")[0]
     if args.to == "engine":
         from engines.backends.tensorrt_backend import TensorRTUnavailable, import_tensorrt
@@ -65,4 +77,22 @@ def cmd_export(args) -> int:
         engine_path = args.out or Path(f"{stem}{'-fp16' if args.fp16 else ''}.engine")
         onnx_to_engine(onnx_path, engine_path, fp16=args.fp16, batch=args.batch)
         print(f"wrote {engine_path}")
+    return 0
+
+
+def _export_aoti(args, ckpt, net) -> int:
+    import torch
+
+    from engines.backends import cached_aoti_path
+    from engines.export import torch_to_aoti
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but PyTorch sees no CUDA device; use --device cpu")
+    precision = "fp16" if args.fp16 else "fp32"
+    out = args.out or cached_aoti_path(ckpt, device, precision)
+    if out.suffix != ".pt2":
+        raise UserError(f"--out {out}: an AOTInductor package is named *.pt2")
+    path = torch_to_aoti(net, out, device, precision, max_batch=max(64, args.batch), metadata={"checkpoint": ckpt.name})
+    print(f"wrote {path} and {path.with_suffix('.json').name} ({device}, {precision}, batch 1-{max(64, args.batch)})")
     return 0

@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--source", default="0",
                    help="camera index (0), video file, image folder, or 'synthetic'. Default 0")
     add_model_args(p)
-    p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "tensorrt"],
+    p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "tensorrt", "aoti"],
                    help="inference backend (auto = fastest available)")
     add_stream_args(p)
     p.add_argument("--viewer", default="auto", choices=["auto", "open3d", "overlay", "preview", "web", "none"],
