@@ -387,8 +387,11 @@ class VideoWriter:
     so ``path`` only ever holds a finalised, playable file; a killed run leaves the partial
     one, which says what it is by its name."""
 
-    def __init__(self, path: Path, fps: float, size):
+    def __init__(self, path: Path, fps: float, size, timestamps: bool = False):
+        """``timestamps``: frames are written at the times given to :meth:`write` (a
+        variable-frame-rate source keeps its timing), else at ``k / fps``."""
         self.path = Path(path)
+        self._last_pts = -1
         self.partial_path = partial_name(self.path)
         self.size = size
         self._av = None
@@ -401,6 +404,12 @@ class VideoWriter:
             self._stream.width, self._stream.height = size[0] - size[0] % 2, size[1] - size[1] % 2
             self._stream.pix_fmt = "yuv420p"
             self._stream.options = {"crf": "20", "preset": "veryfast"}
+            if timestamps:
+                from fractions import Fraction
+
+                self._stream.codec_context.time_base = Fraction(1, 1000)
+                self._stream.time_base = Fraction(1, 1000)
+            self._ms = timestamps
         except Exception as exc:  # PyAV missing or no libx264: fall back to OpenCV
             raise_if_stopped()
             log.info("PyAV/libx264 unavailable (%s); writing mp4v with OpenCV", exc)
@@ -411,12 +420,19 @@ class VideoWriter:
             if not self._cv.isOpened():
                 raise IOError(f"cannot write video {self.partial_path}")
 
-    def write(self, frame_bgr: np.ndarray) -> None:
+    def write(self, frame_bgr: np.ndarray, t: Optional[float] = None) -> None:
+        """Append a frame; ``t``: its time in seconds (used when opened with ``timestamps``)."""
         if self._av is not None:
             import av
 
             f = frame_bgr[: self._stream.height, : self._stream.width]
-            for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="bgr24")):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="bgr24")
+            if self._ms and t is not None:
+                from fractions import Fraction
+
+                self._last_pts = max(self._last_pts + 1, int(round(t * 1000.0)))  # strictly increasing
+                frame.pts, frame.time_base = self._last_pts, Fraction(1, 1000)
+            for packet in self._stream.encode(frame):
                 self._av.mux(packet)
         elif self._cv is not None:
             self._cv.write(frame_bgr)

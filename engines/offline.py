@@ -418,8 +418,11 @@ class VideoResults:
     ``overlay/<index:05d>.jpg`` and the frame appended to ``overlay.mp4`` (opened on the first frame
     at the video's rate, finalised by :meth:`close`)."""
 
-    def __init__(self, writer: ResultWriter, source: Path, fps: float, overlay: Optional[OverlayFn]):
+    def __init__(self, writer: ResultWriter, source: Path, fps: float, overlay: Optional[OverlayFn],
+                 frame_time: Optional[Callable[[int], Optional[float]]] = None):
         self.writer = writer
+        #: Frame number -> its time in the source (seconds): overlay.mp4 then keeps a variable frame rate.
+        self.frame_time = frame_time
         self.source = Path(source)
         self.fps = fps
         self.overlay = overlay
@@ -440,8 +443,8 @@ class VideoResults:
             self.writer.write_overlay(f"{index:05d}", frame)
             if self._video is None:
                 self._video = VideoWriter(self.writer.out_dir / "overlay.mp4", self.fps,
-                                          (image.shape[1], image.shape[0]))
-            self._video.write(frame)
+                                          (image.shape[1], image.shape[0]), timestamps=self.frame_time is not None)
+            self._video.write(frame, self.frame_time(index) if self.frame_time is not None else None)
             if stats is not None:
                 stats.add("render", t2 - t1)
                 stats.add("encode", time.perf_counter() - t2)
@@ -511,7 +514,9 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
                           {"input": str(path), "frames_in_index": frames.frame_count, **(run_info or {}),
                            "orientation": frames.reader.orientation_note})
     frames.write_info(out_dir, str(path))
-    results = VideoResults(writer, path, fps, overlay)
+    vfr = frames.reader.variable_frame_rate
+    results = VideoResults(writer, path, fps, overlay,
+                           (lambda n: frames.reader.frame_times.get(n - 1)) if vfr else None)
     people = VideoPeople(detector, manual_boxes, fps, grace_s)
     stats = RunStats()
     ids_seen = set()

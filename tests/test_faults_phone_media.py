@@ -200,6 +200,11 @@ def test_mocap_video_and_image_on_phone_media(tmp_path, photo, media_dir, s32_ck
     shown = cv2.VideoCapture(str(out / "overlay.mp4"))
     ok, first = shown.read()
     assert ok and first.shape[:2] == (320, 180)  # portrait, the way players show the phone clip
+    shown.release()
+    import av
+
+    with av.open(str(out / "overlay.mp4")) as played:  # with the source's own timing
+        assert [round(float(f.time) * 1000) for f in played.decode(video=0)] == times
     assert cv2.imread(str(out / "overlay" / "00001.jpg")).shape[:2] == (320, 180)
     # the animation is placed at the real times: 5 samples over 0.19 s
     from realtime.animation.take import load_take
