@@ -32,7 +32,8 @@ from typing import Dict, Iterator, Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from engines.media import IMAGE_EXTENSIONS, VideoReader, VideoUnreadable, list_images, read_image
+from engines.media import (IMAGE_EXTENSIONS, VideoReader, VideoUnreadable, accepted_types, list_images, media_kind,
+                           read_image)
 from engines.types import Frame
 
 from .slot import LatestSlot
@@ -648,4 +649,6 @@ def open_source(
         raise CaptureError(
             f"input not found: {text} (expected a camera index, 'synthetic', an image folder or a video file)"
         )
+    if media_kind(path) is None:  # the one list of types every command reads
+        raise CaptureError(f"{text}: not a supported video type ({accepted_types()})")
     return VideoFileSource(path, pace=pace, loop=loop, fps=fps)

@@ -231,3 +231,14 @@ def test_mocap_video_and_image_on_phone_media(tmp_path, photo, media_dir, s32_ck
     assert run["oriented"] == {str(photos / "IMG_0004.jpg"): "rotate 90 counter-clockwise"}
     assert run["not_read"] == [str(photos / "IMG_0004.AAE")]
     assert cv2.imread(str(out / "overlay" / "IMG_0004.jpg")).shape == photo.shape
+
+
+def test_live_source_of_another_type_is_one_clear_line(tmp_path):
+    from realtime.capture import CaptureError, open_source
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
+    with pytest.raises(CaptureError, match="not a supported video type"):
+        open_source(str(notes))
+    clip = write_clip(tmp_path / "clip.M4V", frames_from(np.full((60, 80, 3), 90, np.uint8), 3))  # case-blind
+    assert type(open_source(str(clip))).__name__ == "VideoFileSource"
