@@ -242,3 +242,23 @@ def test_live_source_of_another_type_is_one_clear_line(tmp_path):
         open_source(str(notes))
     clip = write_clip(tmp_path / "clip.M4V", frames_from(np.full((60, 80, 3), 90, np.uint8), 3))  # case-blind
     assert type(open_source(str(clip))).__name__ == "VideoFileSource"
+
+
+def test_batch_turns_inputs_like_mocap_video_unless_told_not_to(tmp_path, photo):
+    from realtime.batch.options import BatchOptions
+    from realtime.batch.stages import InputEnd, InputStart, PeopleChunk, track_and_predict
+
+    clip, _ = _rotated_clip(tmp_path, photo, 90, "IMG_0005.MOV", VFR_MS[:5])
+    for orientation, shape in ((True, (160, 96)), (False, (96, 160))):
+        items = list(track_and_predict(clip, "video", lambda image, boxes: [], [[0, 0, 10, 10]],
+                                       orientation=orientation))
+        start, end = items[0], items[-1]
+        assert isinstance(start, InputStart) and isinstance(end, InputEnd)
+        assert start.orientation.startswith("rotate 90" if orientation else "not applied")
+        frames = [f for item in items if isinstance(item, PeopleChunk) for f in item.frames]
+        assert [f[1].shape[:2] for f in frames] == [shape] * 5
+        assert [round(end.frame_times[n] * 1000) for n in sorted(end.frame_times)] == VFR_MS[:5]
+        assert end.variable_frame_rate and end.undecodable == 0
+    # the default keeps the identity of batches written before the option existed
+    assert "orientation" not in BatchOptions("c").results_identity()
+    assert BatchOptions("c", orientation=False).results_identity()["orientation"] is False

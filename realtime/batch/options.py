@@ -28,6 +28,8 @@ class BatchOptions:
     max_frames: Optional[int] = None
     #: Animation files to write into each result folder (``mocap convert``), in this order.
     exports: Tuple[str, ...] = ()
+    #: Turn photos / videos by their EXIF orientation / rotation metadata (``--ignore-orientation``: False).
+    orientation: bool = True
 
     def results_identity(self) -> Dict:
         """The settings results depend on (device and worker counts do not change what is written)."""
@@ -36,6 +38,8 @@ class BatchOptions:
             d.pop(key)
         d["bbox"] = [list(b) for b in self.bbox] if self.bbox else None
         d["exports"] = list(self.exports)
+        if d["orientation"]:  # the default: batches written before the option existed stay resumable
+            d.pop("orientation")
         return d
 
     def manual_boxes(self) -> Optional[List[List[float]]]:
@@ -44,7 +48,7 @@ class BatchOptions:
 
 def resolve_options(checkpoint: str, body_models: Optional[str], device: str, engine: str, bbox, max_people: int,
                     save_mesh: bool, overlay: bool, boxes: bool, max_frames: Optional[int],
-                    exports: Sequence[str] = ()) -> BatchOptions:
+                    exports: Sequence[str] = (), orientation: bool = True) -> BatchOptions:
     """Options with the checkpoint resolved to a file, the body model found and the export formats
     checked (clear errors first, before any worker starts)."""
     from engines.body_model import BodyModelNotFound, find_smplx_file
@@ -70,4 +74,4 @@ def resolve_options(checkpoint: str, body_models: Optional[str], device: str, en
     return BatchOptions(checkpoint=str(ckpt), body_models=str(Path(body_models).expanduser()) if body_models else None,
                         device=device, engine=engine, bbox=boxes_t, max_people=int(max_people),
                         save_mesh=bool(save_mesh), overlay=bool(overlay), boxes=bool(boxes), max_frames=max_frames,
-                        exports=tuple(dict.fromkeys(exports)))
+                        exports=tuple(dict.fromkeys(exports)), orientation=bool(orientation))

@@ -127,7 +127,7 @@ def crop_predictor(infer: InferFn):
 
 
 def track_and_predict(path: Path, kind: str, predict, manual_boxes=None, max_people: int = 1,
-                      max_frames: Optional[int] = None, chunk_frames: int = CHUNK_FRAMES
+                      max_frames: Optional[int] = None, chunk_frames: int = CHUNK_FRAMES, orientation: bool = True
                       ) -> Iterator[Union[InputStart, PeopleChunk, InputEnd]]:
     """Yields :class:`InputStart`, then :class:`PeopleChunk` s, then :class:`InputEnd`: the people of
     every frame as ``mocap video`` / ``mocap image`` find, predict and name them, with ``predict``
@@ -139,7 +139,7 @@ def track_and_predict(path: Path, kind: str, predict, manual_boxes=None, max_peo
     if kind == "image":
         from engines.media import image_with_orientation
 
-        image, turned = image_with_orientation(path)
+        image, turned = image_with_orientation(path, orientation)
         detector = None if manual_boxes else _image_detector(max_people)
         yield InputStart("image", 0.0, 1, orientation=turned)
         preds = image_people(image, detector, manual_boxes, predict)
@@ -147,7 +147,7 @@ def track_and_predict(path: Path, kind: str, predict, manual_boxes=None, max_peo
         yield InputEnd(1)
         return
     detector = None
-    with VideoFrames(path, max_frames) as frames:
+    with VideoFrames(path, max_frames, orientation) as frames:
         try:
             if not manual_boxes:
                 from engines.detector import PersonDetector

@@ -48,7 +48,8 @@ def cmd_batch(args) -> int:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     options = resolve_options(args.checkpoint, args.body_models, args.device, args.engine, args.bbox,
                               max_people(args), args.save_mesh,
-                              not args.no_overlay, not args.no_boxes, args.max_frames, args.export)
+                              not args.no_overlay, not args.no_boxes, args.max_frames, args.export,
+                              orientation=not args.ignore_orientation)
     report = run_batch(args.inputs, args.out, options, workers=args.workers, use_ray=args.ray is not None,
                        ray_address=None if args.ray in (None, "local") else args.ray, batch_size=args.batch_size,
                        progress=not args.no_progress, verbose=args.verbose, overwrite=args.overwrite)
