@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Creates .venv/ in the repository root and installs the tool (CPU build of torch).
+# Creates .venv/ in the repository root and installs the tool.
 #   bash install.sh            # the CLI is then .venv/bin/mocap
+#   TORCH=cpu bash install.sh  # choose the torch build: cpu (PyTorch's CPU index, ~200 MB) or cuda (PyPI's
+#                              # Linux build with CUDA, several GB); default: cuda when nvidia-smi sees a GPU
 #   EXTRAS=gpu bash install.sh # add optional extras (gpu = onnxruntime-gpu; tensorrt = NVIDIA TensorRT;
 #                              # blender = Blender's bpy module for FBX export, Python 3.11 only;
 #                              # batch = Ray for mocap batch --ray; web = Gradio for mocap web;
-#                              # webtest = Selenium for the browser tests; several: EXTRAS=blender,batch)
+#                              # webtest = Selenium for the browser tests; heif = HEIC/HEIF photos;
+#                              # several: EXTRAS=blender,batch)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -36,8 +39,34 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# torch first, pinned, so that no dependency can pull a CUDA build
-.venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
+# torch first, pinned, the build chosen on purpose (no dependency can pull another one later)
+TORCH_SPEC="torch==2.13.0"
+CPU_INDEX=https://download.pytorch.org/whl/cpu
+choice=${TORCH:-auto}
+if [ "$choice" = auto ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then choice=cuda; else choice=cpu; fi
+fi
+case "$choice" in
+  cuda)
+    echo "torch: CUDA build from PyPI (TORCH=cpu bash install.sh for the CPU build)"
+    if .venv/bin/python -m pip show torch 2>/dev/null | grep -q '^Version: .*+cpu'; then
+      .venv/bin/python -m pip uninstall -q -y torch  # a CPU build satisfies torch==2.13.0 too
+    fi
+    .venv/bin/python -m pip install -q -c constraints.txt "$TORCH_SPEC" ;;
+  cpu)
+    if .venv/bin/python -c "import torch, sys; sys.exit(not (torch.__version__.startswith('2.13.0') and not torch.version.cuda))" 2>/dev/null; then
+      echo "torch: the CPU build of 2.13.0 is already installed"
+    elif .venv/bin/python -c "import urllib.request as u; u.urlopen('$CPU_INDEX/torch/', timeout=10)" 2>/dev/null; then
+      echo "torch: CPU build from $CPU_INDEX (TORCH=cuda bash install.sh for the CUDA build)"
+      .venv/bin/python -m pip install -q --timeout 30 --index-url "$CPU_INDEX" "$TORCH_SPEC"
+    else
+      echo "torch: $CPU_INDEX cannot be reached; installing from the default index instead" \
+           "(on Linux x86-64 PyPI's wheel is the CUDA build, several GB)" >&2
+      .venv/bin/python -m pip install -q -c constraints.txt "$TORCH_SPEC"
+    fi ;;
+  *) echo "TORCH must be cpu or cuda (got '$choice')" >&2; exit 2 ;;
+esac
+.venv/bin/python -c "import torch; print('torch installed:', torch.__version__, '(CUDA ' + torch.version.cuda + ' build)' if torch.version.cuda else '(CPU build)')"
 target=".[test${EXTRAS:+,$EXTRAS}]"
 .venv/bin/python -m pip install -q -c constraints.txt -e "$target"
 # bpy's wheel is built for CPython 3.11 but its WHEEL file says cp39, which `pip check` reports as

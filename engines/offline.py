@@ -40,7 +40,7 @@ import numpy as np
 from .atomic import atomic_file, json_safe, write_bytes_atomic, write_json_atomic
 from .errors import UserError
 from .inference import Prediction, Predictor
-from .media import VideoReader, VideoWriter, read_image
+from .media import VideoReader, VideoWriter, image_with_orientation
 from .stop import signal_name, stop_requested
 
 #: Draws a frame's people over it: ``overlay(image_bgr, persons) -> image_bgr`` (the offline
@@ -52,17 +52,29 @@ RESULT_DIRS = ("smplx", "meta", "overlay", "mesh")
 RESULT_FILES = ("overlay.mp4", "overlay.partial.mp4", "run.json", "video.json")
 RUN_FILE = "run.json"
 #: Written by ``mocap video`` next to ``smplx/``: ``{"fps": float or null, "first_frame": 1,
-#: "frame_count": int or null, "source": path}``. Frame ``n`` (file ``<n:05d>_<person>``) is at
-#: ``(n - first_frame) / fps`` seconds into the video.
+#: "frame_count": int or null, "source": path, "orientation": what was turned or null,
+#: "variable_frame_rate": bool, "frame_times": [seconds or null, ...]}``. Frame ``n`` (file
+#: ``<n:05d>_<person>``) is at ``frame_times[n - first_frame]`` seconds into the video (its real
+#: timestamp; null for a frame that was not decoded), or ``(n - first_frame) / fps`` in folders
+#: written before frame times were recorded.
 VIDEO_INFO_FILE = "video.json"
 
 log = logging.getLogger(__name__)
 
 
-def write_video_info(out_dir: Path, fps: Optional[float], frame_count: Optional[int], source: str) -> None:
-    """Write :data:`VIDEO_INFO_FILE` atomically (``fps`` None when the container does not say)."""
+def write_video_info(out_dir: Path, fps: Optional[float], frame_count: Optional[int], source: str,
+                     frame_times: Optional[Dict[int, float]] = None, orientation: Optional[str] = None,
+                     variable_frame_rate: bool = False) -> None:
+    """Write :data:`VIDEO_INFO_FILE` atomically (``fps`` None when the container does not say;
+    ``frame_times``: seconds by frame number, from ``first_frame``)."""
     info = {"fps": float(fps) if fps and math.isfinite(fps) and fps > 0 else None, "first_frame": 1,
             "frame_count": int(frame_count) if frame_count else None, "source": source}
+    if orientation is not None or variable_frame_rate or frame_times:
+        info.update(orientation=orientation, variable_frame_rate=bool(variable_frame_rate))
+    if frame_times:
+        last = max(frame_times)
+        info["frame_times"] = [None if frame_times.get(n) is None else round(float(frame_times[n]), 6)
+                               for n in range(1, last + 1)]
     write_json_atomic(Path(out_dir) / VIDEO_INFO_FILE, info, indent=2, fsync=False)
 
 
@@ -293,9 +305,9 @@ class VideoFrames:
     Raises ``VideoUnreadable`` (an ``IOError``) when the file is missing or cannot be opened.
     """
 
-    def __init__(self, path: Path, max_frames: Optional[int] = None):
+    def __init__(self, path: Path, max_frames: Optional[int] = None, orientation: bool = True):
         self.path = Path(path)
-        self.reader = VideoReader(self.path)
+        self.reader = VideoReader(self.path, orientation=orientation)
         self.max_frames = max_frames
         self.fps = self.reader.fps
         #: The container's own frame rate (0 when it does not say; ``fps`` is then 30).
@@ -323,6 +335,16 @@ class VideoFrames:
     @property
     def undecodable(self) -> int:
         return self.reader.corrupt + self.reader.missing_tail
+
+    @property
+    def frame_times(self) -> Dict[int, float]:
+        """Seconds into the video of every frame handed out, by frame number (from 1)."""
+        return {pos + 1: t for pos, t in self.reader.frame_times.items()}
+
+    def write_info(self, out_dir: Path, source: str) -> None:
+        """:data:`VIDEO_INFO_FILE` for this video (with the frame times read so far)."""
+        write_video_info(out_dir, self.container_fps, self.total, source, self.frame_times,
+                         self.reader.orientation_note, self.reader.variable_frame_rate)
 
     @property
     def problem(self) -> Optional[str]:
@@ -396,8 +418,11 @@ class VideoResults:
     ``overlay/<index:05d>.jpg`` and the frame appended to ``overlay.mp4`` (opened on the first frame
     at the video's rate, finalised by :meth:`close`)."""
 
-    def __init__(self, writer: ResultWriter, source: Path, fps: float, overlay: Optional[OverlayFn]):
+    def __init__(self, writer: ResultWriter, source: Path, fps: float, overlay: Optional[OverlayFn],
+                 frame_time: Optional[Callable[[int], Optional[float]]] = None):
         self.writer = writer
+        #: Frame number -> its time in the source (seconds): overlay.mp4 then keeps a variable frame rate.
+        self.frame_time = frame_time
         self.source = Path(source)
         self.fps = fps
         self.overlay = overlay
@@ -418,8 +443,8 @@ class VideoResults:
             self.writer.write_overlay(f"{index:05d}", frame)
             if self._video is None:
                 self._video = VideoWriter(self.writer.out_dir / "overlay.mp4", self.fps,
-                                          (image.shape[1], image.shape[0]))
-            self._video.write(frame)
+                                          (image.shape[1], image.shape[0]), timestamps=self.frame_time is not None)
+            self._video.write(frame, self.frame_time(index) if self.frame_time is not None else None)
             if stats is not None:
                 stats.add("render", t2 - t1)
                 stats.add("encode", time.perf_counter() - t2)
@@ -433,23 +458,30 @@ class VideoResults:
 def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detector=None,
                manual_boxes=None, save_mesh: bool = False, overlay: Optional[OverlayFn] = None,
                progress: bool = True, stop: Optional[threading.Event] = None,
-               run_info: Optional[Dict[str, Any]] = None) -> RunStats:
+               run_info: Optional[Dict[str, Any]] = None, orientation: bool = True) -> RunStats:
     """``mocap image``: every image, every person; bad files are reported, not fatal.
-    ``stop``: set it to end the run after the current image (the results so far are kept)."""
+    ``stop``: set it to end the run after the current image (the results so far are kept).
+    ``orientation``: turn photos upright by their EXIF orientation (False: as stored, as the
+    official ``load_img``); what was turned is listed in ``run.json`` (``oriented``)."""
     from tqdm import tqdm
 
-    writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh, run_info)
+    writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh,
+                          {**(run_info or {}), "orientation": "exif" if orientation else "as stored"})
+    oriented: Dict[str, str] = {}
+    writer.run["oriented"] = oriented
     stats = RunStats()
     for path in tqdm(list(paths), desc="images", unit="img", disable=not progress):
         if _stopped(stop, stats):
             break
         path = Path(path)
         try:
-            image = read_image(path)
+            image, turned = image_with_orientation(path, orientation)
         except IOError as exc:
             log.error("%s", exc)
             stats.failed.append(path.name)
             continue
+        if turned:
+            oriented[str(path)] = turned
         stats.frames += 1
         preds = image_people(image, detector, manual_boxes, predictor.predict, stats)
         if not preds:
@@ -465,22 +497,26 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
               save_mesh: bool = False, overlay: Optional[OverlayFn] = None, progress: bool = True,
               max_frames: Optional[int] = None, on_frame: Optional[Callable[[int, List[Prediction]], None]] = None,
               stop: Optional[threading.Event] = None, run_info: Optional[Dict[str, Any]] = None,
-              grace_s: float = 1.0) -> RunStats:
+              grace_s: float = 1.0, orientation: bool = True) -> RunStats:
     """``mocap video``: every decoded frame, numbered by its position in the file from 1 like the
     official demo (an undecodable frame leaves its number unused; no result is ever written for a
     frame that was not decoded), overlay.mp4 and video.json. People get track ids
     (``<frame>_<id>``) from a tracker around ``detector`` (its ``max_people`` bounds the people per
     frame); ``--bbox`` boxes keep their index as id. ``grace_s``: how long someone may be unseen
     and come back with their id. ``stop``: set it to end after the current frame with overlay.mp4
-    finalised."""
+    finalised. ``orientation``: turn frames by the video's rotation metadata (False: as stored);
+    ``video.json`` says what was turned and holds every frame's real timestamp."""
     from tqdm import tqdm
 
-    frames = VideoFrames(path, max_frames)  # raises VideoUnreadable (an IOError) naming the file
+    frames = VideoFrames(path, max_frames, orientation)  # raises VideoUnreadable (an IOError) naming the file
     fps = frames.fps
     writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh,
-                          {"input": str(path), "frames_in_index": frames.frame_count, **(run_info or {})})
-    write_video_info(out_dir, frames.container_fps, frames.total, str(path))
-    results = VideoResults(writer, path, fps, overlay)
+                          {"input": str(path), "frames_in_index": frames.frame_count, **(run_info or {}),
+                           "orientation": frames.reader.orientation_note})
+    frames.write_info(out_dir, str(path))
+    vfr = frames.reader.variable_frame_rate
+    results = VideoResults(writer, path, fps, overlay,
+                           (lambda n: frames.reader.frame_times.get(n - 1)) if vfr else None)
     people = VideoPeople(detector, manual_boxes, fps, grace_s)
     stats = RunStats()
     ids_seen = set()
@@ -510,5 +546,6 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
         stats.track_ids = sorted(ids_seen)
     stats.undecodable = frames.undecodable
     stats.input_problem = frames.problem
+    frames.write_info(out_dir, str(path))  # now with every frame's timestamp
     writer.finish(stats)
     return stats

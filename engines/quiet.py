@@ -6,10 +6,15 @@ straight to the process's standard error, where Python's logging settings cannot
 :class:`StderrFilter` puts a pipe behind file descriptor 2 and a thread that forwards every line
 to the real stderr except the ones matching :data:`NOISE` (progress bars and our own messages go
 through unchanged, partial lines after 50 ms of quiet). Open3D's own notices go to stdout and are
-turned off by :func:`quiet_open3d`. ``MOCAP_VERBOSE=1`` (set by ``mocap -v``) turns all of it off.
+turned off by :func:`quiet_open3d`; Python loggers of exporter internals (``torchvision is not
+installed. Skipping ...``) by :func:`quiet_loggers`; libraries that print their progress to stdout
+(Blender's FBX exporter, ``[torch.onnx]``) are wrapped in :func:`muted_stdout`. ``MOCAP_VERBOSE=1``
+(set by ``mocap -v``) turns all of it off.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import select
@@ -32,6 +37,54 @@ NOISE = re.compile(rb"(?:[WIE]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+\.cc:\d+\]"
 
 def verbose() -> bool:
     return os.environ.get("MOCAP_VERBOSE") == "1"
+
+
+#: Python loggers whose warnings are library internals, not news for a user (the ONNX exporter's
+#: ``torchvision is not installed. Skipping torchvision::nms``): errors only, unless verbose.
+#: ``import torch`` resets the level of its registered loggers (``torch.onnx``) but not of their
+#: children, so the exporter's modules are named one by one.
+CHATTY_LOGGERS = ("onnx_ir", "onnxscript", "torch.onnx", "torch.onnx._internal.exporter._registration",
+                  "torch.onnx._internal.exporter._core", "torch.onnx._internal.exporter._capture_strategies",
+                  "torch.onnx._internal.exporter._decomp", "torch.onnx._internal.exporter._fx_passes")
+
+
+def quiet_loggers() -> None:
+    """Errors only from :data:`CHATTY_LOGGERS` (all of it with ``mocap -v``)."""
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose() else logging.ERROR)
+
+
+@contextlib.contextmanager
+def muted_stdout():
+    """While active, drop what is written to standard output, from Python (``print``) and from
+    native code (file descriptor 1): for libraries that print their progress (Blender's FBX
+    exporter, the ONNX exporter). Does nothing when verbose."""
+    if verbose():
+        yield
+        return
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):  # no real fd 1: Python-level only
+        with contextlib.redirect_stdout(open(os.devnull, "w")) as sink:
+            try:
+                yield
+            finally:
+                sink.close()
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def quiet_open3d(o3d) -> None:

@@ -32,7 +32,8 @@ from typing import Dict, Iterator, Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from engines.media import IMAGE_EXTENSIONS, VideoReader, VideoUnreadable, list_images
+from engines.media import (IMAGE_EXTENSIONS, VideoReader, VideoUnreadable, accepted_types, list_images, media_kind,
+                           read_image)
 from engines.types import Frame
 
 from .slot import LatestSlot
@@ -385,8 +386,12 @@ class _SequenceSource(FrameSource):
             if image is None:
                 continue
             good_in_pass += 1
-            if not self._emit(image, t_ns, position / float(self._source_fps())):
+            if not self._emit(image, t_ns, self._source_time(position)):
                 return
+
+    def _source_time(self, position: int) -> float:
+        """Seconds into the source of the frame at ``position``."""
+        return position / float(self._source_fps())
 
     def _source_fps(self) -> float:
         """Rate that converts a position into ``source_time``."""
@@ -398,18 +403,20 @@ class VideoFileSource(_SequenceSource):
 
     Frames come from :class:`engines.media.VideoReader`, the reader ``mocap video`` uses too,
     with the same rules: sequential reads, positions from the frames' timestamps, undecodable
-    frames mid-file and a missing tail (a truncated file) counted in ``stats()["corrupt"]``.
-    ``fps`` overrides the playback (pacing) rate; ``source_time`` always uses the file's own
-    rate.
+    frames mid-file and a missing tail (a truncated file) counted in ``stats()["corrupt"]``,
+    frames turned upright by the file's rotation metadata (``orientation=False``: as stored).
+    ``fps`` overrides the playback (pacing) rate; ``source_time`` is always the frame's own
+    timestamp in the file (real also in a variable-frame-rate phone clip).
     """
 
     def __init__(self, path: Union[str, os.PathLike], pace: bool = True, loop: bool = False,
-                 fps: Optional[float] = None) -> None:
+                 fps: Optional[float] = None, orientation: bool = True) -> None:
         self.path = Path(path)
         super().__init__(name=f"video {self.path}", pace=pace, loop=loop)
         if not self.path.is_file():
             raise CaptureError(f"video file not found: {self.path}")
         self._fps_override = fps
+        self._orientation = orientation
         self._file_fps = 30.0
         self._reader: Optional[VideoReader] = None
         self._damage = 0
@@ -421,7 +428,7 @@ class VideoFileSource(_SequenceSource):
 
     def _open(self) -> None:
         try:
-            self._reader = VideoReader(self.path)
+            self._reader = VideoReader(self.path, orientation=self._orientation)
         except VideoUnreadable as exc:
             raise CaptureError(str(exc)) from None
         if not self._reader.fps_known:
@@ -429,9 +436,20 @@ class VideoFileSource(_SequenceSource):
         self._file_fps = self._reader.fps
         self._fps = float(self._fps_override) if self._fps_override else self._file_fps
         self._frame_size = self._reader.frame_size
+        if self._reader.orientation_note:
+            logger.info("%s: %s", self.name, self._reader.orientation_note)
+
+    @property
+    def orientation(self) -> Optional[str]:
+        """What was turned to bring the frames upright (None: nothing)."""
+        return self._reader.orientation_note if self._reader is not None else None
 
     def _source_fps(self) -> float:
         return self._file_fps
+
+    def _source_time(self, position: int) -> float:
+        t = self._reader.frame_times.get(position) if self._reader is not None else None
+        return float(t) if t is not None else position / self._file_fps
 
     def _read_one(self) -> _Read:
         item = self._reader.step()
@@ -454,13 +472,14 @@ class VideoFileSource(_SequenceSource):
 
 
 class ImageFolderSource(_SequenceSource):
-    """The images of a folder (``*.jpg *.jpeg *.png *.bmp``, natural name order) at ``fps``.
+    """The images of a folder (:data:`engines.media.IMAGE_EXTENSIONS`, natural name order) at
+    ``fps``, each turned upright by its EXIF orientation (``orientation=False``: as stored).
 
     Unreadable images are skipped and counted in ``stats()["corrupt"]``.
     """
 
     def __init__(self, path: Union[str, os.PathLike], fps: float = 30.0, pace: bool = True,
-                 loop: bool = False) -> None:
+                 loop: bool = False, orientation: bool = True) -> None:
         self.path = Path(path)
         super().__init__(name=f"folder {self.path}", pace=pace, loop=loop)
         if not self.path.is_dir():
@@ -472,10 +491,17 @@ class ImageFolderSource(_SequenceSource):
             raise CaptureError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {self.path}")
         self._fps = float(fps)
         self._pos = 0
+        self._orientation = orientation
+
+    def _read_image(self, path: Path) -> Optional[np.ndarray]:
+        try:
+            return read_image(path, self._orientation)
+        except IOError:
+            return None
 
     def _open(self) -> None:
         for path in self.files:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+            image = self._read_image(path)
             if image is not None:
                 self._frame_size = (int(image.shape[1]), int(image.shape[0]))
                 return
@@ -486,7 +512,7 @@ class ImageFolderSource(_SequenceSource):
         if pos >= len(self.files):
             return None
         self._pos += 1
-        image = cv2.imread(str(self.files[pos]), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        image = self._read_image(self.files[pos])
         if image is None:
             self._add_corrupt()
             logger.warning("%s: skipping unreadable image %s", self.name, self.files[pos].name)
@@ -623,4 +649,6 @@ def open_source(
         raise CaptureError(
             f"input not found: {text} (expected a camera index, 'synthetic', an image folder or a video file)"
         )
+    if media_kind(path) is None:  # the one list of types every command reads
+        raise CaptureError(f"{text}: not a supported video type ({accepted_types()})")
     return VideoFileSource(path, pace=pace, loop=loop, fps=fps)

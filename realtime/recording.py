@@ -59,6 +59,19 @@ MAX_RECORD = 64 << 20
 _MAP_MARKERS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
 
 
+def remembered_body_models(path: Union[str, Path]) -> Optional[str]:
+    """The SMPL-X model file a recording was made with (its ``meta.json``), when it still exists;
+    None for other folders, older recordings or a model that has moved."""
+    path = Path(path)
+    directory = path.parent if path.is_file() else path
+    try:
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = meta.get("body_models") if isinstance(meta, dict) else None
+    return found if isinstance(found, str) and Path(found).is_file() else None
+
+
 def tool_version() -> str:
     try:
         from importlib.metadata import PackageNotFoundError, version

@@ -147,8 +147,31 @@ class Timeline:
         return len(self.items)
 
 
-def load_timeline(path: Union[str, Path], fps: float = 30.0) -> Timeline:
+def _video_clock(path: Path, items: List[Tuple[float, FrameResult]]) -> Optional[List[float]]:
+    """Seconds from the first result frame of every item, from the real frame timestamps that
+    ``mocap video`` records in ``video.json`` (a phone's variable-frame-rate clip is not on a
+    ``k / fps`` grid); None when the folder records none for some frame."""
+    from engines.offline import read_video_info
+
+    info = read_video_info(path) or {}
+    times, base = info.get("frame_times"), info.get("first_frame", 1)
+    if not isinstance(times, list) or not isinstance(base, int) or not items:
+        return None
+    out = []
+    for _, result in items:
+        k = result.frame_id - base
+        t = times[k] if 0 <= k < len(times) else None
+        if not isinstance(t, (int, float)):
+            return None
+        out.append(float(t))
+    return [t - out[0] for t in out]
+
+
+def load_timeline(path: Union[str, Path], fps: float = 30.0, frame_times: bool = True) -> Timeline:
     """Read a recording or an official results directory for :func:`replay`.
+
+    A ``mocap video`` folder's frames are placed at their real timestamps (``video.json``) when
+    ``frame_times``, else at ``k / fps``.
 
     Raises FileNotFoundError (nothing replayable there) or ValueError (nothing intact), both
     naming the path; damage that leaves something intact is skipped and listed in ``problems``."""
@@ -169,9 +192,22 @@ def load_timeline(path: Union[str, Path], fps: float = 30.0) -> Timeline:
     if _official_dir(path) is not None:
         problems: List[str] = []
         items = [(k / fps, f) for k, f in load_official(path, problems)]
+        clock = _video_clock(path, items) if frame_times else None
+        if clock is not None:
+            items = [(t, f) for t, (_, f) in zip(clock, items)]
         return Timeline(path, items, problems)
     raise FileNotFoundError(f"{path} is neither a recording (meta.json + {FRAMES_FILE}) "
                             f"nor a directory of official results (smplx/*.npz)")
+
+
+def replay_banner(timeline: Timeline, speed: float, sinks: Sequence) -> str:
+    """The line ``mocap replay`` prints before it starts: what, how long, and where to."""
+    seconds = timeline.items[-1][0] if timeline.items else 0.0
+    from .sinks import describe_sinks
+
+    where = describe_sinks(sinks)
+    return (f"mocap replay: {len(timeline)} frame(s), {seconds / speed:.1f} s at {speed:g}x from {timeline.path} "
+            f"-> {where} (Ctrl-C stops)")
 
 
 def _restamp(result: FrameResult, now_ns: int) -> FrameResult:
@@ -184,7 +220,7 @@ def _restamp(result: FrameResult, now_ns: int) -> FrameResult:
 
 
 def replay(path: Union[str, Path, Timeline], sinks: Sequence, speed: float = 1.0, loop: bool = False,
-           stop_event: Optional[threading.Event] = None, fps: float = 30.0) -> ReplayStats:
+           stop_event: Optional[threading.Event] = None, fps: float = 30.0, progress: bool = False) -> ReplayStats:
     """Send a recording or official results to ``sinks`` at the recorded pace.
 
     Args:
@@ -195,6 +231,7 @@ def replay(path: Union[str, Path, Timeline], sinks: Sequence, speed: float = 1.0
         loop: start over at the end until ``stop_event`` is set.
         stop_event: set it to stop early.
         fps: frame rate of official results (recordings carry their own timestamps).
+        progress: show a progress bar (frames sent, on stderr).
 
     Returns:
         :class:`ReplayStats` with the number of frames sent.
@@ -207,6 +244,22 @@ def replay(path: Union[str, Path, Timeline], sinks: Sequence, speed: float = 1.0
     stop = stop_event or threading.Event()
     stats = ReplayStats()
     start = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(timeline), desc="replay", unit="frame", dynamic_ncols=True)
+    try:
+        _send_all(timeline, sinks, speed, loop, stop, stats, fps, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    stats.duration_s = time.perf_counter() - start
+    log.debug("replayed %d frames", stats.frames_sent)
+    return stats
+
+
+def _send_all(timeline, sinks, speed, loop, stop, stats, fps, bar) -> None:
     while not stop.is_set():
         t_loop = time.perf_counter()
         for offset, result in timeline:
@@ -219,15 +272,16 @@ def replay(path: Union[str, Path, Timeline], sinks: Sequence, speed: float = 1.0
             for sink in sinks:
                 sink.send(out)
             stats.frames_sent += 1
+            if bar is not None:
+                bar.update(1)
         else:
             stats.loops += 1
             if loop:
+                if bar is not None:
+                    bar.reset()
                 # keep the frame period between the last frame and the next loop's first
                 period = (timeline[-1][0] / max(len(timeline) - 1, 1)) if len(timeline) > 1 else 1.0 / fps
                 if stop.wait(period / speed):
                     break
                 continue
         break
-    stats.duration_s = time.perf_counter() - start
-    log.debug("replayed %d frames", stats.frames_sent)
-    return stats

@@ -1,7 +1,10 @@
 #!/usr/bin/env python
-"""Screenshots of both live viewers without a display: what `--viewer open3d` and
-`--viewer overlay` show for one real frame (Open3D renders offscreen through EGL).
+"""Screenshots of both live viewers: what `--viewer open3d` and `--viewer overlay` show for one
+real frame. With a display (a desktop, or Xvfb) the Open3D viewer is a real, visible window; without
+one it renders offscreen through EGL. Each viewer is shot in its own process (Open3D's windowing
+starts once per process: the visible window and the overlay's EGL renderer cannot share one).
 
+    xvfb-run -s "-screen 0 1280x720x24" .venv/bin/python scripts/viewer_screenshots.py --out docs/images
     .venv/bin/python scripts/viewer_screenshots.py --out /tmp/shots [--checkpoint s32 --body-models DIR]
 
 Without real weights it uses random weights in the official layout with a camera head that
@@ -26,7 +29,15 @@ def main() -> int:
     ap.add_argument("--photo", type=Path, default=None, help="default: coco_000785_skier.jpg from the media")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--body-models", default=None)
+    ap.add_argument("--only", choices=["overlay", "open3d"], default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.only is None:  # one process per viewer
+        import subprocess
+
+        for which in ("overlay", "open3d"):
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--only", which], check=True)
+        print(f"wrote {args.out / 'overlay.png'} and {args.out / 'open3d.png'}")
+        return 0
 
     import cv2
 
@@ -59,13 +70,18 @@ def main() -> int:
     result = FrameResult(1, 0, (w, h), people, image=frame)
     stats = {"fps_in": 30.0, "fps_out": 30.0, "drops": 0, "latency_ms": {"track": 0.5, "infer": 4.0, "filter": 0.8}}
     faces = predictor.body_model.faces
-    with PersonOverlay(faces) as overlay:
-        cv2.imwrite(str(args.out / "overlay.png"), compose_overlay(result, stats, overlay))
-    with Open3DViewer(faces, width=960, height=720, headless=True) as viewer:
+    if args.only == "overlay":
+        with PersonOverlay(faces) as overlay:
+            cv2.imwrite(str(args.out / "overlay.png"), compose_overlay(result, stats, overlay))
+        return 0
+    from viewers.open3d_viewer import display_available
+
+    with Open3DViewer(faces, headless=not display_available()) as viewer:  # the live viewer's own size
         viewer.update([p.vertices for p in people], ids=[p.track_id for p in people], image=frame,
                       camera=(tuple(people[0].focal), tuple(people[0].princpt)), lines=stats_lines(result, stats))
+        for _ in range(3):  # a real window settles over a few event rounds
+            viewer.step()
         viewer.capture(args.out / "open3d.png")
-    print(f"wrote {args.out / 'overlay.png'} and {args.out / 'open3d.png'}")
     return 0
 
 

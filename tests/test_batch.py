@@ -146,7 +146,9 @@ def test_inputs_from_files_folders_and_lists(tmp_path):
     assert [(m.path.name, m.kind) for m in inputs] == [
         ("b2.MOV", "video"), ("b10.mp4", "video"), ("a.jpg", "image"), ("lone.png", "image"), ("gone.mp4", "video")]
     assert all(m.path.is_absolute() for m in inputs)
-    messages = [p.message for p in problems]
+    # a file of another type in a folder is named, not skipped silently, and is no failure
+    assert [(p.path, p.not_read) for p in problems if p.not_read] == [(str(clips / "notes.md"), True)]
+    messages = [p.message for p in problems if not p.not_read]
     assert len(messages) == 4
     assert "not found" in messages[0] and "missing_folder" in messages[0]  # from the list, relative to it
     assert "no image or video files in folder" in messages[1]

@@ -189,3 +189,48 @@ def test_overlay_falls_back_to_dots_without_open3d(body, monkeypatch, caplog):
     assert not r.available
     assert "unavailable" in caplog.text
     assert np.array_equal(out, draw_vertices(image, verts, FOCAL, PRINCPT))
+
+
+_SHADED_SPHERE = r"""
+import sys, numpy as np, open3d as o3d
+from viewers.mesh_overlay import MeshRenderer
+m = o3d.geometry.TriangleMesh.create_sphere(radius=0.5, resolution=40)
+v = np.asarray(m.vertices) + np.array([0.0, 0.0, 3.0])
+with MeshRenderer(320, 240) as r:
+    out = r.overlay(np.full((240, 320, 3), 128, np.uint8), [v], np.asarray(m.triangles), ((300.0, 300.0), (160.0, 120.0)))
+np.save(sys.argv[1], out)
+"""
+
+
+@pytest.mark.parametrize("with_display", [False, True])
+def test_overlay_is_shaded_with_and_without_a_display(tmp_path, with_display):
+    """With a display (a desktop, Xvfb) Open3D's hidden GLX window read back as a flat black
+    silhouette; the renderer now always renders through EGL. Fresh processes: Open3D's windowing
+    starts once per process."""
+    import subprocess
+
+    from tests.xvfb import env_with_display, xvfb
+
+    script = tmp_path / "sphere.py"
+    script.write_text(_SHADED_SPHERE)
+    out_file = tmp_path / "out.npy"
+
+    def run(env):
+        done = subprocess.run([sys.executable, str(script), str(out_file)], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return np.load(out_file)
+
+    if with_display:
+        with xvfb() as display:
+            out = run(env_with_display(display))
+    else:
+        env = env_with_display("")
+        env.pop("DISPLAY")
+        out = run(env)
+    covered = np.any(out != 128, axis=-1)
+    assert covered.sum() > 5000  # the sphere: about pi * 50^2 pixels
+    lum = out[covered].astype(float).mean(-1)
+    assert lum.mean() > 80 and lum.std() > 20  # lit and shaded, not a black (or flat) silhouette
+    b, g, r = out[covered].astype(float).mean(0)
+    assert r > b and g > b  # the official base colour (1.0, 1.0, 0.9): warm white

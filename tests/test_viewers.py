@@ -85,8 +85,12 @@ def test_every_person_has_their_own_colour(body):
 
 
 def test_scene_has_floor_axes_and_the_camera_image_with_numbers(body):
-    """The 3-D view shows more than the mesh: a floor grid below the feet, the camera's axes, and
-    the camera frame as a backdrop with the numbers written on it."""
+    """The 3-D view shows more than the mesh: a floor grid below the feet (before a camera frame
+    arrives), then the whole camera frame seen through the capture camera with the meshes in its
+    perspective over the people, and a status panel fixed to the window's top-left corner."""
+    from engines.geometry import project_points
+    from viewers.open3d_viewer import fit_camera
+
     verts, faces = body
     with Open3DViewer(faces, width=480, height=360, headless=True, scene=False) as bare:
         bare.update(verts)
@@ -97,15 +101,33 @@ def test_scene_has_floor_axes_and_the_camera_image_with_numbers(body):
     with Open3DViewer(faces, width=480, height=360, headless=True) as viewer:
         viewer.update(verts)
         with_floor = viewer.screenshot()
-        viewer.update(verts, image=frame, camera=camera, lines=["FPS in 30.0 out 29.8", "latency 12.0 ms"])
+        viewer.update(verts, ids=[7], image=frame, camera=camera, lines=["FPS in 30.0 out 29.8", "latency 12.0 ms"])
         full = viewer.screenshot()
+        viewer.update(verts, ids=[7], image=frame, camera=camera, lines=["FPS in 30.0 out 29.8", "latency 12.0 ms"])
+        again = viewer.screenshot()
     grey_lines = (np.abs(with_floor.astype(int) - mesh_only.astype(int)).sum(-1) > 30)
     assert grey_lines[int(0.6 * 360):].sum() > 300  # the grid below the person
     red = (full[:, :, 0] > 150) & (full[:, :, 1] < 80) & (full[:, :, 2] < 80)  # RGB screenshot
-    assert red.sum() > 0.1 * red.size  # the backdrop fills a good part of the view
     ys, xs = np.nonzero(red)
-    top_left = full[ys.min():ys.min() + 40, xs.min():xs.min() + 120]  # the backdrop's top-left corner
-    assert (top_left.min(-1) > 200).sum() > 50  # white numbers written there
+    # the whole frame, scaled to fit the window: its four sides are inside the view
+    (fx, fy), (cx, cy) = fit_camera(*camera, (480, 270), (480, 360))
+    left, right = cx - camera[1][0] * fx / camera[0][0], cx + (480 - camera[1][0]) * fx / camera[0][0]
+    top, bottom = cy - camera[1][1] * fy / camera[0][1], cy + (270 - camera[1][1]) * fy / camera[0][1]
+    assert abs(xs.min() - left) <= 3 and abs(xs.max() - right) <= 3
+    assert abs(ys.max() - bottom) <= 3 and right - left > 470
+    # the mesh is where the capture camera projects it (vertices flipped into the viewing frame by the viewer)
+    uv = project_points(np.asarray(verts, np.float64), (fx, fy), (cx, cy))
+    x0, x1 = np.percentile(uv[:, 0], [5, 95])
+    y0, y1 = np.percentile(uv[:, 1], [5, 95])
+    drawn = ~red  # inside the frame, what is not the red image is the mesh (id 7's orange) or the panel
+    assert drawn[int(y0):int(y1), int(x0):int(x1)].mean() > 0.3
+    below_panel = slice(130, int(bottom) - 4)
+    assert drawn[below_panel, int(left) + 4:int(uv[:, 0].min()) - 4].mean() < 0.02  # beside it: the frame
+    assert drawn[below_panel, int(uv[:, 0].max()) + 4:int(right) - 4].mean() < 0.02
+    # the panel: white text on a dark box at the window's top-left corner, with the ids and the keys
+    corner = full[4:60, 4:200]
+    assert (corner.min(-1) > 150).sum() > 30 and (corner.max(-1) < 40).sum() > 500
+    assert np.abs(again.astype(int) - full.astype(int)).mean() < 1.0  # the panel stays put
 
 
 def test_viewer_polls_source(body):

@@ -9,7 +9,7 @@ with identity camera pose, as the official demo does (``render_mesh`` in SMPLer-
 ``common/utils/vis.py``), base colour (1.0, 1.0, 0.9), and the composite
 ``render * mask + image * (1 - mask)``.
 
-Open3D's legacy ``Visualizer`` (hidden window, EGL when there is no display) only
+Open3D's legacy ``Visualizer`` (hidden window, always through EGL: see :func:`_headless_gl`) only
 supports a principal point at the canvas centre, ``((w - 1) / 2, (h - 1) / 2)``, and a
 symmetric frustum driven by ``fy``. Arbitrary principal points are therefore handled by
 rendering on a larger canvas centred on ``(cx, cy)`` and cropping the frame out of it.
@@ -29,8 +29,10 @@ the official ``--show_verts`` style (projected vertices as dots).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -52,6 +54,20 @@ Z_FAR = 1000.0
 _MARGIN = 4
 #: Canvas sizes are rounded up to a multiple of this (fewer window re-creations).
 _CANVAS_STEP = 64
+
+
+@contextlib.contextmanager
+def _headless_gl():
+    """Hide the display while Open3D creates its GL context, so that it renders through EGL
+    (headless) also on a desktop or under Xvfb: a hidden GLX window there is never mapped and reads
+    back as a flat black silhouette, while the EGL context renders the shaded mesh. The variables
+    are restored at once; Open3D's windowing starts once per process, so the first renderer
+    decides (the live Open3D viewer, which needs the display, never shares a process with it)."""
+    hidden = {k: os.environ.pop(k) for k in ("DISPLAY", "WAYLAND_DISPLAY") if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
 
 
 class RendererUnavailable(RuntimeError):
@@ -153,11 +169,12 @@ class MeshRenderer:
                 self._fail(f"cannot import open3d: {exc}")
             self._o3d = o3d
         o3d = self._o3d
-        vis = o3d.visualization.Visualizer()
         from engines.quiet import quiet_open3d
 
         quiet_open3d(o3d)  # Open3D's EGL/GLFW notices
-        created = vis.create_window(window_name="mesh-renderer", width=cw, height=ch, visible=False)
+        with _headless_gl():
+            vis = o3d.visualization.Visualizer()
+            created = vis.create_window(window_name="mesh-renderer", width=cw, height=ch, visible=False)
         if not created:
             self._fail("Visualizer.create_window(visible=False) failed (no EGL / OpenGL?)")
         opt = vis.get_render_option()

@@ -8,12 +8,15 @@ the thread that created the viewer (the main thread for a visible window: GLFW
 requires it).
 
 Meshes arrive in the OpenCV camera frame (x right, y down, z forward); they are
-shown rotated 180 degrees about x (Y up, the person facing the viewer), seen from the
-capture camera's side. Around them: a floor grid under the lowest foot (1 m cells with
-0.25 m lines), the capture camera's axes at the origin, and, when :meth:`update` gets the
-frame, the camera image as a backdrop one metre behind the furthest person, placed through
-the first person's camera so that from the capture camera's viewpoint the meshes lie over
-the people in the image; the numbers (FPS, latency, people) and the keys are written on it.
+shown rotated 180 degrees about x (Y up, the person facing the viewer). Around them: a floor
+grid under the lowest foot (1 m cells with 0.25 m lines), the capture camera's axes at the
+origin, and, when :meth:`update` gets the frame, the camera image as a backdrop one metre behind
+the furthest person, placed through the first person's camera. Once the frame is known the view
+*is* the capture camera: the whole frame fits the window (:func:`fit_camera`) and the meshes
+are drawn in the camera's perspective over the people; drag to orbit, R comes back. The
+numbers (FPS, latency, people, ids) and the keys are on a status panel fixed to the window's
+top-left corner (a small textured quad re-placed in front of the current view every frame).
+The default window, 1024x576, fits a 1280x720 screen with its title bar.
 Keys: Q or Esc quits, R resets the view, P pauses updates.
 
 ``headless=True`` renders offscreen (EGL, no display needed) so tests and servers can
@@ -42,6 +45,47 @@ PERSON_COLORS = ((0.75, 0.75, 0.68), (0.95, 0.55, 0.25), (0.35, 0.65, 0.95), (0.
                  (0.85, 0.4, 0.85), (0.95, 0.85, 0.3))
 
 VerticesLike = Union[None, np.ndarray, Sequence[np.ndarray]]
+
+
+#: The keys, on the status panel.
+KEYS_LINE = "Q/Esc quit  R camera view  P pause  drag: orbit"
+#: Depth (metres) of the status panel in front of the view: just beyond the near plane, before anything shown.
+PANEL_DEPTH = 0.45
+#: Base colours are scaled by this in the camera view (the default light then faces the meshes).
+CAMERA_VIEW_SHADE = 0.6
+NEAR = 0.4  # the capture camera's own axes (0.3 m at the origin) stay out of its view
+
+
+def panel_image(lines: Sequence[str], scale: float = 0.55) -> np.ndarray:
+    """The status panel: white lines on a dark box (RGB uint8), as small as its text."""
+    import cv2
+
+    thick = 1
+    sizes = [cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thick) for line in lines]
+    pad, gap = 8, 6
+    width = max(tw for (tw, _), _ in sizes) + 2 * pad
+    height = sum(th + base for (_, th), base in sizes) + gap * (len(lines) - 1) + 2 * pad
+    img = np.full((height, width, 3), 24, np.uint8)
+    y = pad
+    for line, ((_, th), base) in zip(lines, sizes):
+        cv2.putText(img, line, (pad, y + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        y += th + base + gap
+    return img
+
+
+def fit_camera(focal, princpt, image_size, window_size):
+    """The capture camera scaled so that the whole ``image_size`` frame fits ``window_size``:
+    ``((fx, fy), (cx, cy))`` in window pixels. Open3D's legacy view keeps the principal point at
+    the window's centre (it ignores another one), so the scale is chosen with the principal point
+    there: the frame lies around it, whole, off-centre when the camera's principal point is (a
+    principal point only shifts the picture, so the meshes stay over the people)."""
+    (fx, fy), (cx, cy) = focal, princpt
+    w, h = image_size
+    ww, wh = window_size
+    half_w = max(cx, w - cx, 1e-6)
+    half_h = max(cy, h - cy, 1e-6)
+    s = min((ww / 2.0) / half_w, (wh / 2.0) / half_h)
+    return (fx * s, fy * s), ((ww - 1) / 2.0, (wh - 1) / 2.0)
 
 
 def _write_lines(img: np.ndarray, lines: Sequence[str]) -> None:
@@ -91,7 +135,7 @@ class Open3DViewer:
     returning the same object again costs nothing.
     """
 
-    def __init__(self, faces: np.ndarray, width: int = 960, height: int = 720, headless: bool = False,
+    def __init__(self, faces: np.ndarray, width: int = 1024, height: int = 576, headless: bool = False,
                  source: Optional[Union[Callable[[], object], object]] = None, title: str = "SMPL-X mocap",
                  scene: bool = True):
         if not headless and not display_available():
@@ -140,6 +184,13 @@ class Open3DViewer:
         self._backdrop = None
         self._floor = None
         self._paused = False
+        #: (focal, princpt, (w, h)) of the frame shown as backdrop: the default view.
+        self._capture_cam = None
+        self._camera_view = False
+        self._panel = None
+        self._panel_lines: Optional[List[str]] = None
+        self._panel_size = (0, 0)
+        self._panel_pose = None
         self.scene = bool(scene)  # floor grid, axes and backdrop (off: the meshes alone)
         if self.scene:
             self._add_axes()
@@ -183,11 +234,11 @@ class Open3DViewer:
     def _add_axes(self) -> None:
         """The capture camera's axes at the origin (x red, y green, z blue; 0.3 m)."""
         axes = self._o3d.geometry.TriangleMesh.create_coordinate_frame(size=0.3)
-        self._vis.add_geometry(axes, reset_bounding_box=False)
+        self._vis.add_geometry(axes, reset_bounding_box=True)
 
     def _ensure_floor(self, stacked: np.ndarray) -> None:
         """A floor grid under the lowest point of the first people seen (once)."""
-        if self._floor is not None:
+        if self._floor is not None:  # drawn (or False: dropped for the camera frame)
             return
         o3d = self._o3d
         y = float(stacked[:, 1].min())
@@ -213,12 +264,13 @@ class Open3DViewer:
         image, camera, lines = item
         # a new array (the caller's frame is never drawn on); the text's grey and white are the same in BGR and RGB
         img = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB)
-        _write_lines(img, list(lines) + ["Q/Esc quit  R reset view  P pause"])
+        self._panel_lines = list(lines)
         h, w = img.shape[:2]
         if camera is None:
             f = 1.2 * max(w, h)
             camera = ((f, f), (w / 2.0, h / 2.0))
         (fx, fy), (cx, cy) = camera
+        self._capture_cam = ((float(fx), float(fy)), (float(cx), float(cy)), (w, h))
         depth = (float(-stacked[:, 2].min()) + 1.0) if stacked is not None and len(stacked) else 6.0
         corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
         xyz = np.stack([(corners[:, 0] - cx) / fx * depth, (corners[:, 1] - cy) / fy * depth,
@@ -237,8 +289,60 @@ class Open3DViewer:
     def reset_view(self) -> None:
         """Back to the capture camera's viewpoint (key R)."""
         self._view_set = False
-        if self._mesh is not None:
+        self._camera_view = False
+        if self._capture_cam is not None:
+            self._set_camera_view()
+        elif self._mesh is not None:
             self._set_default_view(np.asarray(self._mesh.vertices))
+
+    def _set_camera_view(self) -> None:
+        """Look through the capture camera: the whole frame fits the window, the meshes in its perspective."""
+        o3d = self._o3d
+        focal, princpt, size = self._capture_cam
+        (fx, fy), (cx, cy) = fit_camera(focal, princpt, size, (self.width, self.height))
+        params = o3d.camera.PinholeCameraParameters()
+        params.intrinsic = o3d.camera.PinholeCameraIntrinsic(self.width, self.height, fx, fy, cx, cy)
+        params.extrinsic = np.diag([1.0, -1.0, -1.0, 1.0])  # viewing frame (Y up) -> OpenCV camera
+        vc = self._vis.get_view_control()
+        vc.set_constant_z_near(NEAR)
+        vc.set_constant_z_far(1000.0)
+        if vc.convert_from_pinhole_camera_parameters(params, True):
+            self._camera_view = self._view_set = True
+        else:  # an Open3D that refuses an off-centre principal point: the old framing
+            log.debug("Open3D refused the capture camera view")
+            self._camera_view = True
+
+    def _place_panel(self) -> None:
+        """The status panel at the window's top-left corner, in front of the current view."""
+        if self._panel_lines is None or not self.scene:
+            return
+        o3d = self._o3d
+        ids = self._ids if self._ids is not None else ()
+        lines = self._panel_lines + ([f"ids {' '.join(str(i) for i in ids)}"] if ids else []) + [KEYS_LINE]
+        cam = self._vis.get_view_control().convert_to_pinhole_camera_parameters()
+        pose = (tuple(lines), cam.extrinsic.tobytes(), cam.intrinsic.intrinsic_matrix.tobytes())
+        if pose == self._panel_pose:
+            return
+        self._panel_pose = pose
+        img = panel_image(lines, scale=max(0.45, self.height / 1100.0))
+        ph, pw = img.shape[:2]
+        k = cam.intrinsic.intrinsic_matrix
+        fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+        u = np.array([6, 6 + pw, 6 + pw, 6], np.float64)
+        v = np.array([6, 6, 6 + ph, 6 + ph], np.float64)
+        d = PANEL_DEPTH
+        in_cam = np.stack([(u - cx) / fx * d, (v - cy) / fy * d, np.full(4, d), np.ones(4)], 1)
+        world = (np.linalg.inv(cam.extrinsic) @ in_cam.T).T[:, :3]
+        quad = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(world),
+                                         o3d.utility.Vector3iVector(np.array([[0, 2, 1], [0, 3, 2]])))
+        quad.triangle_uvs = o3d.utility.Vector2dVector(
+            np.array([[0, 0], [1, 1], [1, 0], [0, 0], [0, 1], [1, 1]], np.float64))
+        quad.triangle_material_ids = o3d.utility.IntVector([0, 0])
+        quad.textures = [o3d.geometry.Image(np.ascontiguousarray(img))]
+        if self._panel is not None:
+            self._vis.remove_geometry(self._panel, reset_bounding_box=False)
+        self._vis.add_geometry(quad, reset_bounding_box=False)
+        self._panel = quad
 
     def _show(self, verts: List[np.ndarray]) -> None:
         o3d = self._o3d
@@ -246,10 +350,15 @@ class Open3DViewer:
             backdrop, self._pending_backdrop = self._pending_backdrop, None
         stacked_all = (np.concatenate([np.asarray(v, np.float64).reshape(-1, 3) for v in verts], 0) * FLIP
                        if verts else None)
-        if stacked_all is not None and self.scene:
-            self._ensure_floor(stacked_all)
+        if stacked_all is not None and self.scene and self._capture_cam is None and backdrop is None:
+            self._ensure_floor(stacked_all)  # with the camera frame behind them the people need no floor
         if backdrop is not None and self.scene:
             self._show_backdrop(backdrop, stacked_all)
+            if self._floor not in (None, False):  # seen from the camera's height the grid is a smear across the frame
+                self._vis.remove_geometry(self._floor, reset_bounding_box=False)
+                self._floor = False
+            if not self._camera_view:
+                self._set_camera_view()
         if not verts:
             if self._mesh is not None:
                 self._vis.remove_geometry(self._mesh, reset_bounding_box=False)
@@ -267,10 +376,15 @@ class Open3DViewer:
             mesh.compute_vertex_normals()
             colors = np.concatenate([np.tile(PERSON_COLORS[int(i) % len(PERSON_COLORS)], (len(v), 1))
                                      for i, v in zip(ids, verts)], 0)
+            if self._camera_view:  # lit head-on from the camera: darker base colours keep the shading visible
+                colors = colors * CAMERA_VIEW_SHADE
             mesh.vertex_colors = o3d.utility.Vector3dVector(colors)
+            cam = self._vis.get_view_control().convert_to_pinhole_camera_parameters()
             self._vis.add_geometry(mesh, reset_bounding_box=not self._view_set)
             self._mesh, self._persons, self._ids = mesh, len(verts), ids
-            if not self._view_set:
+            if self._camera_view:  # adding geometry may move the view: keep the one in use
+                self._vis.get_view_control().convert_from_pinhole_camera_parameters(cam, True)
+            elif not self._view_set:
                 self._set_default_view(stacked)
         else:
             self._mesh.vertices = o3d.utility.Vector3dVector(stacked)
@@ -297,6 +411,7 @@ class Open3DViewer:
         verts = self._take()
         if verts is not None and not self._paused:
             self._show(verts)
+        self._place_panel()
         alive = self._vis.poll_events()
         self._vis.update_renderer()
         if self._quit:
@@ -326,7 +441,8 @@ class Open3DViewer:
     def screenshot(self) -> np.ndarray:
         """Render the current view and return it as RGB uint8 (H, W, 3)."""
         self.step()
-        buf = np.asarray(self._vis.capture_screen_float_buffer(do_render=False))
+        # rendered again for the read-back: a visible GLX window (a desktop, Xvfb) reads back black otherwise
+        buf = np.asarray(self._vis.capture_screen_float_buffer(do_render=True))
         return np.clip(buf * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
     def capture(self, path) -> None:

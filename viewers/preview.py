@@ -51,6 +51,22 @@ def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+#: What each ``--viewer`` opens, for the start-up line.
+VIEWER_WINDOWS = {"preview": "the preview window (video with skeletons)",
+                  "overlay": "the overlay window (video with shaded meshes)",
+                  "open3d": "the Open3D window (camera frame with the meshes, status panel)"}
+
+
+def describe_viewer(requested: str, chosen: str) -> str:
+    """Which viewer ``mocap live`` opened, or why none (``requested``: the ``--viewer`` value)."""
+    if chosen != "none":
+        return VIEWER_WINDOWS.get(chosen, chosen)
+    if requested == "auto":
+        return ("no window: no display found ($DISPLAY and $WAYLAND_DISPLAY are unset; "
+                "the streams and the recording work without one)")
+    return "no window (--viewer none)"
+
+
 def _pt(p) -> tuple:
     return int(round(float(p[0]))), int(round(float(p[1])))
 

@@ -67,6 +67,7 @@ def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Opt
     import io
     import time
 
+    from ..progress import ticking
     from ..quiet import verbose
 
     net = load_network(ckpt)
@@ -76,10 +77,12 @@ def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Opt
     chatter = io.StringIO()  # the exporter prints its own progress: shown with -v only
     try:
         with contextlib.redirect_stdout(chatter) if not verbose() else contextlib.nullcontext():
-            torch_to_onnx(optimize_for_cpu(net) if optimized else net, tmp,
-                          metadata={"checkpoint": ckpt.name,
-                                    "rewrites": rewrites_label() if optimized else "none"})
-            check_onnx(tmp, net)
+            with ticking("step 1/2: exporting the network to ONNX"):
+                torch_to_onnx(optimize_for_cpu(net) if optimized else net, tmp,
+                              metadata={"checkpoint": ckpt.name,
+                                        "rewrites": rewrites_label() if optimized else "none"})
+            with ticking("step 2/2: checking the engine against PyTorch"):
+                check_onnx(tmp, net)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)  # a failed export or check leaves nothing half-written behind

@@ -148,6 +148,10 @@ def convert(source: Union[str, Path], out: Union[str, Path], to: Optional[str] =
     else:
         tracks = list(take.persons.values())
     paths = output_paths(out, name, [t.person_id for t in tracks], several=len(tracks) > 1)
+    if body_models is None:  # a recording remembers the model it was made with
+        from realtime.recording import remembered_body_models
+
+        body_models = remembered_body_models(source)
     model = open_body_model(body_models)
     bodies, motions = [], []
     for track in tracks:

@@ -26,6 +26,7 @@ import numpy as np
 
 from engines.body_model import NUM_EXPRESSION, NUM_JOINTS
 from engines.errors import UserError
+from engines.quiet import muted_stdout
 
 from .motion import Motion
 from .skeleton import EXPRESSION_NAMES, RestMesh
@@ -143,15 +144,16 @@ def write_fbx(motion: Motion, path: Path, mesh: Optional[RestMesh] = None) -> No
     bpy = require_bpy()
     _build_scene(bpy, motion, mesh)
     try:
-        result = bpy.ops.export_scene.fbx(
-            filepath=str(path), use_selection=False, object_types={"ARMATURE", "MESH"},
-            apply_unit_scale=True, apply_scale_options="FBX_SCALE_ALL", axis_forward="-Z", axis_up="Y",
-            use_mesh_modifiers=False, mesh_smooth_type="FACE", add_leaf_bones=False,
-            primary_bone_axis="Y", secondary_bone_axis="X", armature_nodetype="NULL",
-            use_armature_deform_only=False, bake_anim=True, bake_anim_use_all_bones=True,
-            bake_anim_use_nla_strips=False, bake_anim_use_all_actions=False,
-            bake_anim_force_startend_keying=True, bake_anim_step=1.0, bake_anim_simplify_factor=0.0,
-            use_custom_props=False, embed_textures=False)
+        with muted_stdout():  # Blender prints its progress (with the hidden temporary name): -v shows it
+            result = bpy.ops.export_scene.fbx(
+                filepath=str(path), use_selection=False, object_types={"ARMATURE", "MESH"},
+                apply_unit_scale=True, apply_scale_options="FBX_SCALE_ALL", axis_forward="-Z", axis_up="Y",
+                use_mesh_modifiers=False, mesh_smooth_type="FACE", add_leaf_bones=False,
+                primary_bone_axis="Y", secondary_bone_axis="X", armature_nodetype="NULL",
+                use_armature_deform_only=False, bake_anim=True, bake_anim_use_all_bones=True,
+                bake_anim_use_nla_strips=False, bake_anim_use_all_actions=False,
+                bake_anim_force_startend_keying=True, bake_anim_step=1.0, bake_anim_simplify_factor=0.0,
+                use_custom_props=False, embed_textures=False)
     except RuntimeError as exc:
         raise UserError(f"Blender could not write the FBX file: {exc}") from None
     finally:

@@ -6,8 +6,10 @@ Two inputs are understood:
   capture timestamps, people are told apart by their track id. A truncated recording is read
   up to its last intact frame, and what was lost is said in :attr:`Take.notes`.
 * a result folder of ``mocap video`` / ``mocap image``: ``DIR/smplx/<frame>_<id>.npz`` in
-  the official layout. Frame ``n`` of a video is at ``(n - 1) / fps`` seconds; ``fps`` is
-  read from the folder's ``video.json`` (written by ``mocap video``) unless given. Files whose
+  the official layout. Frame ``n`` of a video is at its real timestamp, recorded in the folder's
+  ``video.json`` (``frame_times``; phones write variable-frame-rate clips), else at
+  ``(n - 1) / fps`` seconds; ``fps`` is read from ``video.json`` unless given (a given ``fps``
+  places frames on its grid). Files whose
   frame part is not a number (``mocap image`` results) are taken one frame each, in file
   name order. Unreadable files are skipped and named in the notes.
 
@@ -17,6 +19,7 @@ Parameters stay as SMPLer-X gives them (camera frame, hand poses relative to the
 from __future__ import annotations
 
 import logging
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +153,32 @@ def _read_view(smplx_dir: Path, npz: Path) -> Optional[np.ndarray]:
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
+def _frame_clock(info: Dict, frame_of: Dict[str, int], first: int, rate: float) -> Optional[Dict[str, float]]:
+    """Seconds from frame ``first`` of every result frame, from the real timestamps that
+    ``video.json`` records (``frame_times``; a phone's variable-frame-rate clip is not on a
+    ``k / fps`` grid); None when it records none for some of them."""
+    times = info.get("frame_times")
+    base = int(info.get("first_frame", 1))
+    if not isinstance(times, list) or not times:
+        return None
+
+    def at(n: int) -> Optional[float]:
+        k = n - base
+        t = times[k] if 0 <= k < len(times) else None
+        return float(t) if isinstance(t, (int, float)) and math.isfinite(t) else None
+
+    t_first = at(first)
+    if t_first is None:  # the first frame was not decoded: count back from frame base
+        t0 = at(base)
+        t_first = None if t0 is None else t0 + (first - base) / rate
+    out = {}
+    for stem, n in frame_of.items():
+        t = at(n)
+        if t is None or t_first is None:
+            return None
+        out[stem] = t - t_first
+    return out
+
 
 def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
     from engines.offline import read_video_info
@@ -191,6 +220,11 @@ def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
                         f"pass --fps F (the frame rate of the video it came from)")
     else:
         rate = 30.0  # a single frame: the rate does not matter
+    time_of = _frame_clock(info, frame_of, first, rate) if numbered and fps is None else None
+    if time_of is None:
+        time_of = {stem: (n - first) / rate for stem, n in frame_of.items()}
+    elif info.get("variable_frame_rate"):
+        notes.append("variable frame rate: frames placed at their timestamps from video.json")
     samples: Dict[int, List[tuple]] = {}
     bad: List[str] = []
     for stem, pid, f in files:
@@ -200,13 +234,13 @@ def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
             log.debug("unreadable %s: %s", f, exc)
             bad.append(f.name)
             continue
-        samples.setdefault(pid, []).append(((frame_of[stem] - first) / rate, params, _read_view(smplx_dir, f)))
+        samples.setdefault(pid, []).append((time_of[stem], params, _read_view(smplx_dir, f)))
     if bad:
         notes.append(f"{len(bad)} unreadable result file(s) skipped: {', '.join(bad[:5])}"
                      + (" ..." if len(bad) > 5 else ""))
     if not samples:
         raise UserError(f"no readable result file in {smplx_dir}")
-    return Take(source=Path(path), kind="results", duration=(max(frame_of.values()) - first) / rate,
+    return Take(source=Path(path), kind="results", duration=max(time_of.values()),
                 frame_rate=rate, persons=_tracks(samples), notes=notes)
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
-from engines.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_images, natural_key
+from engines.media import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_images, media_kind, natural_key,
+                           unsupported_files)
 
 #: Suffixes of text files that list inputs, one path a line (``#`` starts a comment; relative
 #: paths are relative to the list file's folder).
@@ -48,19 +49,13 @@ class MediaInput:
 
 @dataclass(frozen=True)
 class Problem:
-    """An INPUT argument (or list line) that yields no media file."""
+    """An INPUT argument (or list line) that yields no media file, or (``not_read``) a file of a
+    type no command reads found in an INPUT folder: named in the summary and the manifest, not a
+    failure of the batch."""
 
     path: str
     message: str
-
-
-def media_kind(path: Path) -> Optional[str]:
-    suffix = path.suffix.lower()
-    if suffix in VIDEO_EXTENSIONS:
-        return "video"
-    if suffix in IMAGE_EXTENSIONS:
-        return "image"
-    return None
+    not_read: bool = False
 
 
 def list_videos(folder: Path) -> List[Path]:
@@ -84,12 +79,14 @@ def _expand_one(item: Path, from_list: bool) -> Tuple[List[MediaInput], List[Pro
     if item.is_dir():
         try:
             found = list_videos(item) + list_images(item)
+            other = unsupported_files(item)
         except OSError as exc:
             return [], [Problem(str(item), f"cannot list folder {item}: {exc.strerror or exc}")]
+        not_read = [Problem(str(p), f"not read (not an image or video type): {p}", not_read=True) for p in other]
         if not found:
             return [], [Problem(str(item), f"no image or video files in folder {item} "
-                                           f"(looked for {', '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)})")]
-        return [MediaInput(p.resolve(), media_kind(p)) for p in found], []
+                                           f"(looked for {', '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)})")] + not_read
+        return [MediaInput(p.resolve(), media_kind(p)) for p in found], not_read
     kind = media_kind(item)
     if kind is not None:  # missing, empty or unreadable files fail as inputs (see preflight_error)
         return [MediaInput(item.resolve(), kind)], []

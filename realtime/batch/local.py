@@ -144,7 +144,7 @@ def _process(path: Path, kind: str, tmp: Path, predictor, opts: BatchOptions, im
     if kind == "image":
         stats = run_images([path], predictor, tmp, detector=image_detector, manual_boxes=opts.manual_boxes(),
                            save_mesh=opts.save_mesh, overlay=image_overlay, progress=False,
-                           run_info={"command": "batch"})
+                           run_info={"command": "batch"}, orientation=opts.orientation)
         if stats.frames:
             on_frame(1, [])
         return InputResult(stats.frames, stats.persons, stats.empty_frames)
@@ -158,7 +158,7 @@ def _process(path: Path, kind: str, tmp: Path, predictor, opts: BatchOptions, im
     try:
         stats = run_video(path, predictor, tmp, detector=detector, manual_boxes=opts.manual_boxes(),
                           save_mesh=opts.save_mesh, overlay=overlay, progress=False, max_frames=opts.max_frames,
-                          on_frame=on_frame, run_info={"command": "batch"})
+                          on_frame=on_frame, run_info={"command": "batch"}, orientation=opts.orientation)
     finally:
         if detector is not None:
             detector.close()

@@ -31,6 +31,8 @@ class BatchOptions:
     #: The exports smoothed and grounded as ``mocap convert``'s defaults (the smplx/ results stay raw).
     export_smooth: bool = True
     export_ground: bool = True
+    #: Turn photos / videos by their EXIF orientation / rotation metadata (``--ignore-orientation``: False).
+    orientation: bool = True
 
     def results_identity(self) -> Dict:
         """The settings results depend on (device and worker counts do not change what is written)."""
@@ -42,6 +44,8 @@ class BatchOptions:
         if not self.exports:  # they change only the export files
             d.pop("export_smooth")
             d.pop("export_ground")
+        if d["orientation"]:  # the default: batches written before the option existed stay resumable
+            d.pop("orientation")
         return d
 
     def manual_boxes(self) -> Optional[List[List[float]]]:
@@ -50,7 +54,8 @@ class BatchOptions:
 
 def resolve_options(checkpoint: str, body_models: Optional[str], device: str, engine: str, bbox, max_people: int,
                     save_mesh: bool, overlay: bool, boxes: bool, max_frames: Optional[int],
-                    exports: Sequence[str] = (), export_smooth: bool = True, export_ground: bool = True) -> BatchOptions:
+                    exports: Sequence[str] = (), export_smooth: bool = True, export_ground: bool = True,
+                    orientation: bool = True) -> BatchOptions:
     """Options with the checkpoint resolved to a file, the body model found and the export formats
     checked (clear errors first, before any worker starts)."""
     from engines.body_model import BodyModelNotFound, find_smplx_file
@@ -77,4 +82,4 @@ def resolve_options(checkpoint: str, body_models: Optional[str], device: str, en
                         device=device, engine=engine, bbox=boxes_t, max_people=int(max_people),
                         save_mesh=bool(save_mesh), overlay=bool(overlay), boxes=bool(boxes), max_frames=max_frames,
                         exports=tuple(dict.fromkeys(exports)), export_smooth=bool(export_smooth),
-                        export_ground=bool(export_ground))
+                        export_ground=bool(export_ground), orientation=bool(orientation))

@@ -130,7 +130,7 @@ def _input_task(path: str, kind: str, options: Dict, engine, chunk_frames: int):
     opts = BatchOptions(**options)
     predict = crop_predictor(lambda chunk: ray.get(engine.infer.remote(chunk)))
     for item in track_and_predict(path, kind, predict, opts.manual_boxes(), opts.max_people, opts.max_frames,
-                                  chunk_frames):
+                                  chunk_frames, orientation=opts.orientation):
         if isinstance(item, PeopleChunk):
             yield {"frames": len(item.frames)}
         yield item

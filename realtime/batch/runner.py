@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
 from engines.errors import UserError
+from engines.media import accepted_types
 
 from .inputs import MediaInput, expand_inputs
 from .manifest import BatchDir
@@ -24,6 +25,8 @@ class BatchReport:
     done: List[MediaInput] = field(default_factory=list)  # in this run
     already_done: List[MediaInput] = field(default_factory=list)
     failures: List[Tuple[str, str]] = field(default_factory=list)  # (path, error), problems included
+    #: Files in INPUT folders of a type no command reads (named, not failures).
+    not_read: List[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -33,6 +36,9 @@ class BatchReport:
         parts = [f"{len(self.done)} done", f"{len(self.already_done)} already done", f"{len(self.failures)} failed"]
         lines = [f"{self.inputs} input(s): {', '.join(parts)}; results in {self.out}"]
         lines += [f"  failed: {path}: {error}" for path, error in self.failures]
+        if self.not_read:
+            lines.append(f"  not read ({len(self.not_read)} file(s) of another type; accepted: {accepted_types()}): "
+                         + ", ".join(self.not_read[:10]) + (" ..." if len(self.not_read) > 10 else ""))
         return "\n".join(lines)
 
 
@@ -60,7 +66,8 @@ def run_batch(items: Iterable[Path], out: Path, options: BatchOptions, workers: 
     """
     inputs, problems = expand_inputs(items)
     report = BatchReport(Path(out), inputs=len(inputs))
-    report.failures += [(p.path, p.message) for p in problems]
+    report.failures += [(p.path, p.message) for p in problems if not p.not_read]
+    report.not_read = [p.path for p in problems if p.not_read]
     if not inputs:
         raise UserError("nothing to process: " + "; ".join(p.message for p in problems[:5]) if problems
                         else "nothing to process: no INPUT given")
@@ -73,6 +80,9 @@ def run_batch(items: Iterable[Path], out: Path, options: BatchOptions, workers: 
         if ray_address is not None:
             ray_runner.check_address(ray_address)  # before anything is written
     with BatchDir.open(Path(out), options.results_identity(), overwrite) as bdir:
+        for path in report.not_read:  # named in the manifest too
+            bdir.record(MediaInput(Path(path).resolve(), "unsupported"), state="not read",
+                        error="not an image or video type")
         tasks, refused = [], []
         for media in inputs:
             if bdir.is_done(media):

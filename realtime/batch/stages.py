@@ -73,6 +73,8 @@ class InputStart:
     #: For ``video.json`` and ``run.json``: the container's own rate (0: unknown) and frame count.
     container_fps: float = 0.0
     frame_count: Optional[int] = None
+    #: What was turned to bring the input upright (EXIF orientation, video rotation), or None.
+    orientation: Optional[str] = None
 
 
 @dataclass
@@ -81,6 +83,9 @@ class InputEnd:
     #: Frames that could not be decoded, and the reader's one-line account of it (or None).
     undecodable: int = 0
     problem: Optional[str] = None
+    #: Videos: every decoded frame's real timestamp (seconds) by frame number, for ``video.json``.
+    frame_times: Optional[Dict[int, float]] = None
+    variable_frame_rate: bool = False
 
 
 _IMAGE_DETECTORS: Dict[int, object] = {}
@@ -122,7 +127,7 @@ def crop_predictor(infer: InferFn):
 
 
 def track_and_predict(path: Path, kind: str, predict, manual_boxes=None, max_people: int = 1,
-                      max_frames: Optional[int] = None, chunk_frames: int = CHUNK_FRAMES
+                      max_frames: Optional[int] = None, chunk_frames: int = CHUNK_FRAMES, orientation: bool = True
                       ) -> Iterator[Union[InputStart, PeopleChunk, InputEnd]]:
     """Yields :class:`InputStart`, then :class:`PeopleChunk` s, then :class:`InputEnd`: the people of
     every frame as ``mocap video`` / ``mocap image`` find, predict and name them, with ``predict``
@@ -132,24 +137,25 @@ def track_and_predict(path: Path, kind: str, predict, manual_boxes=None, max_peo
 
     path = Path(path)
     if kind == "image":
-        from engines.media import read_image
+        from engines.media import image_with_orientation
 
-        image = read_image(path)
+        image, turned = image_with_orientation(path, orientation)
         detector = None if manual_boxes else _image_detector(max_people)
-        yield InputStart("image", 0.0, 1)
+        yield InputStart("image", 0.0, 1, orientation=turned)
         preds = image_people(image, detector, manual_boxes, predict)
         yield PeopleChunk([(1, image, preds)])
         yield InputEnd(1)
         return
     detector = None
-    with VideoFrames(path, max_frames) as frames:
+    with VideoFrames(path, max_frames, orientation) as frames:
         try:
             if not manual_boxes:
                 from engines.detector import PersonDetector
 
                 detector = PersonDetector(static=False, max_people=max_people)  # fresh, as in `mocap video`
             people = VideoPeople(detector, manual_boxes, frames.fps)
-            yield InputStart("video", frames.fps, frames.total, frames.container_fps, frames.frame_count)
+            yield InputStart("video", frames.fps, frames.total, frames.container_fps, frames.frame_count,
+                             frames.reader.orientation_note)
             count = 0
             batch: List = []
             for index, image in frames:
@@ -160,7 +166,8 @@ def track_and_predict(path: Path, kind: str, predict, manual_boxes=None, max_peo
                     batch = []
             if batch:
                 yield PeopleChunk(batch)
-            yield InputEnd(count, frames.undecodable, frames.problem)
+            yield InputEnd(count, frames.undecodable, frames.problem, frames.frame_times,
+                           frames.reader.variable_frame_rate)
         finally:
             if detector is not None:
                 detector.close()
@@ -217,10 +224,14 @@ class InputWriter:
         self._overlay = overlay
         video = start.kind == "video"
         run_info = {"input": str(self.source), "frames_in_index": start.frame_count} if video else {}
-        self.writer = ResultWriter(out_dir, faces, save_mesh, {**run_info, "command": "batch"})
+        self.writer = ResultWriter(out_dir, faces, save_mesh,
+                                   {**run_info, "command": "batch", "orientation": start.orientation})
         self._video = None
+        self._start = start
+        self._out_dir = Path(out_dir)
         if video:
-            write_video_info(out_dir, start.container_fps, start.total, str(self.source))
+            write_video_info(out_dir, start.container_fps, start.total, str(self.source),
+                             orientation=start.orientation)
             self._video = VideoResults(self.writer, self.source, start.fps, overlay)
         self.frames = self.persons = self.empty_frames = 0
 
@@ -243,7 +254,11 @@ class InputWriter:
         if self._video is not None:
             self._video.close()
         if end is not None:
-            from engines.offline import RunStats
+            from engines.offline import RunStats, write_video_info
+
+            if self._video is not None and end.frame_times:
+                write_video_info(self._out_dir, self._start.container_fps, self._start.total, str(self.source),
+                                 end.frame_times, self._start.orientation, end.variable_frame_rate)
 
             self.writer.finish(RunStats(frames=self.frames, persons=self.persons, empty_frames=self.empty_frames,
                                         undecodable=end.undecodable, input_problem=end.problem))

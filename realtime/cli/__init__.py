@@ -51,9 +51,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.environ["MOCAP_VERBOSE"] = "1"  # engines.quiet lets native libraries talk
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):  # exporter internals, not news for a user
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    from engines.quiet import StderrFilter
+    from engines.quiet import StderrFilter, quiet_loggers
+
+    quiet_loggers()  # exporter internals (torchvision notices...), not news for a user
 
     chatter = StderrFilter() if not args.verbose else None  # MediaPipe/absl/TFLite notices from C++
     if chatter is not None:

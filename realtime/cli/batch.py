@@ -54,7 +54,8 @@ def cmd_batch(args) -> int:
     options = resolve_options(args.checkpoint, args.body_models, args.device, args.engine, args.bbox,
                               max_people(args), args.save_mesh,
                               not args.no_overlay, not args.no_boxes, args.max_frames, args.export,
-                              export_smooth=args.smooth, export_ground=args.ground)
+                              export_smooth=args.smooth, export_ground=args.ground,
+                              orientation=not args.ignore_orientation)
     report = run_batch(args.inputs, args.out, options, workers=args.workers, use_ray=args.ray is not None,
                        ray_address=None if args.ray in (None, "local") else args.ray, batch_size=args.batch_size,
                        progress=not args.no_progress, verbose=args.verbose, overwrite=args.overwrite)

@@ -48,6 +48,10 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="torch", choices=["torch", "onnx", "auto", "aoti"],
                    help="backend; torch (default) runs the network op for op like the official code")
     p.add_argument("--save-mesh", action="store_true", help="also write mesh/<name>.obj")
+    p.add_argument("--ignore-orientation", action="store_true",
+                   help="keep the pixels as stored: do not turn photos by their EXIF orientation or videos by "
+                        "their rotation metadata (the official load_img ignores both; by default they are applied "
+                        "and run.json / video.json say what was turned)")
     p.add_argument("--no-overlay", action="store_true", help="skip rendering the overlay images")
     p.add_argument("--no-boxes", action="store_true", help="overlay: draw the meshes without boxes and ids")
     p.add_argument("--max-people", type=int, default=None, metavar="N",
@@ -302,7 +306,8 @@ def make_sinks(args, body_model, record_dir: Optional[Path] = None, record_video
         if record_dir is not None:
             from realtime.sinks.recorder import Recorder
 
-            sinks.append(Recorder(record_dir, save_video=record_video, fps=fps, source=source_desc))
+            sinks.append(Recorder(record_dir, save_video=record_video, fps=fps, source=source_desc,
+                                  body_models=getattr(body_model, "path", None)))
     except BaseException as exc:
         for s in sinks:
             s.close()

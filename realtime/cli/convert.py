@@ -18,10 +18,12 @@ def register(sub) -> None:
                    help="output file; with several people one file each, FILE's stem + _<id>")
     p.add_argument("--person", type=int, default=None, metavar="ID", help="convert only this person (track id)")
     p.add_argument("--fps", type=float, default=None, metavar="F",
-                   help="frame rate of a result folder (default: its video.json); for a recording, the output "
+                   help="frame rate of a result folder, placing frames on a k/F grid (default: the frame timestamps "
+                        "in its video.json); for a recording, the output "
                         "frame rate (default: the recording's, else 30)")
     p.add_argument("--body-models", default=None, metavar="DIR",
-                   help="directory holding smplx/SMPLX_NEUTRAL.npz (default: $MOCAP_BODY_MODELS or the cache)")
+                   help="directory holding smplx/SMPLX_NEUTRAL.npz (default: the one a recording was made "
+                        "with, else $MOCAP_BODY_MODELS or the cache)")
     p.add_argument("--place", choices=["floor", "camera"], default="floor",
                    help="floor (default): start above the origin, feet on y=0; camera: keep the camera frame "
                         "(camera at the origin looking down -z)")

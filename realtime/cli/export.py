@@ -36,6 +36,8 @@ def cmd_export(args) -> int:
     from engines.checkpoints import CheckpointError, load_network, resolve_checkpoint
     from engines.export import check_onnx, onnx_to_engine, summarize, tensorrt_unsupported_ops, torch_to_onnx
     from engines.optimize import optimize_for_cpu, rewrites_label
+    from engines.progress import ticking
+    from engines.quiet import muted_stdout
 
     if args.batch < 1:
         raise UserError("--batch must be >= 1")
@@ -59,14 +61,16 @@ def cmd_export(args) -> int:
         onnx_path = args.out.with_suffix(".onnx")
     exported = net if args.no_optimize else optimize_for_cpu(net)
     fp16_graph = args.fp16 and args.to == "onnx"
-    torch_to_onnx(exported, onnx_path, batch=args.batch, dynamic_batch=not args.static_batch, fp16=fp16_graph,
-                  metadata={"checkpoint": ckpt.name,
-                            "rewrites": "none" if args.no_optimize else rewrites_label()})
+    with ticking(f"exporting {ckpt.name} to {onnx_path}"), muted_stdout():  # [torch.onnx] lines: -v only
+        torch_to_onnx(exported, onnx_path, batch=args.batch, dynamic_batch=not args.static_batch, fp16=fp16_graph,
+                      metadata={"checkpoint": ckpt.name,
+                                "rewrites": "none" if args.no_optimize else rewrites_label()})
     if fp16_graph:
         print(f"wrote {onnx_path} (fp16; not checked on CPU: ONNX Runtime's CPU provider lacks fp16 kernels)")
     else:
         try:
-            diffs = check_onnx(onnx_path, net)
+            with ticking("checking the export against PyTorch"):
+                diffs = check_onnx(onnx_path, net)
         except AssertionError as exc:
             raise UserError(f"exported graph failed its check: {exc}") from exc
         print(f"wrote {onnx_path}; checked with ONNX Runtime: {summarize(diffs)}")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 from engines.errors import UserError
 
@@ -19,22 +19,39 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_image)
 
 
-def _expand_images(items: List[Path]) -> List[Path]:
-    from engines.media import list_images
+def _expand_images(items: List[Path]) -> Tuple[List[Path], List[str]]:
+    """The images named by ``items`` (folders: their images) and the files of another type found
+    in those folders or given by name (named in the summary and run.json, never skipped silently)."""
+    from engines.media import list_images, media_kind, unsupported_files
 
-    out = []
+    out, unsupported = [], []
     for item in items:
-        out += list_images(item) if item.is_dir() else [item]
+        if item.is_dir():
+            out += list_images(item)
+            unsupported += [str(p) for p in unsupported_files(item)] + [str(p) for p in sorted(item.iterdir())
+                                                                         if p.is_file() and media_kind(p) == "video"]
+        elif item.suffix and media_kind(item) != "image":
+            unsupported.append(str(item))
+        else:
+            out.append(item)
     if not out:
-        raise UserError("no images given (directories were empty)")
-    return out
+        from engines.media import accepted_types
+
+        what = f"; not images: {', '.join(unsupported[:5])}" if unsupported else " (directories were empty)"
+        raise UserError(f"no images given{what} ({accepted_types()})")
+    return out, unsupported
 
 
 def cmd_image(args) -> int:
     from engines.offline import check_output_dir, run_images
 
     check_boxes(args.bbox)
-    images = _expand_images(args.images)
+    images, unsupported = _expand_images(args.images)
+    if unsupported:
+        from engines.media import IMAGE_EXTENSIONS
+
+        print(f"mocap image: {len(unsupported)} file(s) not read (not an image type: {' '.join(IMAGE_EXTENSIONS)}): "
+              f"{', '.join(unsupported[:10])}" + (" ..." if len(unsupported) > 10 else ""))
     missing = [str(p) for p in images if not p.is_file()]
     if missing and len(missing) == len(images):
         raise UserError(f"image(s) not found: {', '.join(missing)}")
@@ -43,6 +60,8 @@ def cmd_image(args) -> int:
     def run(predictor, detector, overlay, stop):
         return run_images(images, predictor, args.out, detector=detector, manual_boxes=args.bbox,
                           save_mesh=args.save_mesh, overlay=overlay, stop=stop,
-                          run_info={"command": "image", "inputs": [str(p) for p in images]})
+                          run_info={"command": "image", "inputs": [str(p) for p in images],
+                                    "not_read": unsupported},
+                          orientation=not args.ignore_orientation)
 
     return run_offline(args, run)

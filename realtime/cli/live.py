@@ -172,6 +172,11 @@ def cmd_live(args) -> int:
                             grounder=grounder)
             pipe.start(args.max_frames)
             viewer = _open_viewer(viewer_kind, body.faces, args)
+            from realtime.sinks import describe_sinks
+            from viewers.preview import describe_viewer
+
+            print(f"mocap live: sending to {describe_sinks(sinks)}; viewer: {describe_viewer(args.viewer, viewer_kind)}",
+                  file=sys.stderr, flush=True)
             status = StatusLine(sys.stderr)
             last_status = time.monotonic()  # the first status line after a second, when its rates mean something
             deadline = None if args.duration is None else time.monotonic() + args.duration

@@ -1,6 +1,7 @@
 """``mocap replay``: send a recording or a ``mocap video`` result folder to the streams."""
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -14,10 +15,12 @@ def register(sub) -> None:
     r = sub.add_parser("replay", help="send a recorded session or a `mocap video` result folder to the streams")
     r.add_argument("path", type=Path, help="recording directory, or a directory with smplx/ and meta/")
     add_stream_args(r)
-    r.add_argument("--body-models", default=None, metavar="DIR", help="SMPL-X model directory (for VMC rest offsets)")
+    r.add_argument("--body-models", default=None, metavar="DIR", help="SMPL-X model directory (for VMC rest offsets; default: the one a recording "
+                        "was made with, else $MOCAP_BODY_MODELS or the cache)")
     r.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
     r.add_argument("--fps", type=float, default=None,
-                   help="frame rate of official result folders (default: the folder's video.json, else 30)")
+                   help="frame rate of official result folders, placing frames on a k/F grid (default: each "
+                        "frame's timestamp from the folder's video.json, else its fps, else 30)")
     r.add_argument("--loop", action="store_true", help="start over at the end until stopped (Ctrl-C)")
     r.add_argument("--settle", type=float, default=0.5, metavar="S",
                    help="seconds to wait after opening the streams before the first frame, so that ZMQ "
@@ -32,7 +35,7 @@ def register(sub) -> None:
 def cmd_replay(args) -> int:
     from engines.body_model import BodyModel, BodyModelNotFound
 
-    from realtime.replay import load_timeline, replay
+    from realtime.replay import load_timeline, replay, replay_banner
 
     if not args.speed > 0 or (args.fps is not None and not args.fps > 0):
         raise UserError("--speed and --fps must be > 0")
@@ -47,13 +50,15 @@ def cmd_replay(args) -> int:
 
         fps = (read_video_info(args.path) or {}).get("fps") or 30.0
     try:
-        timeline = load_timeline(args.path, fps=fps)  # damaged input is found before any sink opens
+        timeline = load_timeline(args.path, fps=fps, frame_times=args.fps is None)  # damaged input is found before any sink opens
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
     body = None
     if osc_targets(args.osc):
+        from realtime.recording import remembered_body_models
+
         try:
-            body = BodyModel(args.body_models)
+            body = BodyModel(args.body_models or remembered_body_models(args.path))
         except BodyModelNotFound as exc:
             raise UserError(f"{exc} (VMC output needs the body model for bone offsets; or pass --osc none)") from exc
     stop = threading.Event()
@@ -62,7 +67,9 @@ def cmd_replay(args) -> int:
         try:
             if args.settle and any(type(s).__name__ == "ZMQSink" for s in sinks):
                 stop.wait(args.settle)  # subscribers that connect now get the first frame
-            stats = replay(timeline, sinks, speed=args.speed, loop=args.loop, stop_event=stop)
+            print(replay_banner(timeline, args.speed, sinks), flush=True)
+            stats = replay(timeline, sinks, speed=args.speed, loop=args.loop, stop_event=stop,
+                           progress=sys.stderr.isatty())
         finally:
             for s in sinks:
                 s.close()

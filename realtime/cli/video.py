@@ -20,13 +20,14 @@ def register(sub) -> None:
 
 
 def cmd_video(args) -> int:
-    from engines.media import VideoReader, VideoUnreadable
+    from engines.media import VideoReader, VideoUnreadable, check_video_path
     from engines.offline import check_output_dir, run_video
 
     check_boxes(args.bbox)
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be >= 1")
     try:
+        check_video_path(args.video)
         VideoReader(args.video).close()  # an unreadable video fails before the slow model load
     except VideoUnreadable as exc:
         raise UserError(str(exc)) from None
@@ -35,6 +36,6 @@ def cmd_video(args) -> int:
     def run(predictor, detector, overlay, stop):
         return run_video(args.video, predictor, args.out, detector=detector, manual_boxes=args.bbox,
                          save_mesh=args.save_mesh, overlay=overlay, max_frames=args.max_frames, stop=stop,
-                         run_info={"command": "video"})
+                         run_info={"command": "video"}, orientation=not args.ignore_orientation)
 
     return run_offline(args, run, unreadable=(VideoUnreadable,))

@@ -47,11 +47,14 @@ class Recorder:
         image_size: (width, height) if known now; otherwise taken from the first frame.
         fsync_every: fsync the frames file every N frames.
         jpeg_quality: 0-100.
+        body_models: the SMPL-X model the session ran with (its ``.npz``), remembered in the
+            metadata so that ``mocap replay`` / ``mocap convert`` find it without ``--body-models``.
     """
 
     def __init__(self, directory: Union[str, Path], save_video: bool = False, fps: Optional[float] = None,
                  *, source: Optional[str] = None, image_size: Optional[Tuple[int, int]] = None,
-                 fsync_every: int = 30, jpeg_quality: int = 90, max_pending_images: int = 8):
+                 fsync_every: int = 30, jpeg_quality: int = 90, max_pending_images: int = 8,
+                 body_models: Optional[str] = None):
         self.directory = Path(directory)
         if self.directory.exists() and not self.directory.is_dir():
             raise NotADirectoryError(f"recording directory {self.directory} is a file: choose a folder path")
@@ -79,6 +82,7 @@ class Recorder:
             "start_unix_ns": time.time_ns(),
             "start_perf_counter_ns": time.perf_counter_ns(),
             "source": source,
+            "body_models": str(body_models) if body_models else None,
             "image_size": list(image_size) if image_size else None,
             "fps": fps,
             "frames_file": FRAMES_FILE,
