@@ -106,7 +106,7 @@ def bench_video(ckpt: Path, body_dir: Path, tmp: Path):
     from engines.checkpoints import load_network
     from engines.detector import PersonDetector
     from engines.inference import Predictor
-    from engines.offline import run_video
+    from realtime.offline import run_video
 
     pred = Predictor(TorchEngine(load_network(ckpt)), BodyModel(body_dir))
     clip = MEDIA / "street_walk_960x540.mp4"

@@ -37,11 +37,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .atomic import atomic_file, json_safe, write_bytes_atomic, write_json_atomic
-from .errors import UserError
-from .inference import Prediction, Predictor
-from .media import VideoReader, VideoWriter, read_image
-from .stop import signal_name, stop_requested
+from engines.atomic import atomic_file, json_safe, write_bytes_atomic, write_json_atomic
+from engines.errors import UserError
+from engines.inference import Prediction, Predictor
+from engines.media import VideoReader, VideoWriter, read_image
+from engines.stop import signal_name, stop_requested
 
 #: Draws a frame's people over it: ``overlay(image_bgr, persons) -> image_bgr`` (the offline
 #: commands pass :class:`viewers.mesh_overlay.PersonOverlay`; None skips the overlay).
@@ -356,7 +356,7 @@ class VideoPeople:
     then the tracker learns from it and gives each person their track id and detector score."""
 
     def __init__(self, detector, manual_boxes, fps: float, grace_s: float = 1.0):
-        from .tracking import PersonTracker
+        from engines.tracking import PersonTracker
 
         self.detector = detector
         self.manual_boxes = manual_boxes
