@@ -11,7 +11,7 @@ import pytest
 from engines.detector import Detection, iou_xywh
 from engines.tracking import PersonTracker, box_from_joints, fraction_inside, match_by_iou
 
-from .conftest import media_file
+from .helpers import media_file
 
 W, H = 640, 480
 IMAGE = np.zeros((H, W, 3), np.uint8)
