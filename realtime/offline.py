@@ -5,7 +5,7 @@ Per frame and person (``<stem>_<person>``): ``smplx/*.npz`` (official keys and s
 person's ``track_id`` and the detector ``score``), optional ``mesh/*.obj``; per frame
 ``overlay/<stem>.jpg`` with the meshes rendered through the full-frame camera; for videos
 also ``overlay.mp4`` and ``video.json`` (the video's frame rate, so that the folder can be
-turned into an animation at the right speed; see :func:`read_video_info`).
+turned into an animation at the right speed).
 
 Every person found is processed, in one batched network call per frame. In images, people
 are numbered by decreasing box size (``<stem>_0`` is the largest: the official single-person
@@ -13,67 +13,31 @@ choice). In videos, ``<frame:05d>_<id>`` carries a track id that stays with the 
 frames (:class:`engines.tracking.PersonTracker`, the detector run on every frame as the
 official demo does, the model's joints bridging frames where the detector misses someone).
 
-Every file appears atomically (temporary name, then rename), so a killed run leaves whole
-files or none; ``overlay.mp4`` is written as ``overlay.partial.mp4`` and renamed when
-finalised. ``run.json`` says whether the run finished (``"complete": true``), was stopped
-(``"stopped_by": "SIGTERM"``) or is still going / was killed (``"complete": false``).
-An output folder that already holds results is refused unless ``overwrite=True``, which
-removes the earlier results first (only the entries this module writes).
+The folder itself (layout, atomic files, ``run.json``, ``video.json``, which folder may be
+reused) belongs to :mod:`realtime.results`.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import io
-import json
 import logging
-import math
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
-from engines.atomic import atomic_file, json_safe, write_bytes_atomic, write_json_atomic
-from engines.errors import UserError
 from engines.inference import Prediction, Predictor
 from engines.media import VideoReader, VideoWriter, read_image
 from engines.stop import signal_name, stop_requested
+
+from .results import ResultWriter, write_video_info
 
 #: Draws a frame's people over it: ``overlay(image_bgr, persons) -> image_bgr`` (the offline
 #: commands pass :class:`viewers.mesh_overlay.PersonOverlay`; None skips the overlay).
 OverlayFn = Callable[[np.ndarray, Sequence], np.ndarray]
 
-#: What a run writes at the top of its output folder (and what ``overwrite`` removes).
-RESULT_DIRS = ("smplx", "meta", "overlay", "mesh")
-RESULT_FILES = ("overlay.mp4", "overlay.partial.mp4", "run.json", "video.json")
-RUN_FILE = "run.json"
-#: Written by ``mocap video`` next to ``smplx/``: ``{"fps": float or null, "first_frame": 1,
-#: "frame_count": int or null, "source": path}``. Frame ``n`` (file ``<n:05d>_<person>``) is at
-#: ``(n - first_frame) / fps`` seconds into the video.
-VIDEO_INFO_FILE = "video.json"
-
 log = logging.getLogger(__name__)
-
-
-def write_video_info(out_dir: Path, fps: Optional[float], frame_count: Optional[int], source: str) -> None:
-    """Write :data:`VIDEO_INFO_FILE` atomically (``fps`` None when the container does not say)."""
-    info = {"fps": float(fps) if fps and math.isfinite(fps) and fps > 0 else None, "first_frame": 1,
-            "frame_count": int(frame_count) if frame_count else None, "source": source}
-    write_json_atomic(Path(out_dir) / VIDEO_INFO_FILE, info, indent=2, fsync=False)
-
-
-def read_video_info(out_dir: Path) -> Optional[Dict]:
-    """The :data:`VIDEO_INFO_FILE` of a result folder, or None if it has none (or it is unreadable)."""
-    path = Path(out_dir) / VIDEO_INFO_FILE
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) else None
 
 
 @dataclass
@@ -112,128 +76,6 @@ class RunStats:
             per = ", ".join(f"{k} {1000 * v / self.frames:.1f} ms" for k, v in self.stage_seconds.items())
             parts.append(f"per frame: {per}")
         return "; ".join(parts)
-
-
-def save_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Wavefront OBJ like the official ``save_obj`` (1-based ``f a/a b/b c/c``), atomically."""
-    with atomic_file(path, "w", fsync=False) as fh:
-        fh.write("".join(f"v {v[0]:f} {v[1]:f} {v[2]:f}\n" for v in vertices))
-        fh.write("".join(f"f {a + 1}/{a + 1} {b + 1}/{b + 1} {c + 1}/{c + 1}\n" for a, b, c in faces))
-
-
-def existing_results(out_dir: Path) -> List[str]:
-    """The result entries (folders with files, videos, run.json) already in ``out_dir``."""
-    found = []
-    for name in RESULT_DIRS:
-        d = out_dir / name
-        if d.is_dir() and any(d.iterdir()):
-            found.append(f"{name}/")
-    found += [name for name in RESULT_FILES if (out_dir / name).exists()]
-    return found
-
-
-def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
-    """Raise :class:`UserError` (with the fix) when ``out_dir`` cannot take this run's results:
-    a file is in the way, or it holds an earlier run's results and ``overwrite`` is off. Cheap;
-    run it before anything slow, then :func:`prepare_output_dir`."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is a file, not a folder: choose a folder path")
-    for parent in out_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"cannot create the output folder --out {out_dir}: {parent} is a file, not a folder")
-            break
-    if out_dir.is_dir():
-        found = existing_results(out_dir)
-        if found and not overwrite:
-            raise UserError(f"--out {out_dir} already holds results of an earlier run ({', '.join(found)}): "
-                            f"pass --overwrite to replace them, or choose another folder")
-
-
-def prepare_output_dir(out_dir: Path, overwrite: bool = False) -> Path:
-    """Create ``out_dir`` after :func:`check_output_dir`, removing an earlier run's results when
-    ``overwrite`` (only the entries this module writes; other files stay)."""
-    out_dir = Path(out_dir)
-    check_output_dir(out_dir, overwrite)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in RESULT_DIRS:
-            if (out_dir / name).is_dir():
-                shutil.rmtree(out_dir / name)
-        for name in RESULT_FILES:
-            (out_dir / name).unlink(missing_ok=True)
-        probe = out_dir / ".write-test.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to the output folder --out {out_dir}: {exc.strerror or exc}") from None
-    return out_dir
-
-
-def _floats(values) -> List[Optional[float]]:
-    return json_safe([float(v) for v in values])
-
-
-def _encode_jpg(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".jpg", image)
-    if not ok:
-        raise IOError("JPEG encoding failed")
-    return buf.tobytes()
-
-
-class ResultWriter:
-    """Writes predictions in the official layout under ``out_dir``, every file atomically,
-    with ``run.json`` marking the run incomplete until :meth:`finish`."""
-
-    def __init__(self, out_dir: Path, faces: np.ndarray, save_mesh: bool = False,
-                 run_info: Optional[Dict[str, Any]] = None):
-        self.out_dir = Path(out_dir)
-        self.faces = faces
-        self.save_mesh = save_mesh
-        for sub in ("smplx", "meta", "overlay") + (("mesh",) if save_mesh else ()):
-            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
-        self.run: Dict[str, Any] = {"complete": False, **(run_info or {}),
-                                    "started": _dt.datetime.now(_dt.timezone.utc).isoformat()}
-        write_json_atomic(self.out_dir / RUN_FILE, self.run)
-
-    def write_person(self, name: str, pred: Prediction, source: str, frame_index: Optional[int] = None) -> None:
-        p = pred.person
-        buf = io.BytesIO()
-        np.savez(buf, **pred.npz_dict())
-        write_bytes_atomic(self.out_dir / "smplx" / f"{name}.npz", buf.getvalue(), fsync=False)
-        meta = {
-            "focal": _floats(p.focal),
-            "princpt": _floats(p.princpt),
-            "bbox": _floats(p.bbox),
-            "bbox_detector": _floats(p.bbox_detector),
-            "bbox_id": int(p.track_id),
-            "track_id": int(p.track_id),
-            "score": None if pred.score is None else float(pred.score),
-            "img_path": source,
-            "lhand_bbox": _floats(pred.lhand_bbox),
-            "rhand_bbox": _floats(pred.rhand_bbox),
-            "face_bbox": _floats(pred.face_bbox),
-        }
-        if frame_index is not None:
-            meta["frame"] = int(frame_index)
-        write_json_atomic(self.out_dir / "meta" / f"{name}.json", meta, indent=4, fsync=False)
-        if self.save_mesh and p.vertices is not None:
-            save_obj(self.out_dir / "mesh" / f"{name}.obj", p.vertices, self.faces)
-
-    def write_overlay(self, stem: str, image: np.ndarray) -> None:
-        write_bytes_atomic(self.out_dir / "overlay" / f"{stem}.jpg", _encode_jpg(image), fsync=False)
-
-    def finish(self, stats: RunStats) -> None:
-        """Mark the run complete (or stopped, with the signal) in ``run.json``."""
-        self.run.update({
-            "complete": not stats.stopped,
-            "stopped_by": signal_name(stats.stopped_by) if stats.stopped_by is not None else None,
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "frames": stats.frames, "persons": stats.persons, "empty_frames": stats.empty_frames,
-            "failed": stats.failed, "undecodable_frames": stats.undecodable, "input_problem": stats.input_problem,
-        })
-        write_json_atomic(self.out_dir / RUN_FILE, self.run)
 
 
 def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[Sequence[float]]]

@@ -335,7 +335,7 @@ def test_fbx_without_blender_names_the_extra(tmp_path, recording, smplx_dir, mon
 
 
 def test_video_info_round_trip(tmp_path):
-    from realtime.offline import VIDEO_INFO_FILE, read_video_info, write_video_info
+    from realtime.results import VIDEO_INFO_FILE, read_video_info, write_video_info
 
     write_video_info(tmp_path, 29.97, 120, "clip.mp4")
     assert read_video_info(tmp_path) == {"fps": 29.97, "first_frame": 1, "frame_count": 120, "source": "clip.mp4"}

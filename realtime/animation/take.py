@@ -123,7 +123,7 @@ def _read_params(npz: Path) -> SMPLXParams:
 
 
 def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
-    from realtime.offline import read_video_info
+    from realtime.results import read_video_info
 
     smplx_dir = results_dir(path)
     if smplx_dir is None:

@@ -210,7 +210,8 @@ class InputWriter:
 
     def __init__(self, out_dir: Path, source: Path, start: InputStart, faces: np.ndarray, save_mesh: bool,
                  overlay=None):
-        from realtime.offline import ResultWriter, VideoResults, write_video_info
+        from realtime.offline import VideoResults
+        from realtime.results import ResultWriter, write_video_info
 
         self.source = Path(source)
         self.kind = start.kind

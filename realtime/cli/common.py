@@ -118,7 +118,7 @@ def run_offline(args, run: Callable, unreadable: Tuple[type, ...] = ()) -> int:
     become one-line UserErrors."""
     import threading
 
-    from realtime.offline import prepare_output_dir
+    from realtime.results import prepare_output_dir
 
     from .. import signals
 

@@ -31,7 +31,8 @@ def _expand_images(items: List[Path]) -> List[Path]:
 
 
 def cmd_image(args) -> int:
-    from realtime.offline import check_output_dir, run_images
+    from realtime.offline import run_images
+    from realtime.results import check_output_dir
 
     check_boxes(args.bbox)
     images = _expand_images(args.images)

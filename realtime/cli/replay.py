@@ -43,7 +43,7 @@ def cmd_replay(args) -> int:
         raise UserError(f"nothing to replay at {args.path}")
     fps = args.fps
     if fps is None:  # a mocap video folder says its rate in video.json
-        from realtime.offline import read_video_info
+        from realtime.results import read_video_info
 
         fps = (read_video_info(args.path) or {}).get("fps") or 30.0
     try:

@@ -21,7 +21,8 @@ def register(sub) -> None:
 
 def cmd_video(args) -> int:
     from engines.media import VideoReader, VideoUnreadable
-    from realtime.offline import check_output_dir, run_video
+    from realtime.offline import run_video
+    from realtime.results import check_output_dir
 
     check_boxes(args.bbox)
     if args.max_frames is not None and args.max_frames < 1:

@@ -1,0 +1,184 @@
+"""The official results folder, written and read in one place.
+
+Layout (the official demo's, plus what this tool adds)::
+
+    OUT/run.json                  how the run went: command, inputs, result names, complete or not,
+                                  the files it wrote (what ``--overwrite`` may remove)
+    OUT/video.json                ``mocap video``: frame rate, first frame, frame count, source
+    OUT/smplx/<name>_<k>.npz      SMPL-X parameters of person ``k`` (official keys and shapes)
+    OUT/meta/<name>_<k>.json      camera (focal, princpt), boxes, track id, detector score, source
+    OUT/mesh/<name>_<k>.obj       the mesh (``--save-mesh``)
+    OUT/overlay/<name>.jpg        the meshes drawn over the frame
+    OUT/overlay.mp4               ``mocap video``: the overlay frames as a video
+
+``<name>`` is the image's file stem (``mocap image``; made unique when two inputs share one) or the
+frame number ``%05d`` (``mocap video``). Every file appears atomically. :class:`ResultWriter` writes
+a folder, :func:`check_output_dir` / :func:`prepare_output_dir` decide whether a folder may take a
+run (only a folder of ours is reused), :func:`open_results` reads one back (``mocap replay``,
+``mocap convert``, ``mocap batch``'s exports), checking every array's shape.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import cv2
+import numpy as np
+
+from engines.atomic import atomic_file, json_safe, write_bytes_atomic, write_json_atomic
+from engines.errors import UserError
+from engines.inference import Prediction
+from engines.stop import signal_name
+
+#: What a run writes at the top of its output folder (and what ``overwrite`` removes).
+RESULT_DIRS = ("smplx", "meta", "overlay", "mesh")
+RESULT_FILES = ("overlay.mp4", "overlay.partial.mp4", "run.json", "video.json")
+RUN_FILE = "run.json"
+#: Written by ``mocap video`` next to ``smplx/``: ``{"fps": float or null, "first_frame": 1,
+#: "frame_count": int or null, "source": path}``. Frame ``n`` (file ``<n:05d>_<person>``) is at
+#: ``(n - first_frame) / fps`` seconds into the video.
+VIDEO_INFO_FILE = "video.json"
+
+def write_video_info(out_dir: Path, fps: Optional[float], frame_count: Optional[int], source: str) -> None:
+    """Write :data:`VIDEO_INFO_FILE` atomically (``fps`` None when the container does not say)."""
+    info = {"fps": float(fps) if fps and math.isfinite(fps) and fps > 0 else None, "first_frame": 1,
+            "frame_count": int(frame_count) if frame_count else None, "source": source}
+    write_json_atomic(Path(out_dir) / VIDEO_INFO_FILE, info, indent=2, fsync=False)
+
+
+def read_video_info(out_dir: Path) -> Optional[Dict]:
+    """The :data:`VIDEO_INFO_FILE` of a result folder, or None if it has none (or it is unreadable)."""
+    path = Path(out_dir) / VIDEO_INFO_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def save_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Wavefront OBJ like the official ``save_obj`` (1-based ``f a/a b/b c/c``), atomically."""
+    with atomic_file(path, "w", fsync=False) as fh:
+        fh.write("".join(f"v {v[0]:f} {v[1]:f} {v[2]:f}\n" for v in vertices))
+        fh.write("".join(f"f {a + 1}/{a + 1} {b + 1}/{b + 1} {c + 1}/{c + 1}\n" for a, b, c in faces))
+
+
+def existing_results(out_dir: Path) -> List[str]:
+    """The result entries (folders with files, videos, run.json) already in ``out_dir``."""
+    found = []
+    for name in RESULT_DIRS:
+        d = out_dir / name
+        if d.is_dir() and any(d.iterdir()):
+            found.append(f"{name}/")
+    found += [name for name in RESULT_FILES if (out_dir / name).exists()]
+    return found
+
+
+def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
+    """Raise :class:`UserError` (with the fix) when ``out_dir`` cannot take this run's results:
+    a file is in the way, or it holds an earlier run's results and ``overwrite`` is off. Cheap;
+    run it before anything slow, then :func:`prepare_output_dir`."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder: choose a folder path")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot create the output folder --out {out_dir}: {parent} is a file, not a folder")
+            break
+    if out_dir.is_dir():
+        found = existing_results(out_dir)
+        if found and not overwrite:
+            raise UserError(f"--out {out_dir} already holds results of an earlier run ({', '.join(found)}): "
+                            f"pass --overwrite to replace them, or choose another folder")
+
+
+def prepare_output_dir(out_dir: Path, overwrite: bool = False) -> Path:
+    """Create ``out_dir`` after :func:`check_output_dir`, removing an earlier run's results when
+    ``overwrite`` (only the entries this module writes; other files stay)."""
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, overwrite)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in RESULT_DIRS:
+            if (out_dir / name).is_dir():
+                shutil.rmtree(out_dir / name)
+        for name in RESULT_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+        probe = out_dir / ".write-test.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to the output folder --out {out_dir}: {exc.strerror or exc}") from None
+    return out_dir
+
+
+def _floats(values) -> List[Optional[float]]:
+    return json_safe([float(v) for v in values])
+
+
+def _encode_jpg(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image)
+    if not ok:
+        raise IOError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+class ResultWriter:
+    """Writes predictions in the official layout under ``out_dir``, every file atomically,
+    with ``run.json`` marking the run incomplete until :meth:`finish`."""
+
+    def __init__(self, out_dir: Path, faces: np.ndarray, save_mesh: bool = False,
+                 run_info: Optional[Dict[str, Any]] = None):
+        self.out_dir = Path(out_dir)
+        self.faces = faces
+        self.save_mesh = save_mesh
+        for sub in ("smplx", "meta", "overlay") + (("mesh",) if save_mesh else ()):
+            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.run: Dict[str, Any] = {"complete": False, **(run_info or {}),
+                                    "started": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+        write_json_atomic(self.out_dir / RUN_FILE, self.run)
+
+    def write_person(self, name: str, pred: Prediction, source: str, frame_index: Optional[int] = None) -> None:
+        p = pred.person
+        buf = io.BytesIO()
+        np.savez(buf, **pred.npz_dict())
+        write_bytes_atomic(self.out_dir / "smplx" / f"{name}.npz", buf.getvalue(), fsync=False)
+        meta = {
+            "focal": _floats(p.focal),
+            "princpt": _floats(p.princpt),
+            "bbox": _floats(p.bbox),
+            "bbox_detector": _floats(p.bbox_detector),
+            "bbox_id": int(p.track_id),
+            "track_id": int(p.track_id),
+            "score": None if pred.score is None else float(pred.score),
+            "img_path": source,
+            "lhand_bbox": _floats(pred.lhand_bbox),
+            "rhand_bbox": _floats(pred.rhand_bbox),
+            "face_bbox": _floats(pred.face_bbox),
+        }
+        if frame_index is not None:
+            meta["frame"] = int(frame_index)
+        write_json_atomic(self.out_dir / "meta" / f"{name}.json", meta, indent=4, fsync=False)
+        if self.save_mesh and p.vertices is not None:
+            save_obj(self.out_dir / "mesh" / f"{name}.obj", p.vertices, self.faces)
+
+    def write_overlay(self, stem: str, image: np.ndarray) -> None:
+        write_bytes_atomic(self.out_dir / "overlay" / f"{stem}.jpg", _encode_jpg(image), fsync=False)
+
+    def finish(self, stats) -> None:
+        """Mark the run complete (or stopped, with the signal) in ``run.json`` (``stats``: the
+        run's :class:`realtime.offline.RunStats`)."""
+        self.run.update({
+            "complete": not stats.stopped,
+            "stopped_by": signal_name(stats.stopped_by) if stats.stopped_by is not None else None,
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "frames": stats.frames, "persons": stats.persons, "empty_frames": stats.empty_frames,
+            "failed": stats.failed, "undecodable_frames": stats.undecodable, "input_problem": stats.input_problem,
+        })
+        write_json_atomic(self.out_dir / RUN_FILE, self.run)
