@@ -23,7 +23,9 @@ import datetime as _dt
 import io
 import json
 import math
+import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -33,7 +35,8 @@ import numpy as np
 from engines.atomic import atomic_file, json_safe, write_bytes_atomic, write_json_atomic
 from engines.errors import UserError
 from engines.inference import Prediction
-from engines.stop import signal_name
+from engines.stop import raise_if_stopped, signal_name
+from engines.types import PARAM_SHAPES, PREDICTED_KEYS, SMPLXParams
 
 #: What a run writes at the top of its output folder (and what ``overwrite`` removes).
 RESULT_DIRS = ("smplx", "meta", "overlay", "mesh")
@@ -182,3 +185,114 @@ class ResultWriter:
             "failed": stats.failed, "undecodable_frames": stats.undecodable, "input_problem": stats.input_problem,
         })
         write_json_atomic(self.out_dir / RUN_FILE, self.run)
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+_RESULT_NAME = re.compile(r"^(.+)_(\d+)$")
+
+
+def results_dir(path: Path) -> Optional[Path]:
+    """The ``smplx`` folder of a result folder (given as the folder or its ``smplx``), or None."""
+    path = Path(path)
+    if (path / "smplx").is_dir():
+        return path / "smplx"
+    if path.name == "smplx" and path.is_dir():
+        return path
+    return None
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """One person's result: ``smplx/<name>_<person>.npz`` and its ``meta/`` twin (may be absent)."""
+
+    name: str
+    person: int
+    npz: Path
+    meta: Path
+
+
+@dataclass
+class ResultFolder:
+    """A result folder of ``mocap video`` or ``mocap image`` as :func:`open_results` finds it."""
+
+    root: Path
+    files: List[ResultFile]
+    #: ``video.json`` (``mocap video``), None for image results or when absent/unreadable.
+    video: Optional[Dict]
+
+    @property
+    def numbered(self) -> bool:
+        """True for video results (every name a frame number)."""
+        return all(f.name.isdigit() for f in self.files)
+
+    def frame_numbers(self) -> Dict[str, int]:
+        """Each result name's frame: a video's frame number, or for image results the image's place
+        in name order (from 0: one image, one frame)."""
+        if self.numbered:
+            return {f.name: int(f.name) for f in self.files}
+        return {name: k for k, name in enumerate(sorted({f.name for f in self.files}))}
+
+    @property
+    def fps(self) -> Optional[float]:
+        """The frame rate ``video.json`` records, or None."""
+        fps = (self.video or {}).get("fps")
+        return float(fps) if isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0 else None
+
+
+def open_results(path: Path) -> ResultFolder:
+    """The result files of a folder (or its ``smplx/``), sorted by name and person. Raises
+    FileNotFoundError naming the path when it holds no ``smplx/<name>_<person>.npz``."""
+    smplx_dir = results_dir(path)
+    if smplx_dir is None:
+        raise FileNotFoundError(f"{path}: no smplx/ folder of results")
+    files = []
+    for f in smplx_dir.glob("*.npz"):
+        m = _RESULT_NAME.match(f.stem)
+        if m:
+            files.append(ResultFile(m.group(1), int(m.group(2)), f, smplx_dir.parent / "meta" / f"{f.stem}.json"))
+    if not files:
+        raise FileNotFoundError(f"{smplx_dir}: no <frame>_<person>.npz result files")
+    files.sort(key=lambda f: (f.name, f.person))
+    return ResultFolder(smplx_dir.parent, files, read_video_info(smplx_dir.parent))
+
+
+def read_params(npz: Path) -> SMPLXParams:
+    """The parameters of one result file, every array checked against the official shape;
+    ValueError naming the file when it is damaged (a killed writer leaves a truncated zip, a wrong
+    file misses arrays or has other shapes)."""
+    try:
+        with np.load(npz, allow_pickle=False) as data:
+            values = {k: np.asarray(data[k], np.float32) for k in PREDICTED_KEYS}
+    except KeyError as exc:
+        raise ValueError(f"{npz}: not a valid SMPL-X result file: array {exc} missing; skipped") from None
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError (pickles)...
+        raise_if_stopped()
+        raise ValueError(f"{npz}: not a valid SMPL-X result file ({type(exc).__name__}: {exc}); skipped") from None
+    for k, v in values.items():
+        if v.size != int(np.prod(PARAM_SHAPES[k])):
+            raise ValueError(f"{npz}: not a valid SMPL-X result file: {k} has shape {v.shape}, "
+                             f"expected {PARAM_SHAPES[k]}; skipped")
+    return SMPLXParams.from_dict({k: v.reshape(PARAM_SHAPES[k]) for k, v in values.items()})
+
+
+def read_camera(meta_path: Path) -> Optional[Dict[str, np.ndarray]]:
+    """``focal`` (2), ``princpt`` (2), ``bbox`` and ``bbox_detector`` (4, xywh) of a ``meta/`` file
+    as float32, or None when there is none; ValueError naming the file when it is damaged."""
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+        bbox = np.asarray(meta.get("bbox", [0.0] * 4), np.float32).reshape(-1)
+        camera = {"focal": np.asarray(meta.get("focal", [0.0, 0.0]), np.float32).reshape(-1),
+                  "princpt": np.asarray(meta.get("princpt", [0.0, 0.0]), np.float32).reshape(-1), "bbox": bbox,
+                  "bbox_detector": np.asarray(meta.get("bbox_detector", bbox), np.float32).reshape(-1)}
+        sizes = {"focal": 2, "princpt": 2, "bbox": 4, "bbox_detector": 4}
+        wrong = [k for k, n in sizes.items() if camera[k].shape != (n,)]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} has the wrong length")
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"{meta_path}: unreadable camera metadata ({exc})") from None
+    return camera

@@ -17,7 +17,6 @@ Parameters stay as SMPLer-X gives them (camera frame, hand poses relative to the
 from __future__ import annotations
 
 import logging
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -26,6 +25,8 @@ import numpy as np
 
 from engines.errors import UserError
 from engines.types import PARAM_SHAPES, PREDICTED_KEYS, SMPLXParams
+
+from ..results import open_results, read_params, results_dir
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +75,6 @@ def is_recording(path: Path) -> bool:
     return (path.is_file() and path.name == FRAMES_FILE) or (path / FRAMES_FILE).is_file()
 
 
-def results_dir(path: Path) -> Optional[Path]:
-    """The ``smplx`` folder of a result folder (given as the folder or its ``smplx``), or None."""
-    if (path / "smplx").is_dir():
-        return path / "smplx"
-    if path.name == "smplx" and path.is_dir():
-        return path
-    return None
-
-
 def load_recording_take(path: Path) -> Take:
     from ..recording import load_recording
 
@@ -117,40 +109,22 @@ def load_recording_take(path: Path) -> Take:
                 persons=_tracks(samples), notes=notes)
 
 
-def _read_params(npz: Path) -> SMPLXParams:
-    with np.load(npz) as data:
-        return SMPLXParams.from_dict({k: data[k] for k in PREDICTED_KEYS})
-
-
 def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
-    from realtime.results import read_video_info
-
-    smplx_dir = results_dir(path)
-    if smplx_dir is None:
-        raise UserError(f"{path} has no smplx/ folder of results")
-    files: List[Tuple[str, int, Path]] = []
-    for f in sorted(smplx_dir.glob("*.npz")):
-        stem, _, pid = f.stem.rpartition("_")
-        if stem and pid.isdigit():
-            files.append((stem, int(pid), f))
-    if not files:
-        raise UserError(f"{smplx_dir} holds no <frame>_<person>.npz result files")
+    try:
+        folder = open_results(path)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
     notes: List[str] = []
-    info = read_video_info(smplx_dir.parent) or {}
-    numbered = all(stem.isdigit() for stem, _, _ in files)
-    recorded_fps = info.get("fps")
-    recorded_fps = float(recorded_fps) if isinstance(recorded_fps, (int, float)) and recorded_fps > 0 else None
-    if numbered:
-        frame_of = {stem: int(stem) for stem, _, _ in files}
+    frame_of = folder.frame_numbers()
+    recorded_fps = folder.fps
+    if folder.numbered:
         first = min(frame_of.values())
-        if info:  # a video's frame n is at (n - first_frame) / fps, also when nobody was seen in its first frames
-            first = min(first, int(info.get("first_frame", 1)))
+        if folder.video:  # a video's frame n is at (n - first_frame) / fps, also when nobody was seen in its first frames
+            first = min(first, int(folder.video.get("first_frame", 1)))
     else:  # mocap image results: one frame per image, in file name order
-        stems = sorted({stem for stem, _, _ in files})
-        frame_of = {stem: k for k, stem in enumerate(stems)}
         first = 0
-        if len(stems) > 1:
-            notes.append(f"{len(stems)} image results taken as consecutive frames in file name order")
+        if len(frame_of) > 1:
+            notes.append(f"{len(frame_of)} image results taken as consecutive frames in file name order")
     if fps is not None:
         if recorded_fps is not None and abs(fps - recorded_fps) > 1e-6:
             notes.append(f"--fps {fps:g} overrides the folder's recorded {recorded_fps:g} fps")
@@ -158,25 +132,25 @@ def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
     elif recorded_fps is not None:
         rate = recorded_fps
     elif len(frame_of) > 1:
-        raise UserError(f"{smplx_dir.parent} does not record its frame rate (no video.json with fps): "
+        raise UserError(f"{folder.root} does not record its frame rate (no video.json with fps): "
                         f"pass --fps F (the frame rate of the video it came from)")
     else:
         rate = 30.0  # a single frame: the rate does not matter
     samples: Dict[int, List[Tuple[float, SMPLXParams]]] = {}
     bad: List[str] = []
-    for stem, pid, f in files:
+    for f in folder.files:
         try:
-            params = _read_params(f)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            log.debug("unreadable %s: %s", f, exc)
-            bad.append(f.name)
+            params = read_params(f.npz)
+        except ValueError as exc:
+            log.debug("%s", exc)
+            bad.append(f.npz.name)
             continue
-        samples.setdefault(pid, []).append(((frame_of[stem] - first) / rate, params))
+        samples.setdefault(f.person, []).append(((frame_of[f.name] - first) / rate, params))
     if bad:
         notes.append(f"{len(bad)} unreadable result file(s) skipped: {', '.join(bad[:5])}"
                      + (" ..." if len(bad) > 5 else ""))
     if not samples:
-        raise UserError(f"no readable result file in {smplx_dir}")
+        raise UserError(f"no readable result file in {folder.root / 'smplx'}")
     return Take(source=Path(path), kind="results", duration=(max(frame_of.values()) - first) / rate,
                 frame_rate=rate, persons=_tracks(samples), notes=notes)
 
