@@ -31,7 +31,7 @@ from engines.inference import Prediction, Predictor
 from engines.media import VideoReader, VideoWriter, read_image
 from engines.stop import signal_name, stop_requested
 
-from .results import ResultWriter, write_video_info
+from .results import ResultWriter, result_names, write_video_info
 
 #: Draws a frame's people over it: ``overlay(image_bgr, persons) -> image_bgr`` (the offline
 #: commands pass :class:`viewers.mesh_overlay.PersonOverlay`; None skips the overlay).
@@ -113,18 +113,21 @@ def image_people(image: np.ndarray, detector, manual_boxes, predict: Callable, s
 
 
 def write_image_results(writer: ResultWriter, path: Path, image: np.ndarray, preds: Sequence[Prediction],
-                        overlay: Optional[OverlayFn], stats: Optional[RunStats] = None) -> None:
-    """What ``mocap image`` writes for one image: ``<stem>_<k>`` per person (``k``: the box's index,
-    largest first) and ``overlay/<stem>.jpg``."""
+                        overlay: Optional[OverlayFn], stats: Optional[RunStats] = None,
+                        name: Optional[str] = None) -> None:
+    """What ``mocap image`` writes for one image: ``<name>_<k>`` per person (``k``: the box's index,
+    largest first) and ``overlay/<name>.jpg``; ``name`` the image's stem unless given
+    (:func:`realtime.results.result_names` when two inputs share a stem)."""
     path = Path(path)
+    name = path.stem if name is None else name
     t0 = time.perf_counter()
     for pred in preds:
-        writer.write_person(f"{path.stem}_{pred.person.track_id}", pred, str(path))
+        writer.write_person(f"{name}_{pred.person.track_id}", pred, str(path))
     t1 = time.perf_counter()
     if stats is not None:
         stats.add("write", t1 - t0)
     if overlay is not None:
-        writer.write_overlay(path.stem, overlay(image, [p.person for p in preds]))
+        writer.write_overlay(name, overlay(image, [p.person for p in preds]))
         if stats is not None:
             stats.add("render", time.perf_counter() - t1)
 
@@ -280,9 +283,12 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
     ``stop``: set it to end the run after the current image (the results so far are kept)."""
     from tqdm import tqdm
 
-    writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh, run_info)
+    paths = [Path(p) for p in paths]
+    names = result_names(paths)
+    writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh,
+                          {**(run_info or {}), "names": {str(p): n for p, n in zip(paths, names)}})
     stats = RunStats()
-    for path in tqdm(list(paths), desc="images", unit="img", disable=not progress):
+    for path, name in tqdm(list(zip(paths, names)), desc="images", unit="img", disable=not progress):
         if _stopped(stop, stats):
             break
         path = Path(path)
@@ -298,7 +304,7 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
             stats.empty_frames += 1
             log.warning("%s: no person found; no parameters written", path.name)
         stats.persons += len(preds)
-        write_image_results(writer, path, image, preds, overlay, stats)
+        write_image_results(writer, path, image, preds, overlay, stats, name)
     writer.finish(stats)
     return stats
 

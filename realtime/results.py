@@ -24,10 +24,9 @@ import io
 import json
 import math
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -82,10 +81,20 @@ def existing_results(out_dir: Path) -> List[str]:
     return found
 
 
+def read_run(out_dir: Path) -> Optional[Dict]:
+    """The ``run.json`` of a folder this tool wrote (a JSON object naming its command), else None."""
+    try:
+        run = json.loads((Path(out_dir) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return run if isinstance(run, dict) and isinstance(run.get("command"), str) else None
+
+
 def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
     """Raise :class:`UserError` (with the fix) when ``out_dir`` cannot take this run's results:
-    a file is in the way, or it holds an earlier run's results and ``overwrite`` is off. Cheap;
-    run it before anything slow, then :func:`prepare_output_dir`."""
+    a file is in the way, it holds files of ours' names that this tool did not write (never
+    touched, ``overwrite`` or not), or it holds an earlier run's results and ``overwrite`` is off.
+    Cheap; run it before anything slow, then :func:`prepare_output_dir`."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder: choose a folder path")
@@ -96,29 +105,101 @@ def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
             break
     if out_dir.is_dir():
         found = existing_results(out_dir)
+        if found and read_run(out_dir) is None:
+            raise UserError(f"--out {out_dir} holds {', '.join(found)} that mocap did not write (no run.json of "
+                            f"ours): choose another folder (nothing there is touched, --overwrite or not)")
         if found and not overwrite:
             raise UserError(f"--out {out_dir} already holds results of an earlier run ({', '.join(found)}): "
                             f"pass --overwrite to replace them, or choose another folder")
 
 
-def prepare_output_dir(out_dir: Path, overwrite: bool = False) -> Path:
-    """Create ``out_dir`` after :func:`check_output_dir`, removing an earlier run's results when
-    ``overwrite`` (only the entries this module writes; other files stay)."""
+def earlier_files(out_dir: Path) -> List[Path]:
+    """What the earlier run in ``out_dir`` wrote, as its ``run.json`` lists it (``written``); for a
+    run that did not finish (killed: no list), the files in our folders with the names that run
+    writes (its result names, or any ``<name>_<k>`` for a folder of an older version)."""
+    out_dir = Path(out_dir)
+    run = read_run(out_dir) or {}
+    written = run.get("written")
+    paths: List[Path] = [out_dir / RUN_FILE]
+    if run.get("command") == "video":
+        paths += [out_dir / name for name in RESULT_FILES if name != RUN_FILE]
+    if isinstance(written, dict):
+        for stem in written.get("results", []):
+            paths += [out_dir / "smplx" / f"{stem}.npz", out_dir / "meta" / f"{stem}.json",
+                      out_dir / "mesh" / f"{stem}.obj"]
+        paths += [out_dir / "overlay" / f"{name}.jpg" for name in written.get("overlays", [])]
+    else:
+        names = set(run.get("names", {}).values()) if isinstance(run.get("names"), dict) else None
+
+        def ours(stem: str) -> bool:
+            if names is None:
+                return True
+            return stem in names or (run.get("command") == "video" and stem.isdigit())
+
+        for sub, ext in (("smplx", ".npz"), ("meta", ".json"), ("mesh", ".obj")):
+            for f in (out_dir / sub).glob(f"*{ext}"):
+                m = _RESULT_NAME.match(f.stem)
+                if m and ours(m.group(1)):
+                    paths.append(f)
+        paths += [f for f in (out_dir / "overlay").glob("*.jpg") if ours(f.stem)]
+    tmp = [p.with_name(p.name + ".tmp") for p in paths]  # what a killed writer left
+    return [p for p in paths + tmp if p.is_file()]
+
+
+def prepare_output_dir(out_dir: Path, overwrite: bool = False, inputs: Sequence[Path] = ()) -> Path:
+    """Create ``out_dir`` after :func:`check_output_dir`; with ``overwrite``, first remove what the
+    earlier run of ours wrote there (:func:`earlier_files`) -- never one of ``inputs``, never a file
+    we did not write; our folders go only when that leaves them empty."""
     out_dir = Path(out_dir)
     check_output_dir(out_dir, overwrite)
+    keep = {Path(p).resolve() for p in inputs}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name in RESULT_DIRS:
-            if (out_dir / name).is_dir():
-                shutil.rmtree(out_dir / name)
-        for name in RESULT_FILES:
-            (out_dir / name).unlink(missing_ok=True)
+        if overwrite:
+            for f in earlier_files(out_dir):
+                if f.resolve() not in keep:
+                    f.unlink()
+            for name in RESULT_DIRS:
+                if (out_dir / name).is_dir() and not any((out_dir / name).iterdir()):
+                    (out_dir / name).rmdir()
         probe = out_dir / ".write-test.tmp"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
         raise UserError(f"cannot write to the output folder --out {out_dir}: {exc.strerror or exc}") from None
     return out_dir
+
+
+def result_names(paths: Sequence[Path]) -> List[str]:
+    """The result name of each input image: its file stem (the official name), unless another input
+    has the same stem; then what tells them apart is added, so that the name says which input it
+    came from: the extension (``a.jpg``, ``a.png`` -> ``a-jpg``, ``a-png``), else the folder
+    (``phone1/IMG_0001.jpg`` -> ``phone1-IMG_0001``), else both, else a number."""
+    paths = [Path(p) for p in paths]
+    stems = [p.stem for p in paths]
+    names = list(stems)
+    for stem in set(stems):
+        group = [k for k, s in enumerate(stems) if s == stem]
+        if len(group) < 2:
+            continue
+        for make in (lambda p: f"{p.stem}-{p.suffix.lstrip('.')}", lambda p: f"{p.parent.name}-{p.stem}",
+                     lambda p: f"{p.parent.name}-{p.stem}-{p.suffix.lstrip('.')}"):
+            tried = [make(paths[k]) for k in group]
+            if len(set(tried)) == len(tried):
+                break
+        else:
+            tried = [f"{stem}-{n + 1}" for n in range(len(group))]
+        for k, name in zip(group, tried):
+            names[k] = name
+    taken = set()
+    for k, name in enumerate(names):  # a made-up name that is another input's stem
+        base, n = name, 1
+        while name in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name)
+        names[k] = name
+    return names
 
 
 def _floats(values) -> List[Optional[float]]:
@@ -145,10 +226,14 @@ class ResultWriter:
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
         self.run: Dict[str, Any] = {"complete": False, **(run_info or {}),
                                     "started": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+        #: What this run wrote (listed in run.json by :meth:`finish`: what ``--overwrite`` may remove).
+        self.results: List[str] = []
+        self.overlays: List[str] = []
         write_json_atomic(self.out_dir / RUN_FILE, self.run)
 
     def write_person(self, name: str, pred: Prediction, source: str, frame_index: Optional[int] = None) -> None:
         p = pred.person
+        self.results.append(name)
         buf = io.BytesIO()
         np.savez(buf, **pred.npz_dict())
         write_bytes_atomic(self.out_dir / "smplx" / f"{name}.npz", buf.getvalue(), fsync=False)
@@ -172,6 +257,7 @@ class ResultWriter:
             save_obj(self.out_dir / "mesh" / f"{name}.obj", p.vertices, self.faces)
 
     def write_overlay(self, stem: str, image: np.ndarray) -> None:
+        self.overlays.append(stem)
         write_bytes_atomic(self.out_dir / "overlay" / f"{stem}.jpg", _encode_jpg(image), fsync=False)
 
     def finish(self, stats) -> None:
@@ -183,6 +269,7 @@ class ResultWriter:
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "frames": stats.frames, "persons": stats.persons, "empty_frames": stats.empty_frames,
             "failed": stats.failed, "undecodable_frames": stats.undecodable, "input_problem": stats.input_problem,
+            "written": {"results": self.results, "overlays": self.overlays},
         })
         write_json_atomic(self.out_dir / RUN_FILE, self.run)
 

@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from engines.errors import UserError
 
@@ -110,11 +110,11 @@ def load_detector(args, people: int):
     return PersonDetector(static=args.command == "image", max_people=people)
 
 
-def run_offline(args, run: Callable, unreadable: Tuple[type, ...] = ()) -> int:
+def run_offline(args, run: Callable, unreadable: Tuple[type, ...] = (), inputs: Sequence[Path] = ()) -> int:
     """What ``mocap image`` and ``mocap video`` share once their inputs are checked: load the model,
     the detector and the overlay renderer, prepare ``--out``, call ``run(predictor, detector,
     overlay, stop)`` with the stop signals delivered to ``stop``, close what was opened, print the
-    summary line; the exit code. A write failure (disk full...) and the ``unreadable`` input errors
+    summary line; the exit code. ``inputs`` are never removed by ``--overwrite``. A write failure (disk full...) and the ``unreadable`` input errors
     become one-line UserErrors."""
     import threading
 
@@ -132,7 +132,7 @@ def run_offline(args, run: Callable, unreadable: Tuple[type, ...] = ()) -> int:
         overlay = PersonOverlay(predictor.body_model.faces, boxes=not args.no_boxes)
     stop = threading.Event()
     try:
-        prepare_output_dir(args.out, args.overwrite)
+        prepare_output_dir(args.out, args.overwrite, inputs)
         with signals.deliver_to(stop):
             stats = run(predictor, detector, overlay, stop)
     except unreadable as exc:

@@ -46,4 +46,4 @@ def cmd_image(args) -> int:
                           save_mesh=args.save_mesh, overlay=overlay, stop=stop,
                           run_info={"command": "image", "inputs": [str(p) for p in images]})
 
-    return run_offline(args, run)
+    return run_offline(args, run, inputs=images)

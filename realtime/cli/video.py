@@ -38,4 +38,4 @@ def cmd_video(args) -> int:
                          save_mesh=args.save_mesh, overlay=overlay, max_frames=args.max_frames, stop=stop,
                          run_info={"command": "video"})
 
-    return run_offline(args, run, unreadable=(VideoUnreadable,))
+    return run_offline(args, run, unreadable=(VideoUnreadable,), inputs=[args.video])
