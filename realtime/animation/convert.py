@@ -112,14 +112,21 @@ def output_rate(take: Take, fps: Optional[float]) -> float:
 def convert(source: Union[str, Path], out: Union[str, Path], to: Optional[str] = None,
             person: Optional[int] = None, fps: Optional[float] = None,
             body_models: Optional[Union[str, Path]] = None, place: str = "floor",
-            max_gap: float = MAX_GAP) -> Report:
+            max_gap: float = MAX_GAP, overwrite: bool = False) -> Report:
     """Convert a take to ``to`` (npz, bvh, glb, fbx) at ``out``; see the module docstring.
 
     ``fps``: for a result folder, its frame rate (else its ``video.json``); for a recording,
-    the output frame rate (else the recording's nominal rate, else 30). Raises
-    :class:`UserError` for anything the user can fix.
+    the output frame rate (else the recording's nominal rate, else 30). ``out`` may be an existing
+    folder: the file is then ``<input name>.<format>`` in it. A file that exists is refused unless
+    ``overwrite``. Raises :class:`UserError` for anything the user can fix.
     """
     out = Path(out)
+    if out.is_dir():
+        if to is None:
+            raise UserError(f"--out {out} is a folder: pass --to {'|'.join(FORMATS)} (or give a file name)")
+        source_path = Path(source).resolve()
+        stem = (source_path.parent if source_path.is_file() else source_path).name or "take"
+        out = out / f"{stem}{FORMATS[to].suffix}"
     name = format_for(out, to)
     fmt = FORMATS[name]
     if fmt.needs_bpy:
@@ -138,6 +145,13 @@ def convert(source: Union[str, Path], out: Union[str, Path], to: Optional[str] =
     else:
         tracks = list(take.persons.values())
     paths = output_paths(out, name, [t.person_id for t in tracks], several=len(tracks) > 1)
+    taken = [str(p) for p in paths.values() if p.exists()]
+    if taken and not overwrite:
+        raise UserError(f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}: pass --overwrite to "
+                        f"replace {'it' if len(taken) == 1 else 'them'}, or choose another --out")
+    folders = [str(p) for p in paths.values() if p.is_dir()]
+    if folders:
+        raise UserError(f"{', '.join(folders)} is a folder: choose another --out")
     model = open_body_model(body_models)
     for track in tracks:
         body = shaped_body(model, settled_betas(track))

@@ -14,7 +14,10 @@ def register(sub) -> None:
     p.add_argument("--to", choices=["npz", "bvh", "glb", "fbx"], default=None,
                    help="output format (default: from the --out suffix); fbx needs the [blender] extra")
     p.add_argument("--out", type=Path, required=True, metavar="FILE",
-                   help="output file; with several people one file each, FILE's stem + _<id>")
+                   help="output file, or an existing folder to write <input name>.<format> into; with several "
+                        "people one file each, FILE's stem + _<id>")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that already exist (by default an existing file is refused)")
     p.add_argument("--person", type=int, default=None, metavar="ID", help="convert only this person (track id)")
     p.add_argument("--fps", type=float, default=None, metavar="F",
                    help="frame rate of a result folder (default: its video.json); for a recording, the output "
@@ -37,7 +40,8 @@ def cmd_convert(args) -> int:
     from realtime.animation.convert import convert
 
     report = convert(args.input, args.out, to=args.to, person=args.person, fps=args.fps,
-                     body_models=args.body_models, place=args.place, max_gap=args.max_gap)
+                     body_models=args.body_models, place=args.place, max_gap=args.max_gap,
+                     overwrite=args.overwrite)
     for line in report.warnings:
         print(f"mocap convert: warning: {line}", file=sys.stderr)
     for w in report.files:
