@@ -141,3 +141,45 @@ def test_a_read_only_folder_is_one_line(tmp_path, capsys, ckpt, smplx_dir, media
     rc = main(["image", str(media_dir / "astronaut.png"), "--out", str(ro / "out"), *image_args(ckpt, smplx_dir)])
     one_line_error(capsys, rc, f"--out {ro / 'out'}", "Read-only file system")
     assert list(src.iterdir()) == []
+
+
+def test_recorder_on_a_full_disk_stops_cleanly_and_says_so(tmp_path, mounts, caplog):
+    """The recorder on a tmpfs that fills up: one error line (not one per frame), the records before
+    it intact and readable, the rest counted as lost, no temporary file left behind."""
+    from realtime.recording import load_recording
+    from realtime.sinks.recorder import Recorder
+
+    from .test_recorder import result_for
+
+    disk = mounted("tmpfs", tmp_path / "disk", size="40k")
+    mounts.append(disk)
+    rec = Recorder(disk / "rec", save_video=True, fsync_every=1)
+    for i in range(200):
+        rec.send(result_for(i, n_persons=2, image=True))
+    rec.close()
+    assert rec.problem is not None and "No space left on device" in rec.problem
+    assert rec.written > 0 and rec.lost > 0 and rec.written + rec.lost == 200
+    assert sum("recorder:" in r.getMessage() for r in caplog.records if r.levelname == "ERROR") == 1
+    assert not list((disk / "rec").rglob("*.tmp"))
+    loaded = load_recording(disk / "rec")
+    assert 0 < len(loaded.frames) <= rec.written
+    assert [f.frame_id for f in loaded.frames] == list(range(len(loaded.frames)))
+
+
+def test_live_recording_on_a_full_disk_is_not_a_success(tmp_path, capsys, s32_ckpt, smplx_dir, mounts):
+    """mocap live --record onto a disk that fills up: exit code 1, the summary counts the lost
+    records as sink errors and names the problem, one line says the recording is incomplete."""
+    disk = mounted("tmpfs", tmp_path / "disk", size="24k")
+    mounts.append(disk)
+    summary = tmp_path / "summary.json"
+    rc = main(["live", "--source", "synthetic:320x240@15", "--max-frames", "40", "--no-pace", "--viewer", "none",
+               "--osc", "none", "--zmq", "none", "--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir),
+               "--engine", "torch", "--record", str(disk / "rec"), "--record-video", "--summary-json", str(summary)])
+    out, err = capsys.readouterr()
+    assert rc == 1, err
+    s = json.loads(summary.read_text())
+    assert s["sink_errors"] > 0 and "No space left on device" in s["recording_problem"]
+    assert "recording in" not in out
+    incomplete = [line for line in err.splitlines() if "is incomplete" in line]
+    assert len(incomplete) == 1 and "No space left on device" in incomplete[0]
+    assert err.count("No space left on device") <= 3  # the log line, the incomplete line: no flood

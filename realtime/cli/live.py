@@ -98,6 +98,7 @@ def cmd_live(args) -> int:
 
     from realtime.capture import CameraSource, CaptureError, open_source
     from realtime.pipeline import Pipeline
+    from realtime.sinks.recorder import Recorder
     from engines.tracking import PersonTracker
 
     # everything a user can get wrong is checked before the slow loads
@@ -194,10 +195,16 @@ def cmd_live(args) -> int:
     if problem:
         summary["source_problem"] = problem
         print(f"mocap live: source: {problem}", file=sys.stderr)
-    if args.record is not None:
+    recorder = next((s for s in sinks if isinstance(s, Recorder)), None)
+    if recorder is not None:
         summary["recording"] = str(args.record)
+        if recorder.problem is not None:  # the disk filled up or went read-only: the summary says so
+            summary["sink_errors"] = summary.get("sink_errors", 0) + recorder.lost
+            summary["recording_problem"] = recorder.problem
     print(_format_summary(summary))
-    if args.record is not None:
+    if recorder is not None and recorder.problem is not None:
+        print(f"mocap live: the recording in {args.record} is incomplete: {recorder.problem}", file=sys.stderr)
+    elif args.record is not None:
         print(f"mocap live: recording in {args.record} (mocap replay / mocap convert read it)")
     if args.summary_json:
         try:
@@ -206,7 +213,7 @@ def cmd_live(args) -> int:
             raise UserError(f"cannot write --summary-json {args.summary_json}: {exc.strerror or exc} "
                             f"(the summary is printed above)") from None
         print(f"mocap live: summary in {args.summary_json}")
-    return 0
+    return 1 if recorder is not None and recorder.problem is not None else 0
 
 
 def _start(source) -> None:
