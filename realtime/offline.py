@@ -360,3 +360,59 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
     stats.input_problem = frames.problem
     writer.finish(stats)
     return stats
+
+
+def write_failure(out_dir: Path, exc: OSError) -> str:
+    """The one line for a result that could not be written."""
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return (f"cannot write results in --out {out_dir}{where}: {exc.strerror or exc}; the results written so far "
+            f"are kept and run.json marks the run incomplete")
+
+
+def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: str, body_models=None,
+                device: str = "cpu", engine: str = "torch", bbox=None, max_people: int = 1,
+                save_mesh: bool = False, overlay: bool = True, boxes: bool = True, overwrite: bool = False,
+                max_frames: Optional[int] = None, progress: bool = True) -> RunStats:
+    """``mocap image`` (``command="image"``: every image of ``inputs``) or ``mocap video`` (the one
+    video of ``inputs``) as one call: load the model, the detector (none with ``bbox``: the people's
+    boxes) and the overlay renderer, prepare ``out`` (:func:`realtime.results.prepare_output_dir`:
+    only a folder of ours is reused, ``overwrite`` removes only what our earlier run wrote, never one
+    of ``inputs``), run with the stop signals ending it cleanly, close what was opened. A write
+    failure (disk full, read-only folder) and an unreadable video raise one-line UserErrors."""
+    import threading
+
+    from engines.detector import PersonDetector
+    from engines.errors import UserError
+    from engines.media import VideoUnreadable
+
+    from . import signals
+    from .results import prepare_output_dir
+
+    inputs = [Path(p) for p in inputs]
+    predictor = Predictor.from_files(checkpoint, body_models, device=device, engine=engine)
+    detector = None if bbox else PersonDetector(static=command == "image", max_people=max_people)
+    renderer = None
+    if overlay:
+        from viewers.mesh_overlay import PersonOverlay
+
+        renderer = PersonOverlay(predictor.body_model.faces, boxes=boxes)
+    stop = threading.Event()
+    try:
+        prepare_output_dir(out, overwrite, inputs)
+        with signals.deliver_to(stop):
+            if command == "image":
+                return run_images(inputs, predictor, out, detector=detector, manual_boxes=bbox, save_mesh=save_mesh,
+                                  overlay=renderer, progress=progress, stop=stop,
+                                  run_info={"command": "image", "inputs": [str(p) for p in inputs]})
+            return run_video(inputs[0], predictor, out, detector=detector, manual_boxes=bbox, save_mesh=save_mesh,
+                             overlay=renderer, progress=progress, max_frames=max_frames, stop=stop,
+                             run_info={"command": "video"})
+    except VideoUnreadable as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:  # the disk is full, the folder went away...
+        raise UserError(write_failure(out, exc)) from None
+    finally:
+        if detector is not None:
+            detector.close()
+        if renderer is not None:
+            renderer.close()

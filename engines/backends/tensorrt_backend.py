@@ -22,12 +22,13 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from ..atomic import atomic_file
+from ..errors import DependencyMissing, DeviceUnavailable, ModelFileError
 from .base import INPUT_NAME, OUTPUT_NAMES, Engine, check_precision
 
 MAGIC = b"MOCAPTRT"
 
 
-class TensorRTUnavailable(ImportError):
+class TensorRTUnavailable(DependencyMissing):
     """The ``tensorrt`` Python package is not installed."""
 
 
@@ -78,7 +79,7 @@ class TensorRTEngine(Engine):
         import torch
 
         if not torch.cuda.is_available():
-            raise RuntimeError("the TensorRT backend needs a CUDA device; none is visible")
+            raise DeviceUnavailable("the TensorRT backend needs a CUDA device; none is visible")
         self.meta, blob = read_engine_file(path)
         self.precision = self.meta.get("precision", "fp16")
         check_precision(precision, self.precision, path,
@@ -90,7 +91,7 @@ class TensorRTEngine(Engine):
         self.runtime = trt.Runtime(logger)
         self.engine = self.runtime.deserialize_cuda_engine(blob)
         if self.engine is None:
-            raise RuntimeError(f"TensorRT could not load {path} (built with TensorRT "
+            raise ModelFileError(f"TensorRT could not load {path} (built with TensorRT "
                                f"{self.meta.get('tensorrt')}, another GPU, or a corrupt file?)")
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()

@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from engines.errors import UserError
 
@@ -89,13 +89,6 @@ def exit_code(stats) -> int:
     return 0 if stats.frames else 1
 
 
-def write_failure(out_dir: Path, exc: OSError) -> str:
-    """The one line for a result that could not be written."""
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    return (f"cannot write results in --out {out_dir}{where}: {exc.strerror or exc}; the results written so far "
-            f"are kept and run.json marks the run incomplete")
-
-
 def max_people(args) -> int:
     """``--max-people`` of the offline commands (default :data:`MAX_PEOPLE`), checked."""
     n = MAX_PEOPLE if args.max_people is None else args.max_people
@@ -104,64 +97,19 @@ def max_people(args) -> int:
     return n
 
 
-def load_detector(args, people: int):
-    from engines.detector import PersonDetector
+def run_offline(args, inputs: Sequence[Path]) -> int:
+    """``mocap image`` / ``mocap video`` once their inputs are checked: the library run
+    (:func:`realtime.offline.run_session`) with the options as plain values, the summary line, the
+    exit code."""
+    from realtime.offline import run_session
 
-    return PersonDetector(static=args.command == "image", max_people=people)
-
-
-def run_offline(args, run: Callable, unreadable: Tuple[type, ...] = (), inputs: Sequence[Path] = ()) -> int:
-    """What ``mocap image`` and ``mocap video`` share once their inputs are checked: load the model,
-    the detector and the overlay renderer, prepare ``--out``, call ``run(predictor, detector,
-    overlay, stop)`` with the stop signals delivered to ``stop``, close what was opened, print the
-    summary line; the exit code. ``inputs`` are never removed by ``--overwrite``. A write failure (disk full...) and the ``unreadable`` input errors
-    become one-line UserErrors."""
-    import threading
-
-    from realtime.results import prepare_output_dir
-
-    from .. import signals
-
-    people = None if args.bbox else max_people(args)  # before the slow model load
-    predictor = load_predictor(args)
-    detector = None if people is None else load_detector(args, people)
-    overlay = None
-    if not args.no_overlay:
-        from viewers.mesh_overlay import PersonOverlay
-
-        overlay = PersonOverlay(predictor.body_model.faces, boxes=not args.no_boxes)
-    stop = threading.Event()
-    try:
-        prepare_output_dir(args.out, args.overwrite, inputs)
-        with signals.deliver_to(stop):
-            stats = run(predictor, detector, overlay, stop)
-    except unreadable as exc:
-        raise UserError(str(exc)) from None
-    except OSError as exc:  # the disk is full, the folder went away...
-        raise UserError(write_failure(args.out, exc)) from None
-    finally:
-        if detector is not None:
-            detector.close()
-        if overlay is not None:
-            overlay.close()
+    stats = run_session(args.command, inputs, args.out, checkpoint=args.checkpoint, body_models=args.body_models,
+                        device=args.device, engine=args.engine, bbox=args.bbox,
+                        max_people=1 if args.bbox else max_people(args), save_mesh=args.save_mesh,
+                        overlay=not args.no_overlay, boxes=not args.no_boxes, overwrite=args.overwrite,
+                        max_frames=getattr(args, "max_frames", None))
     print(f"mocap {args.command}: {stats.summary()}; results in {args.out}")
     return exit_code(stats)
-
-
-def load_predictor(args):
-    from engines.body_model import BodyModelNotFound
-    from engines.checkpoints import CheckpointError
-    from engines.inference import Predictor
-
-    try:
-        return Predictor.from_files(args.checkpoint, args.body_models, device=args.device,
-                                    engine=getattr(args, "engine", "torch"))
-    except (CheckpointError, BodyModelNotFound) as exc:
-        raise UserError(str(exc)) from exc
-    except RuntimeError as exc:
-        if "CUDA" in str(exc):
-            raise UserError(str(exc)) from exc
-        raise
 
 
 def host_port(text: str, default_port: int, option: str = "--osc", resolve: bool = True) -> Tuple[str, int]:

@@ -31,7 +31,6 @@ def _expand_images(items: List[Path]) -> List[Path]:
 
 
 def cmd_image(args) -> int:
-    from realtime.offline import run_images
     from realtime.results import check_output_dir
 
     check_boxes(args.bbox)
@@ -40,10 +39,4 @@ def cmd_image(args) -> int:
     if missing and len(missing) == len(images):
         raise UserError(f"image(s) not found: {', '.join(missing)}")
     check_output_dir(args.out, args.overwrite)  # before the slow model load
-
-    def run(predictor, detector, overlay, stop):
-        return run_images(images, predictor, args.out, detector=detector, manual_boxes=args.bbox,
-                          save_mesh=args.save_mesh, overlay=overlay, stop=stop,
-                          run_info={"command": "image", "inputs": [str(p) for p in images]})
-
-    return run_offline(args, run, inputs=images)
+    return run_offline(args, images)

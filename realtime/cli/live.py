@@ -91,8 +91,6 @@ def _viewer_choice(args) -> str:
 
 
 def cmd_live(args) -> int:
-    from engines.body_model import BodyModelNotFound
-    from engines.checkpoints import CheckpointError
     from engines.detector import PersonDetector
     from engines.inference import Predictor
 
@@ -132,10 +130,7 @@ def cmd_live(args) -> int:
     try:
         if isinstance(source, CameraSource):
             _start(source)  # a missing camera is found now, not after the model load (it keeps only its newest frame)
-        try:
-            predictor = Predictor.from_files(args.checkpoint, args.body_models, device=args.device, engine=args.engine)
-        except (CheckpointError, BodyModelNotFound, RuntimeError) as exc:
-            raise UserError(str(exc)) from exc
+        predictor = Predictor.from_files(args.checkpoint, args.body_models, device=args.device, engine=args.engine)
         # full meshes only for a consumer that draws them (the 3-D and overlay views); streams need parameters
         predictor.with_mesh = viewer_kind in ("open3d", "overlay")
         body = predictor.body_model
@@ -296,13 +291,17 @@ class _Open3DLoop:
 
 
 def _open_viewer(kind: str, faces):
+    from viewers.mesh_overlay import RendererUnavailable
+    from viewers.open3d_viewer import ViewerUnavailable
+    from viewers.preview import PreviewUnavailable
+
     if kind == "none":
         return None
     try:
         if kind in ("preview", "overlay"):
             return _PreviewLoop(faces, meshes=kind == "overlay")
         return _Open3DLoop(faces)
-    except RuntimeError as exc:  # no display: say how to run without a window
+    except (PreviewUnavailable, ViewerUnavailable, RendererUnavailable) as exc:  # no display: run without a window
         raise UserError(f"{exc} (use --viewer none to run without a window)") from exc
 
 

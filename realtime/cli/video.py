@@ -21,7 +21,6 @@ def register(sub) -> None:
 
 def cmd_video(args) -> int:
     from engines.media import VideoReader, VideoUnreadable
-    from realtime.offline import run_video
     from realtime.results import check_output_dir
 
     check_boxes(args.bbox)
@@ -31,11 +30,5 @@ def cmd_video(args) -> int:
         VideoReader(args.video).close()  # an unreadable video fails before the slow model load
     except VideoUnreadable as exc:
         raise UserError(str(exc)) from None
-    check_output_dir(args.out, args.overwrite)
-
-    def run(predictor, detector, overlay, stop):
-        return run_video(args.video, predictor, args.out, detector=detector, manual_boxes=args.bbox,
-                         save_mesh=args.save_mesh, overlay=overlay, max_frames=args.max_frames, stop=stop,
-                         run_info={"command": "video"})
-
-    return run_offline(args, run, unreadable=(VideoUnreadable,), inputs=[args.video])
+    check_output_dir(args.out, args.overwrite)  # before the slow model load
+    return run_offline(args, [args.video])
