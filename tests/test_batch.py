@@ -131,6 +131,7 @@ def test_manifest_owns_its_folder_and_survives_a_torn_line(tmp_path):
 # --------------------------------------------------------------------------------------------- stages
 
 
+@pytest.mark.slow
 def test_stage_split_gives_what_predict_gives(media_dir, s32_net, body_model):
     """The Ray stages (crop in the decoder, network over a stack of crops, predictions rebuilt per
     frame) equal Predictor.predict: bit for bit when the network sees the frame's crops alone,
@@ -166,6 +167,7 @@ def test_stage_split_gives_what_predict_gives(media_dir, s32_net, body_model):
     assert len(expected[0]) == 1 and len(expected[1]) == 2
 
 
+@pytest.mark.slow
 def test_staged_path_writes_what_mocap_video_writes(tmp_path, media_dir, offline_reference, batch_ckpt, smplx_dir):
     """What the Ray tasks and writers run, without Ray: frames tracked by mocap video's own loop, crops
     made apart from the network, the network behind an engine stage, chunks written by InputWriter.
@@ -193,6 +195,7 @@ def test_staged_path_writes_what_mocap_video_writes(tmp_path, media_dir, offline
 # --------------------------------------------------------------------------------------------- local runs
 
 
+@pytest.mark.slow
 def test_local_batch_equals_mocap_video_and_resumes(tmp_path, media_dir, offline_reference, model_args, smplx_dir):
     """One worker: every result folder byte-identical to mocap video / mocap image (several people,
     track ids; overlays equal in pixels), the --export files equal to mocap convert's up to float64
@@ -237,6 +240,7 @@ def test_local_batch_equals_mocap_video_and_resumes(tmp_path, media_dir, offline
     assert again[str(corrupt)]["updated"] >= entries[str(corrupt)]["updated"]
 
 
+@pytest.mark.slow
 def test_two_workers_and_a_worker_that_dies(tmp_path, media_dir, offline_reference, model_args):
     """Two worker processes share the cores (results equal to float32 rounding); a worker killed in
     the middle of an input fails only that input, a new worker takes the rest, a rerun finishes it."""
@@ -268,6 +272,7 @@ def test_two_workers_and_a_worker_that_dies(tmp_path, media_dir, offline_referen
     assert_same_results(offline_reference[BATCH_MEDIA[0]], out / Path(BATCH_MEDIA[0]).stem, exact=True)
 
 
+@pytest.mark.slow
 def test_kill_in_the_middle_then_resume(tmp_path, media_dir, model_args):
     """SIGKILL of mocap batch after its first input: no worker survives it, nothing half-written is
     in place, and the rerun finishes the rest without redoing the first."""

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a real Ray instance and end-to-end batches
+
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '.[batch]'")
 
 from engines.errors import UserError  # noqa: E402

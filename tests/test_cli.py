@@ -49,6 +49,7 @@ def test_image_with_fixed_box_official_format(tmp_path, media_dir, ckpt_args, s3
     assert sum(l.startswith("v ") for l in obj) == 10475 and sum(l.startswith("f ") for l in obj) == 20908
 
 
+@pytest.mark.slow
 def test_image_detector_finds_people_and_skips_empty(tmp_path, media_dir, ckpt_args):
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))
@@ -78,6 +79,7 @@ def centred_ckpt(tmp_path_factory):
     return write_random_checkpoint(tmp_path_factory.mktemp("c") / "centred.pth.tar", "s32", seed=2, extra=extra)
 
 
+@pytest.mark.slow
 def test_video_end_to_end_overlay_shows_mesh(tmp_path, media_dir, centred_ckpt, smplx_dir, body_model):
     clip = media_dir / "street_walk_960x540.mp4"
     out = tmp_path / "vid"
@@ -115,6 +117,7 @@ def test_video_end_to_end_overlay_shows_mesh(tmp_path, media_dir, centred_ckpt, 
     assert bx - 5 <= np.median(uv[inside, 0]) <= bx + bw + 5
 
 
+@pytest.mark.slow
 def test_video_several_people_keep_their_track_ids(tmp_path, media_dir, centred_ckpt, smplx_dir):
     """The PoseTrack clip (three football players): every person found gets a track id that
     names their files in every frame, the meta json carries it and the detector score, and the

@@ -74,6 +74,7 @@ def test_cache_list_and_clear_keeps_weights_unless_asked(cache, capsys):
     assert not (cache / "weights").exists()
 
 
+@pytest.mark.slow
 def test_doctor_as_the_readme_runs_it_reports_no_camera_cleanly(cache, tmp_path):
     """The README's first command: `mocap doctor` with the camera probe (no --no-cameras), in its own
     process as a user runs it. This machine has no camera: a WARN line with the fix, no traceback, no

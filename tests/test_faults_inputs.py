@@ -113,6 +113,7 @@ def test_summary_json_bad_path_fails_before_running(tmp_path, capsys, ckpt, smpl
     assert not (tmp_path / "rec").exists()  # nothing ran, nothing was recorded
 
 
+@pytest.mark.slow
 def test_reused_out_folder_is_refused_unless_overwrite(tmp_path, capsys, ckpt, smplx_dir, media_dir):
     """A folder of ours is reused only with --overwrite, which removes only what our earlier run wrote
     (listed in its run.json): a file of someone else's in our sub-folders stays."""
@@ -294,6 +295,7 @@ def test_bad_filter_config_fails_before_the_model_loads(tmp_path, capsys, conten
     one_line_error(capsys, rc, "filter settings")
 
 
+@pytest.mark.slow
 def test_corrupt_images_are_reported_and_the_rest_processed(tmp_path, capsys, ckpt, smplx_dir, media_dir):
     good = media_dir / "astronaut.png"
     cut = tmp_path / "cut.jpg"
@@ -323,6 +325,7 @@ def test_latency_sample_stays_bounded():
     assert sorted(small.values) == [1.0, 2.0, 3.0]  # every value kept while under capacity: exact percentiles
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_the_run_in_one_line_and_leaves_whole_files(tmp_path, ckpt, smplx_dir, media_dir):
     """RLIMIT_FSIZE stands in for a full disk: a write past 100 kB fails (EFBIG) like one on a full disk
     (ENOSPC). The mesh (about 1 MB) cannot be written; the smaller results can."""

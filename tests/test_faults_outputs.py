@@ -56,6 +56,7 @@ def mounts():
         subprocess.run(["umount", "-l", str(p)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_inputs_with_one_stem_are_kept_apart(tmp_path, capsys, ckpt, smplx_dir, media_dir):
     """IMG_0001.jpg from two phones' folders and a.jpg + a.png: one result each, named after the
     input they came from, run.json mapping every input to its name."""

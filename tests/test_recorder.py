@@ -127,6 +127,7 @@ def test_truncated_tail_is_tolerated(tmp_path):
     assert rec.truncated and len(rec) == 3
 
 
+@pytest.mark.slow
 def test_killed_recorder_leaves_a_readable_file(tmp_path):
     out = tmp_path / "killed"
     script = textwrap.dedent(f"""
