@@ -3,18 +3,63 @@ recording; the viewer loops and the status line."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
 
 from engines.atomic import write_json_atomic
 from engines.errors import UserError
 from engines.stop import signal_name, stop_requested
 
 from . import signals
-from .cli.common import check_output_file, check_stream_args, make_sinks
+from .sinks.targets import StreamTargets, check_streams, make_sinks
 
 log = logging.getLogger("mocap.live")
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """What ``mocap live`` runs with (the options' meaning: ``mocap live --help``), as plain values."""
+
+    source: str = "0"
+    checkpoint: str = "s32"
+    body_models: Optional[str] = None
+    device: str = "cpu"
+    engine: str = "auto"
+    streams: StreamTargets = field(default_factory=StreamTargets)
+    viewer: str = "auto"
+    record: Optional[Path] = None
+    record_video: bool = False
+    duration: Optional[float] = None
+    max_frames: Optional[int] = None
+    no_pace: bool = False
+    loop: bool = False
+    fps: Optional[float] = None
+    max_people: int = 1
+    redetect_every: Optional[int] = None
+    grace: float = 1.0
+    no_filter: bool = False
+    filter_config: Optional[Path] = None
+    filter: Sequence[str] = ()
+    summary_json: Optional[Path] = None
+
+
+def check_output_file(path: Optional[Path], option: str) -> None:
+    """Fail before any work when ``path`` (an output file option) cannot be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder: give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        why = "is not a folder" if parent.exists() else "does not exist"
+        raise UserError(f"{option} {path}: the folder {parent} {why}")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{option} {path}: the folder {parent} is not writable")
 
 
 def _filter_settings(args):
@@ -48,7 +93,10 @@ def _viewer_choice(args) -> str:
     return "preview" if display_available() else "none"
 
 
-def cmd_live(args) -> int:
+def run(args: LiveOptions) -> int:
+    """The live session: checks, loads, runs until the source ends, ``duration``, ``max_frames``, a
+    stop signal or the viewer closes; prints the summary; the exit code (1 when the recording lost
+    records, else 0). What a user can fix raises :class:`UserError` before anything slow."""
     from engines.detector import PersonDetector
     from engines.inference import Predictor
 
@@ -59,7 +107,7 @@ def cmd_live(args) -> int:
 
     # everything a user can get wrong is checked before the slow loads
     check_output_file(args.summary_json, "--summary-json")
-    check_stream_args(args)
+    check_streams(args.streams)
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be >= 1")
     if args.duration is not None and not args.duration > 0:
@@ -102,7 +150,7 @@ def cmd_live(args) -> int:
             _start(source)
         print(f"mocap live: engine {predictor.engine.describe()}, source {args.source}", file=sys.stderr)
         with signals.deliver_to(stop):  # from here on a stop signal ends the run cleanly
-            sinks = make_sinks(args, body, args.record, args.record_video, str(args.source), source.fps)
+            sinks = make_sinks(args.streams, body, args.record, args.record_video, str(args.source), source.fps)
             pipe = Pipeline(source, predictor, tracker, filt, sinks,
                             mesh_after_filter=viewer_kind in ("open3d", "overlay") and not args.no_filter)
             pipe.start(args.max_frames)

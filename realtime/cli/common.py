@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import signal
-import socket
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Sequence
 
 from engines.errors import UserError
 
@@ -67,20 +65,6 @@ def check_boxes(boxes) -> None:
             raise UserError(f"--bbox {values}: width and height must be > 0 (X Y W H in pixels)")
 
 
-def check_output_file(path: Optional[Path], option: str) -> None:
-    """Fail before any work when ``path`` (an output file option) cannot be written."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise UserError(f"{option} {path} is a folder: give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        why = "is not a folder" if parent.exists() else "does not exist"
-        raise UserError(f"{option} {path}: the folder {parent} {why}")
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"{option} {path}: the folder {parent} is not writable")
-
-
 def exit_code(stats) -> int:
     """Exit code of an offline run: 128 + N when signal N stopped it early (SIGINT 130,
     SIGTERM 143, SIGHUP 129), 1 when no frame could be processed, else 0."""
@@ -112,95 +96,14 @@ def run_offline(args, inputs: Sequence[Path]) -> int:
     return exit_code(stats)
 
 
-def host_port(text: str, default_port: int, option: str = "--osc", resolve: bool = True) -> Tuple[str, int]:
-    """``HOST:PORT``, ``HOST``, ``[IPv6]:PORT`` or a bare IPv6 address as (host, port), with the
-    port checked to be 1-65535 and the host resolved; raises :class:`UserError` naming ``option``."""
-    text = text.strip()
-    hint = f"use HOST:PORT, e.g. 127.0.0.1:{default_port} or [::1]:{default_port}, or 'none'"
-    has_port = False
-    if text.startswith("["):
-        end = text.find("]")
-        rest = text[end + 1:]
-        if end <= 1 or (rest and not rest.startswith(":")):
-            raise UserError(f"bad {option} value {text!r}: {hint}")
-        host, has_port, port_text = text[1:end], bool(rest), rest[1:]
-    elif text.count(":") > 1:  # a bare IPv6 address: no port given
-        host, port_text = text, ""
-    else:
-        host, sep, port_text = text.rpartition(":")
-        has_port = bool(sep)
-        if not sep:
-            host = text
-    if not host:
-        raise UserError(f"bad {option} value {text!r}: the host is missing; {hint}")
-    port = default_port
-    if has_port:
-        if not port_text.isdigit():
-            raise UserError(f"bad {option} value {text!r}: port {port_text!r} is not a number; {hint}")
-        port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise UserError(f"bad {option} value {text!r}: port {port} is outside 1-65535")
-    if resolve:
-        try:
-            socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            why = getattr(exc, "strerror", None) or str(exc)
-            raise UserError(f"bad {option} value {text!r}: cannot resolve host {host!r} ({why}); "
-                            f"use an IP address such as 127.0.0.1 or a host name this machine knows") from None
-    return host, port
+def stream_targets(args):
+    """The stream options of ``mocap live`` / ``mocap replay`` as plain values."""
+    from realtime.sinks.targets import StreamTargets
 
-
-_ZMQ_SCHEMES = ("tcp://", "ipc://", "inproc://")
-
-
-def zmq_endpoint(text: str, option: str = "--zmq") -> str:
-    """Check a ZMQ endpoint for binding: ``tcp://HOST:PORT`` (port 1-65535 or ``*``; HOST an
-    address, ``*``, ``[IPv6]`` or an interface), ``ipc://PATH`` or ``inproc://NAME``."""
-    hint = "use tcp://HOST:PORT, e.g. tcp://127.0.0.1:5555 (tcp://*:5555 for every interface), or 'none'"
-    text = text.strip()
-    if not text.startswith(_ZMQ_SCHEMES):
-        raise UserError(f"bad {option} value {text!r}: {hint}")
-    if not text.startswith("tcp://"):
-        return text
-    rest = text[len("tcp://"):]
-    if rest.startswith("["):
-        end = rest.find("]")
-        if end <= 1 or not rest[end + 1:].startswith(":"):
-            raise UserError(f"bad {option} value {text!r}: {hint}")
-        host, port_text = rest[1:end], rest[end + 2:]
-    else:
-        host, sep, port_text = rest.rpartition(":")
-        if not sep or ":" in host:
-            raise UserError(f"bad {option} value {text!r}: {hint} (IPv6 addresses go in brackets: tcp://[::1]:5555)")
-    if not host:
-        raise UserError(f"bad {option} value {text!r}: the host is missing; {hint}")
-    if port_text != "*":
-        if not port_text.isdigit():
-            raise UserError(f"bad {option} value {text!r}: port {port_text!r} is not a number; {hint}")
-        if not 1 <= int(port_text) <= 65535:
-            raise UserError(f"bad {option} value {text!r}: port {int(port_text)} is outside 1-65535")
-    return text
-
-
-def check_stream_args(args) -> None:
-    """Check --osc and --zmq (and the VMC settings) before anything slow is loaded."""
-    for target in osc_targets(args.osc):
-        host_port(target, 39539)
-    if args.zmq and args.zmq.lower() != "none":
-        zmq_endpoint(args.zmq)
-    if not getattr(args, "vmc_jaw_open_max", 0.5) > 0:
-        raise UserError("--vmc-jaw-open-max must be > 0 radians")
-
-
-def osc_targets(values: Optional[List[str]]) -> List[str]:
-    """The ``--osc`` targets: the default receiver when none is given, none for ``none``."""
-    if not values:
-        return ["127.0.0.1:39539"]
-    if any(v.lower() == "none" for v in values):
-        if len(values) > 1:
-            raise UserError("--osc none cannot be combined with other --osc targets")
-        return []
-    return list(values)
+    return StreamTargets(osc=args.osc, zmq=args.zmq, osc_split=args.osc_split, osc_no_raw=args.osc_no_raw,
+                         vmc_root=args.vmc_root, vmc_recenter=args.vmc_recenter,
+                         vmc_zero_positions=args.vmc_zero_positions, vmc_jaw_open_max=args.vmc_jaw_open_max,
+                         performer=getattr(args, "performer", None))
 
 
 def add_stream_args(p: argparse.ArgumentParser) -> None:
@@ -221,40 +124,3 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                    help="jaw opening (radians) that maps to the mouth blend value 1.0 (default 0.5)")
     p.add_argument("--zmq", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                    help="ZMQ PUB endpoint to bind, or 'none'. Default tcp://127.0.0.1:5555")
-
-
-def make_sinks(args, body_model, record_dir: Optional[Path] = None, record_video: bool = False,
-               source_desc: str = "", fps: Optional[float] = None) -> List:
-    sinks = []
-    try:
-        targets = osc_targets(args.osc)
-        if targets:
-            from realtime.sinks.osc_vmc import PerformerRouter, VMCSink
-
-            pinned = getattr(args, "performer", None)
-            router = PerformerRouter(len(targets), pinned=pinned) if (len(targets) > 1 or pinned is not None) else None
-            for slot, target in enumerate(targets):
-                host, port = host_port(target, 39539)
-                sinks.append(VMCSink(host, port, body_model, split_bundles=args.osc_split,
-                                     send_raw=not args.osc_no_raw, router=router, slot=slot,
-                                     root_motion=args.vmc_root, recenter=args.vmc_recenter,
-                                     zero_positions=args.vmc_zero_positions, jaw_open_max=args.vmc_jaw_open_max))
-        if args.zmq and args.zmq.lower() != "none":
-            from realtime.sinks.zmq_pub import ZMQSink
-
-            try:
-                sinks.append(ZMQSink(zmq_endpoint(args.zmq)))
-            except OSError as exc:
-                raise UserError(f"{exc} (is another program, perhaps another mocap, using it? choose another "
-                                f"endpoint with --zmq, or --zmq none)") from None
-        if record_dir is not None:
-            from realtime.sinks.recorder import Recorder
-
-            sinks.append(Recorder(record_dir, save_video=record_video, fps=fps, source=source_desc))
-    except BaseException as exc:
-        for s in sinks:
-            s.close()
-        if isinstance(exc, (OSError, ValueError)):
-            raise UserError(str(exc)) from None
-        raise
-    return sinks

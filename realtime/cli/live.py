@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_examples, add_model_args, add_stream_args
+from .common import add_examples, add_model_args, add_stream_args, stream_targets
 
 
 def register(sub) -> None:
@@ -49,6 +49,12 @@ def register(sub) -> None:
 
 
 def cmd_live(args) -> int:
-    from realtime.live import cmd_live as run
+    from realtime.live import LiveOptions, run
 
-    return run(args)
+    return run(LiveOptions(
+        source=args.source, checkpoint=args.checkpoint, body_models=args.body_models, device=args.device,
+        engine=args.engine, streams=stream_targets(args), viewer=args.viewer, record=args.record,
+        record_video=args.record_video, duration=args.duration, max_frames=args.max_frames, no_pace=args.no_pace,
+        loop=args.loop, fps=args.fps, max_people=args.max_people, redetect_every=args.redetect_every,
+        grace=args.grace, no_filter=args.no_filter, filter_config=args.filter_config, filter=tuple(args.filter),
+        summary_json=args.summary_json))

@@ -7,7 +7,7 @@ from pathlib import Path
 from engines.errors import UserError
 
 from .. import signals
-from .common import add_examples, add_stream_args, check_stream_args, make_sinks, osc_targets
+from .common import add_examples, add_stream_args, stream_targets
 
 
 def register(sub) -> None:
@@ -33,12 +33,14 @@ def cmd_replay(args) -> int:
     from engines.body_model import BodyModel, BodyModelNotFound
 
     from realtime.replay import load_timeline, replay
+    from realtime.sinks.targets import check_streams, make_sinks, osc_targets
 
     if not args.speed > 0 or (args.fps is not None and not args.fps > 0):
         raise UserError("--speed and --fps must be > 0")
     if not args.settle >= 0:
         raise UserError("--settle must be >= 0 seconds")
-    check_stream_args(args)
+    streams = stream_targets(args)
+    check_streams(streams)
     if not args.path.exists():
         raise UserError(f"nothing to replay at {args.path}")
     fps = args.fps
@@ -51,14 +53,14 @@ def cmd_replay(args) -> int:
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
     body = None
-    if osc_targets(args.osc):
+    if osc_targets(streams.osc):
         try:
             body = BodyModel(args.body_models)
         except BodyModelNotFound as exc:
             raise UserError(f"{exc} (VMC output needs the body model for bone offsets; or pass --osc none)") from exc
     stop = threading.Event()
     with signals.deliver_to(stop):
-        sinks = make_sinks(args, body)
+        sinks = make_sinks(streams, body)
         try:
             if args.settle and any(type(s).__name__ == "ZMQSink" for s in sinks):
                 stop.wait(args.settle)  # subscribers that connect now get the first frame
