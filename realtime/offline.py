@@ -27,8 +27,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from engines.inference import Prediction, Predictor
-from engines.media import VideoReader, VideoWriter, read_image
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the model loads with the session, not with the command line's option defaults
+    from engines.inference import Prediction, Predictor
 from engines.stop import signal_name, stop_requested
 
 from .results import ResultWriter, result_names, write_video_info
@@ -38,6 +40,10 @@ from .results import ResultWriter, result_names, write_video_info
 OverlayFn = Callable[[np.ndarray, Sequence], np.ndarray]
 
 log = logging.getLogger(__name__)
+
+#: People per frame of ``mocap image`` / ``mocap video`` when ``--max-people`` is not given (bounds the
+#: detector's passes).
+MAX_PEOPLE = 10
 
 
 @dataclass
@@ -142,6 +148,8 @@ class VideoFrames:
 
     def __init__(self, path: Path, max_frames: Optional[int] = None):
         self.path = Path(path)
+        from engines.media import VideoReader
+
         self.reader = VideoReader(self.path)
         self.max_frames = max_frames
         self.fps = self.reader.fps
@@ -191,7 +199,7 @@ class VideoFrames:
 
 #: ``predict(image_bgr, boxes) -> [Prediction]`` with ``person.track_id`` = the box's index
 #: (:meth:`Predictor.predict`, or a stand-in that runs the network elsewhere).
-PredictFn = Callable[[np.ndarray, Sequence[np.ndarray]], List[Prediction]]
+PredictFn = Callable[[np.ndarray, Sequence[np.ndarray]], List["Prediction"]]
 
 
 class VideoPeople:
@@ -246,7 +254,7 @@ class VideoResults:
         self.source = Path(source)
         self.fps = fps
         self.overlay = overlay
-        self._video: Optional[VideoWriter] = None
+        self._video = None  # engines.media.VideoWriter, opened on the first frame
 
     def write(self, index: int, image: np.ndarray, preds: Sequence[Prediction],
               stats: Optional[RunStats] = None) -> None:
@@ -262,6 +270,8 @@ class VideoResults:
             t2 = time.perf_counter()
             self.writer.write_overlay(f"{index:05d}", frame)
             if self._video is None:
+                from engines.media import VideoWriter
+
                 self._video = VideoWriter(self.writer.out_dir / "overlay.mp4", self.fps,
                                           (image.shape[1], image.shape[0]))
             self._video.write(frame)
@@ -282,6 +292,8 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
     """``mocap image``: every image, every person; bad files are reported, not fatal.
     ``stop``: set it to end the run after the current image (the results so far are kept)."""
     from tqdm import tqdm
+
+    from engines.media import read_image
 
     paths = [Path(p) for p in paths]
     names = result_names(paths)
@@ -370,7 +382,7 @@ def write_failure(out_dir: Path, exc: OSError) -> str:
 
 
 def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: str, body_models=None,
-                device: str = "cpu", engine: str = "torch", bbox=None, max_people: int = 1,
+                device: str = "cpu", engine: str = "torch", bbox=None, max_people: int = MAX_PEOPLE,
                 save_mesh: bool = False, overlay: bool = True, boxes: bool = True, overwrite: bool = False,
                 max_frames: Optional[int] = None, progress: bool = True) -> RunStats:
     """``mocap image`` (``command="image"``: every image of ``inputs``) or ``mocap video`` (the one
@@ -383,6 +395,7 @@ def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: 
 
     from engines.detector import PersonDetector
     from engines.errors import UserError
+    from engines.inference import Predictor
     from engines.media import VideoUnreadable
 
     from . import signals

@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import cv2
 import numpy as np
 
 from engines.atomic import atomic_file, json_safe, write_bytes_atomic, write_json_atomic
 from engines.errors import UserError
-from engines.inference import Prediction
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engines.inference import Prediction
 from engines.stop import raise_if_stopped, signal_name
 from engines.types import PARAM_SHAPES, PREDICTED_KEYS, SMPLXParams
 
@@ -207,6 +209,8 @@ def _floats(values) -> List[Optional[float]]:
 
 
 def _encode_jpg(image: np.ndarray) -> bytes:
+    import cv2
+
     ok, buf = cv2.imencode(".jpg", image)
     if not ok:
         raise IOError("JPEG encoding failed")

@@ -72,14 +72,14 @@ def batch_ckpt(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def offline_reference(tmp_path_factory, media_dir, batch_ckpt, smplx_dir):
     """``mocap video`` / ``mocap image`` on each of :data:`BATCH_MEDIA`: {file name: result folder}."""
-    from realtime.cli import main
+    from realtime.offline import run_session
 
     root = tmp_path_factory.mktemp("offline_reference")
     out = {}
     for name in BATCH_MEDIA:
         path = media_dir / name
-        cmd = "image" if path.suffix == ".png" else "video"
-        assert main([cmd, str(path), "--out", str(root / path.stem), "--checkpoint", str(batch_ckpt),
-                     "--body-models", str(smplx_dir)]) == 0
+        stats = run_session("image" if path.suffix == ".png" else "video", [path], root / path.stem,
+                            checkpoint=str(batch_ckpt), body_models=smplx_dir, progress=False)
+        assert stats.frames and not stats.stopped
         out[name] = root / path.stem
     return out

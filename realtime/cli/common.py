@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engines.errors import UserError
+from realtime.offline import MAX_PEOPLE
 
 
 def add_examples(p: argparse.ArgumentParser, *examples: str) -> None:
@@ -53,8 +54,6 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
                         "1 = the largest person, the official default)")
 
 
-#: People per frame when ``--max-people`` is not given (bounds the detector's passes).
-MAX_PEOPLE = 10
 
 
 def check_boxes(boxes) -> None:
