@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
+from engines.atomic import atomic_path
 from engines.errors import UserError
 
 from . import bvh, fbx, gltf, npz_addon
@@ -89,16 +90,13 @@ def check_writable(folder: Path) -> None:
 
 
 def write_atomic(fmt: Format, motion: Motion, path: Path, mesh) -> None:
-    """Write under a temporary name in the same folder, then rename onto ``path``."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    """Write under a temporary name in the same folder (with the format's extension), then rename
+    onto ``path`` (:func:`engines.atomic.atomic_path`)."""
     try:
-        fmt.write(motion, tmp, mesh)
-        os.replace(tmp, path)
+        with atomic_path(path, keep_suffix=True) as tmp:
+            fmt.write(motion, tmp, mesh)
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def output_rate(take: Take, fps: Optional[float]) -> float:
