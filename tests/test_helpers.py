@@ -42,3 +42,23 @@ def test_large_files_that_differ_report_one_line(tmp_path):
     with pytest.raises(AssertionError) as err:
         assert_same_bytes(tmp_path / "a", tmp_path / "b", "overlay.mp4")
     assert str(err.value) == "overlay.mp4: bytes differ (20000000 vs 20000000 bytes, first at offset 19000001)"
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_missing_real_media_fails_under_ci_and_skips_locally(tmp_path, ci):
+    """A test that needs ../shared/media: skipped on a developer's machine without it, failed under CI
+    (CI has the media; a skip there would hide a test that never ran)."""
+    import os
+    import subprocess
+    import sys
+
+    from .helpers import REPO
+
+    env = dict(os.environ, MOCAP_MEDIA_DIR=str(tmp_path / "no-media"), CI=ci)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_geometry.py::test_torch_crop_matches_opencv_crop"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    if ci:  # the fixture fails: the run fails, naming what CI lacks
+        assert proc.returncode != 0 and "CI must have it" in proc.stdout, proc.stdout[-2000:]
+    else:
+        assert proc.returncode == 0 and " skipped" in proc.stdout and "passed" not in proc.stdout, proc.stdout[-2000:]
