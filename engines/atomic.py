@@ -37,6 +37,22 @@ def atomic_file(path: PathLike, mode: str = "wb", fsync: bool = True) -> Iterato
         raise
 
 
+@contextmanager
+def atomic_path(path: PathLike, keep_suffix: bool = False) -> Iterator[Path]:
+    """For writers that need a file name rather than a handle (Blender, glTF, video muxers): a
+    temporary path beside ``path``, renamed onto ``path`` when the block succeeds and removed on
+    any error (``path`` is then left as it was). ``keep_suffix``: the temporary name keeps the
+    extension (``.NAME.PID.partial.EXT``) for writers that choose the format by it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}") if keep_suffix else temporary_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def write_bytes_atomic(path: PathLike, data: bytes, fsync: bool = True) -> None:
     with atomic_file(path, "wb", fsync) as fh:
         fh.write(data)

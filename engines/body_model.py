@@ -152,8 +152,8 @@ REQUIRED_ARRAYS = (
 _REDOWNLOAD = "download 'SMPL-X v1.1 (NPZ+PKL)' again from https://smpl-x.is.tue.mpg.de and replace it"
 
 
-class BodyModelNotFound(FileNotFoundError):
-    pass
+class BodyModelNotFound(UserError, FileNotFoundError):
+    """No SMPL-X model file where it was looked for (the message says where and how to get it)."""
 
 
 class BodyModelInvalid(UserError, ValueError):

@@ -23,6 +23,7 @@ from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 
+from .errors import CheckpointError
 from .paths import weights_dir
 from .smplerx import VARIANTS, SMPLerX, Variant
 
@@ -47,8 +48,6 @@ IGNORED_KEY_PREFIXES = ("smplx_layer.",)
 IGNORED_TOP_LEVEL = ("optimizer", "epoch")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or not an SMPLer-X network."""
 
 
 # --------------------------------------------------------------------------- resolve

@@ -104,8 +104,10 @@ def check_cameras(indices: Sequence[int] = (0, 1, 2)) -> Check:
     import cv2
 
     found = []
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # "can't open camera" is our answer
+    # cv2.setLogLevel/getLogLevel are the pip wheels' public names (cv2.utils.logging is absent there);
+    # 0 is LOG_LEVEL_SILENT: "can't open camera" is our answer, not OpenCV's warnings.
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)
     try:
         for i in indices:
             cap = cv2.VideoCapture(i)
@@ -115,7 +117,7 @@ def check_cameras(indices: Sequence[int] = (0, 1, 2)) -> Check:
             finally:
                 cap.release()
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        cv2.setLogLevel(level)
     if found:
         return Check("cameras", "ok", "opened and read: " + ", ".join(f"--source {i}" for i in found))
     return Check("cameras", "warn", f"none of the camera indices {list(indices)} opened",

@@ -53,7 +53,6 @@ VIDEO_DIR = "video"
 SYNC = b"\xabMR2"
 HEADER_V2 = struct.Struct("<4sII")
 HEADER_V1 = struct.Struct("<II")
-HEADER = HEADER_V2
 MAX_RECORD = 64 << 20
 #: First byte of a msgpack map (fixmap, map16, map32): every record's payload starts with one.
 _MAP_MARKERS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}

@@ -4,10 +4,9 @@ Two inputs are understood:
 
 * a recording directory written by :class:`realtime.sinks.recorder.Recorder` (format: :mod:`realtime.recording`)
   (``meta.json`` + ``frames.bin``), paced by the recorded capture timestamps;
-* a directory of official-format results (``DIR/smplx/<frame:05d>_<person>.npz``
-  and optionally ``DIR/meta/<frame:05d>_<person>.json`` with ``focal``, ``princpt``,
-  ``bbox``, ``bbox_detector``), paced at ``fps``. Frame numbers missing between
-  the first and last file are sent as empty frames, so the timing is kept. The
+* a result folder of ``mocap video`` or ``mocap image`` (read by :mod:`realtime.results`),
+  paced at ``fps``. Frame numbers missing between the first and last file are sent as empty
+  frames, so the timing is kept; image results are one frame per image, in name order. The
   image size is not stored there and is taken as twice the principal point.
 
 Replayed frames keep their frame ids and parameters; ``t_capture_ns`` is restamped
@@ -16,9 +15,7 @@ same amount, so latency figures downstream stay meaningful.
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,13 +24,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from engines.stop import raise_if_stopped
-from engines.types import PARAM_SHAPES, PREDICTED_KEYS, FrameResult, Person, SMPLXParams
+from engines.types import FrameResult, Person
+
+from .results import ResultFile, open_results, read_camera, read_params, results_dir
 
 log = logging.getLogger(__name__)
-
-_OFFICIAL_NAME = re.compile(r"^(\d+)_(\d+)\.npz$")
-
 
 @dataclass
 class ReplayStats:
@@ -42,97 +37,53 @@ class ReplayStats:
     duration_s: float = 0.0
 
 
-def _official_dir(path: Path) -> Optional[Path]:
-    """The ``smplx`` folder of an official results directory, or None."""
-    if (path / "smplx").is_dir():
-        return path / "smplx"
-    if path.name == "smplx" and any(path.glob("*.npz")):
-        return path
-    return None
-
-
 def load_official(path: Union[str, Path], problems: Optional[List[str]] = None) -> List[Tuple[float, FrameResult]]:
-    """(time offset in frames, FrameResult) for an official-format results directory.
+    """(time offset in frames, FrameResult) for a result folder of ``mocap video`` or ``mocap image``
+    (read by :mod:`realtime.results`; image results are one frame per image, in name order).
 
-    A damaged result file (truncated, not an npz, arrays missing) or camera metadata file is
-    skipped, logged and described in ``problems``; only when no file is readable is it an error
-    (ValueError)."""
-    path = Path(path)
-    smplx_dir = _official_dir(path)
-    if smplx_dir is None:
-        raise FileNotFoundError(f"{path}: no smplx/ folder of official results")
-    meta_dir = smplx_dir.parent / "meta"
-    by_frame: Dict[int, List[Tuple[int, Path]]] = {}
-    for f in smplx_dir.iterdir():
-        m = _OFFICIAL_NAME.match(f.name)
-        if m:
-            by_frame.setdefault(int(m.group(1)), []).append((int(m.group(2)), f))
-    if not by_frame:
-        raise FileNotFoundError(f"{smplx_dir}: no <frame>_<person>.npz files")
+    A damaged result file (truncated, not an npz, arrays missing or of other shapes) or camera
+    metadata file is skipped, logged and described in ``problems``; only when no file is readable
+    is it an error (ValueError)."""
+    folder = open_results(Path(path))  # FileNotFoundError naming the path when there is nothing
+    frame_of = folder.frame_numbers()
+    by_frame: Dict[int, List[ResultFile]] = {}
+    for f in folder.files:
+        by_frame.setdefault(frame_of[f.name], []).append(f)
     first, last = min(by_frame), max(by_frame)
     out: List[Tuple[float, FrameResult]] = []
     skipped: List[str] = [] if problems is None else problems
     image_size: Tuple[int, int] = (0, 0)
     for frame in range(first, last + 1):
         persons = []
-        for person_idx, npz in sorted(by_frame.get(frame, [])):
+        for f in by_frame.get(frame, []):
             try:
-                params = _read_result_npz(npz)
+                params = read_params(f.npz)
             except ValueError as exc:
                 skipped.append(str(exc))
                 log.warning("%s", exc)
                 continue
-            meta = {}
-            meta_path = meta_dir / (npz.stem + ".json")
-            if meta_path.is_file():
-                try:
-                    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-                    if not isinstance(meta, dict):
-                        raise ValueError("not a JSON object")
-                    princpt = np.asarray(meta.get("princpt", [0.0, 0.0]), np.float32).reshape(-1)[:2]
-                    bbox = np.asarray(meta.get("bbox", [0.0, 0.0, 0.0, 0.0]), np.float32).reshape(-1)[:4]
-                    bbox_detector = np.asarray(meta.get("bbox_detector", bbox), np.float32).reshape(-1)[:4]
-                    focal = np.asarray(meta.get("focal", [0.0, 0.0]), np.float32).reshape(-1)[:2]
-                    if princpt.shape != (2,) or bbox.shape != (4,) or focal.shape != (2,):
-                        raise ValueError("focal, princpt or bbox has the wrong length")
-                except (OSError, ValueError, TypeError) as exc:
-                    msg = f"{meta_path}: unreadable camera metadata ({exc}); camera left at zero"
-                    skipped.append(msg)
-                    log.warning("%s", msg)
-                    meta = {}
-            if not meta:
-                princpt, focal = np.zeros(2, np.float32), np.zeros(2, np.float32)
-                bbox = bbox_detector = np.zeros(4, np.float32)
-            persons.append(Person(track_id=person_idx, params=params, bbox=bbox, bbox_detector=bbox_detector,
-                                  focal=focal, princpt=princpt))
-            if "princpt" in meta:
-                image_size = (int(round(2 * float(princpt[0]))), int(round(2 * float(princpt[1]))))
-        out.append((float(frame - first), FrameResult(frame_id=frame, t_capture_ns=0, image_size=image_size,
+            try:
+                camera = read_camera(f.meta)
+            except ValueError as exc:
+                msg = f"{exc}; camera left at zero"
+                skipped.append(msg)
+                log.warning("%s", msg)
+                camera = None
+            if camera is None:
+                camera = {"focal": np.zeros(2, np.float32), "princpt": np.zeros(2, np.float32),
+                          "bbox": np.zeros(4, np.float32), "bbox_detector": np.zeros(4, np.float32)}
+            else:
+                image_size = (int(round(2 * float(camera["princpt"][0]))), int(round(2 * float(camera["princpt"][1]))))
+            persons.append(Person(track_id=f.person, params=params, **camera))
+        frame_id = frame if folder.numbered else frame + 1
+        out.append((float(frame - first), FrameResult(frame_id=frame_id, t_capture_ns=0, image_size=image_size,
                                                       persons=persons)))
     for _, r in out:  # frames before the first meta file get the size too
         if r.image_size == (0, 0):
             r.image_size = image_size
     if not any(r.persons for _, r in out):
-        raise ValueError(f"{smplx_dir}: no readable result file ({len(skipped)} damaged: {skipped[0]})")
+        raise ValueError(f"{folder.root / 'smplx'}: no readable result file ({len(skipped)} damaged: {skipped[0]})")
     return out
-
-
-def _read_result_npz(npz: Path) -> SMPLXParams:
-    """The parameters of one official result file; ValueError naming the file when it is damaged
-    (a killed writer leaves a truncated zip, a wrong file misses arrays or has other shapes)."""
-    try:
-        with np.load(npz, allow_pickle=False) as data:
-            values = {k: np.asarray(data[k], np.float32) for k in PREDICTED_KEYS}
-    except KeyError as exc:
-        raise ValueError(f"{npz}: not a valid SMPL-X result file: array {exc} missing; skipped") from None
-    except Exception as exc:  # zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError (pickles)...
-        raise_if_stopped()
-        raise ValueError(f"{npz}: not a valid SMPL-X result file ({type(exc).__name__}: {exc}); skipped") from None
-    for k, v in values.items():
-        if v.size != int(np.prod(PARAM_SHAPES[k])):
-            raise ValueError(f"{npz}: not a valid SMPL-X result file: {k} has shape {v.shape}, "
-                             f"expected {PARAM_SHAPES[k]}; skipped")
-    return SMPLXParams.from_dict({k: v.reshape(PARAM_SHAPES[k]) for k, v in values.items()})
 
 
 @dataclass
@@ -189,7 +140,7 @@ def load_timeline(path: Union[str, Path], fps: float = 30.0, frame_times: bool =
                              (f" ({'; '.join(rec.problems())})" if rec.problems() else ""))
         t0 = rec.frames[0].t_capture_ns
         return Timeline(path, [((f.t_capture_ns - t0) * 1e-9, f) for f in rec.frames], rec.problems())
-    if _official_dir(path) is not None:
+    if results_dir(path) is not None:
         problems: List[str] = []
         items = [(k / fps, f) for k, f in load_official(path, problems)]
         clock = _video_clock(path, items) if frame_times else None

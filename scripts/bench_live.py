@@ -63,15 +63,12 @@ def centred_checkpoint(path: Path, variant: str = "s32") -> Path:
 
 def run_live(clip: Path, ckpt: Path, body_dir: Path, device: str, engine: str, seconds: float,
              pace: bool, summary: Path, extra=()) -> dict:
-    from realtime.cli import main
+    from realtime.live import LiveOptions, run
+    from realtime.sinks.targets import StreamTargets
 
-    argv = ["live", "--source", str(clip), "--loop", "--duration", str(seconds), "--checkpoint", str(ckpt),
-            "--body-models", str(body_dir), "--device", device, "--engine", engine, "--viewer", "none",
-            "--osc", "127.0.0.1:39539", "--zmq", "tcp://127.0.0.1:5599", "--summary-json", str(summary),
-            *extra]
-    if not pace:
-        argv.append("--no-pace")
-    rc = main(argv)
+    rc = run(LiveOptions(source=str(clip), loop=True, duration=seconds, checkpoint=str(ckpt), body_models=str(body_dir),
+                         device=device, engine=engine, viewer="none", no_pace=not pace, summary_json=summary,
+                         streams=StreamTargets(osc=["127.0.0.1:39539"], zmq="tcp://127.0.0.1:5599"), **dict(extra)))
     if rc != 0:
         return {"error": f"mocap live exited {rc}"}
     return json.loads(summary.read_text())

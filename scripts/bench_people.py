@@ -124,7 +124,8 @@ def bench_live(media: Path, body_dir: Path, tmp: Path, seconds: float) -> list:
     from bench_live import centred_checkpoint
     from fault_harness import ZmqCounter
 
-    from realtime.cli import main
+    from realtime.live import LiveOptions, run
+    from realtime.sinks.targets import StreamTargets
 
     ckpt = centred_checkpoint(tmp / "centred.pth.tar")
     rows = []
@@ -133,10 +134,9 @@ def bench_live(media: Path, body_dir: Path, tmp: Path, seconds: float) -> list:
         out = tmp / f"live{n}.json"
         counter = ZmqCounter("tcp://127.0.0.1:5597")
         counter.start()
-        rc = main(["live", "--source", str(clip), "--loop", "--no-pace", "--duration", str(seconds),
-                   "--checkpoint", str(ckpt), "--body-models", str(body_dir), "--viewer", "none",
-                   "--osc", "none", "--zmq", "tcp://127.0.0.1:5597", "--max-people", str(n),
-                   "--summary-json", str(out)])
+        rc = run(LiveOptions(source=str(clip), loop=True, no_pace=True, duration=seconds, checkpoint=str(ckpt),
+                             body_models=str(body_dir), viewer="none", max_people=n, summary_json=out,
+                             streams=StreamTargets(osc=["none"], zmq="tcp://127.0.0.1:5597")))
         r = json.loads(out.read_text()) if rc == 0 else {"error": f"exit {rc}"}
         counter.close()
         r.update(people_per_frame(counter.people), people=n)

@@ -106,7 +106,7 @@ def bench_video(ckpt: Path, body_dir: Path, tmp: Path):
     from engines.checkpoints import load_network
     from engines.detector import PersonDetector
     from engines.inference import Predictor
-    from engines.offline import run_video
+    from realtime.offline import run_video
 
     pred = Predictor(TorchEngine(load_network(ckpt)), BodyModel(body_dir))
     clip = MEDIA / "street_walk_960x540.mp4"
@@ -119,7 +119,8 @@ def bench_video(ckpt: Path, body_dir: Path, tmp: Path):
 
 
 def bench_live(ckpt: Path, body_dir: Path, tmp: Path, engine: str, seconds: float, tag: str = ""):
-    from realtime.cli import main
+    from realtime.live import LiveOptions, run
+    from realtime.sinks.targets import StreamTargets
 
     from bench_live import make_pan_clip
 
@@ -127,9 +128,9 @@ def bench_live(ckpt: Path, body_dir: Path, tmp: Path, engine: str, seconds: floa
     if not clip.exists():
         make_pan_clip(clip, MEDIA / "mpii_004645041.jpg", seconds=seconds)
     out = tmp / f"live_{engine}{tag}.json"
-    rc = main(["live", "--source", str(clip), "--checkpoint", str(ckpt), "--body-models", str(body_dir),
-               "--engine", engine, "--viewer", "none", "--osc", "127.0.0.1:39539", "--zmq", "tcp://127.0.0.1:5599",
-               "--summary-json", str(out)])
+    rc = run(LiveOptions(source=str(clip), checkpoint=str(ckpt), body_models=str(body_dir), engine=engine,
+                         viewer="none", summary_json=out,
+                         streams=StreamTargets(osc=["127.0.0.1:39539"], zmq="tcp://127.0.0.1:5599")))
     if rc != 0:
         return {"error": f"mocap live exited {rc}"}
     return json.loads(out.read_text())

@@ -7,32 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from .helpers import MEDIA, missing
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _media_dir() -> Path:
-    from engines.benchmark import media_dir  # the scripts' lookup: $MOCAP_MEDIA_DIR, then ../shared/media
-
-    return media_dir()
-
-
-MEDIA = _media_dir()
-
-
-def media_file(name: str) -> Path:
-    """A file of the real test media; the test is skipped (with where to put the media) when absent."""
-    path = MEDIA / name
-    if not path.is_file():
-        pytest.skip(f"real test media not found: {path} (put shared/media beside the checkout or set MOCAP_MEDIA_DIR)")
-    return path
 
 
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
     if not MEDIA.is_dir():
-        pytest.skip(f"real test media not found at {MEDIA} (set MOCAP_MEDIA_DIR)")
+        missing(f"real test media not found at {MEDIA} (put shared/media beside the checkout or set MOCAP_MEDIA_DIR)")
     return MEDIA
 
 
@@ -89,14 +72,14 @@ def batch_ckpt(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def offline_reference(tmp_path_factory, media_dir, batch_ckpt, smplx_dir):
     """``mocap video`` / ``mocap image`` on each of :data:`BATCH_MEDIA`: {file name: result folder}."""
-    from realtime.cli import main
+    from realtime.offline import run_session
 
     root = tmp_path_factory.mktemp("offline_reference")
     out = {}
     for name in BATCH_MEDIA:
         path = media_dir / name
-        cmd = "image" if path.suffix == ".png" else "video"
-        assert main([cmd, str(path), "--out", str(root / path.stem), "--checkpoint", str(batch_ckpt),
-                     "--body-models", str(smplx_dir)]) == 0
+        stats = run_session("image" if path.suffix == ".png" else "video", [path], root / path.stem,
+                            checkpoint=str(batch_ckpt), body_models=smplx_dir, progress=False)
+        assert stats.frames and not stats.stopped
         out[name] = root / path.stem
     return out

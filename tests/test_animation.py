@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -321,9 +322,27 @@ def test_a_failing_write_leaves_nothing_half_written(tmp_path, recording, smplx_
 
     monkeypatch.setitem(convert_mod.FORMATS, "bvh", convert_mod.Format(".bvh", broken, needs_mesh=False))
     with pytest.raises(UserError, match="No space left"):
-        convert(recording, target, body_models=smplx_dir)
+        convert(recording, target, body_models=smplx_dir, overwrite=True)
     assert target.read_text() == "previous file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.bvh"]
+
+
+def test_out_refuses_an_existing_file_and_takes_a_folder(tmp_path, recording, smplx_dir):
+    """An existing file is never replaced without --overwrite; a folder is a folder: the file goes in it."""
+    target = tmp_path / "mine.bvh"
+    target.write_text("the user's own file")
+    with pytest.raises(UserError, match="already exists: pass --overwrite"):
+        convert(recording, target, body_models=smplx_dir)
+    assert target.read_text() == "the user's own file"
+    convert(recording, target, body_models=smplx_dir, overwrite=True)
+    assert target.read_text().startswith("HIERARCHY")
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with pytest.raises(UserError, match="is a folder: pass --to"):
+        convert(recording, folder, body_models=smplx_dir)
+    report = convert(recording, folder, to="bvh", body_models=smplx_dir)
+    assert [w.path for w in report.files] == [folder / f"{Path(recording).name}.bvh"]
+    assert (folder / f"{Path(recording).name}.bvh").read_text().startswith("HIERARCHY")
 
 
 def test_fbx_without_blender_names_the_extra(tmp_path, recording, smplx_dir, monkeypatch, capsys):
@@ -335,7 +354,7 @@ def test_fbx_without_blender_names_the_extra(tmp_path, recording, smplx_dir, mon
 
 
 def test_video_info_round_trip(tmp_path):
-    from engines.offline import VIDEO_INFO_FILE, read_video_info, write_video_info
+    from realtime.results import VIDEO_INFO_FILE, read_video_info, write_video_info
 
     write_video_info(tmp_path, 29.97, 120, "clip.mp4")
     assert read_video_info(tmp_path) == {"fps": 29.97, "first_frame": 1, "frame_count": 120, "source": "clip.mp4"}

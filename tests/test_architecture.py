@@ -89,7 +89,7 @@ def test_the_checker_sees_real_edges():
     graph = _graph()
     assert "engines.smplerx" in graph["engines.checkpoints"]
     assert "engines.types" in graph["realtime.pipeline"]
-    assert "realtime.cli.common" in graph["realtime.cli.live"]
+    assert "realtime.cli.common" in graph["realtime.cli.image"]
 
 
 def test_architecture_doc_names_every_module():

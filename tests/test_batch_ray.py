@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a real Ray instance and end-to-end batches
+
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '.[batch]'")
 
 from engines.errors import UserError  # noqa: E402
@@ -16,8 +18,8 @@ from realtime.batch.ray_runner import plan_resources  # noqa: E402
 from realtime.cli import main  # noqa: E402
 
 from .conftest import BATCH_MEDIA  # noqa: E402
-from .test_batch import (assert_same_results, corrupt_clip, journal_lines, manifest_entries,  # noqa: E402
-                         mocap_subprocess, wait_for)
+from .helpers import assert_same_results, mocap_subprocess, wait_for  # noqa: E402
+from .test_batch import corrupt_clip, journal_lines, manifest_entries  # noqa: E402
 
 
 @pytest.fixture(scope="module")

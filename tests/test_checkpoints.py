@@ -20,6 +20,7 @@ def _save(path, network, **extra):
     return path
 
 
+@pytest.mark.slow
 def test_both_namings_load_identically(tmp_path, s32_net):
     new = C.write_random_checkpoint(tmp_path / "new.pth.tar", "s32", "new", seed=5)
     old = C.write_random_checkpoint(tmp_path / "old.pth.tar", "s32", "old", module_prefix=False, seed=5)

@@ -10,7 +10,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from .conftest import media_file  # noqa: E402
+from .helpers import media_file  # noqa: E402
 from engines.detector import (  # noqa: E402
     INSTALL_HINT,
     DetectorUnavailable,

@@ -72,3 +72,26 @@ def test_cache_list_and_clear_keeps_weights_unless_asked(cache, capsys):
     assert not (cache / "engines").exists() and (cache / "weights" / "smpler_x_s32.pth.tar").exists()
     assert main(["cache", "clear", "--weights"]) == 0
     assert not (cache / "weights").exists()
+
+
+@pytest.mark.slow
+def test_doctor_as_the_readme_runs_it_reports_no_camera_cleanly(cache, tmp_path):
+    """The README's first command: `mocap doctor` with the camera probe (no --no-cameras), in its own
+    process as a user runs it. This machine has no camera: a WARN line with the fix, no traceback, no
+    "internal error", no OpenCV warnings on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MOCAP_CACHE_DIR=str(cache))
+    env.pop("MOCAP_BODY_MODELS", None)
+    proc = subprocess.run([sys.executable, "-m", "realtime.cli", "doctor"], capture_output=True, text=True,
+                          env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=120)
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1  # no checkpoint, no body model here: FAIL lines, not a crash
+    cameras = [line for line in proc.stdout.splitlines() if "cameras" in line]
+    assert cameras and (cameras[0].startswith("WARN  cameras") or cameras[0].startswith("ok    cameras")), \
+        proc.stdout
+    if cameras[0].startswith("WARN"):
+        assert "mocap live --source FILE.mp4" in proc.stdout
+    assert "WARN:" not in proc.stderr and "cap_v4l" not in proc.stderr, proc.stderr

@@ -102,6 +102,7 @@ def test_fold_batchnorm_equals_eval_bn(deconv):
             assert _rel(folded(x), ref) < 1e-5
 
 
+@pytest.mark.slow
 def test_optimized_network_matches_eager(s32, img2):
     opt = optimize_for_cpu(s32)
     assert not any(isinstance(m, (nn.ConvTranspose2d, nn.BatchNorm2d)) for m in opt.modules())
@@ -141,6 +142,7 @@ def test_roi_align_custom_op_and_static_grid_match_eager():
     assert bool(torch.stack(flags).any())
 
 
+@pytest.mark.slow
 def test_onnx_roialign_matches_torch_and_reference(work):
     """ONNX Runtime's RoiAlign (output_half_pixel) == our roi_align == the literal mmcv loop,
     including negative, out-of-image, malformed (x2 < x1) and degenerate boxes."""
@@ -244,6 +246,7 @@ def test_auto_engine_skips_onnx_for_checkpoints_over_2gb(tmp_path, monkeypatch):
     assert B.auto_kind(small, "cpu") == "onnx"
 
 
+@pytest.mark.slow
 def test_torch_engine_optimized_matches_eager(s32, img2):
     from engines.backends.torch_backend import TorchEngine
 
@@ -317,6 +320,7 @@ def _cli(argv):
     return build_parser().parse_args(argv)
 
 
+@pytest.mark.slow
 def test_bench_command_writes_json(s32_ckpt, tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = _cli(["bench", "--checkpoint", str(s32_ckpt), "--engine", "torch", "--iters", "2", "--warmup", "1",

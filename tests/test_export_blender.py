@@ -8,7 +8,6 @@ since .ci/run installs both."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +21,7 @@ from realtime.animation.motion import build_motion, settled_betas
 from realtime.animation.skeleton import EXPRESSION_NAMES, FOOT_JOINTS, open_body_model, shaped_body
 from realtime.animation.take import load_take
 
+from .helpers import missing
 from .takes import FPS, known_take, to_blender, world_reference, write_recording
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,18 +31,12 @@ TOLERANCE = 1e-3
 HEAD = JOINT_NAMES.index("head")
 
 
-def _missing(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must have it: .ci/run installs it)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def bpy():
     try:
         import bpy as module
     except ImportError:
-        _missing("Blender's bpy module is not installed (pip install 'smplerx-mocap[blender]', Python 3.11)")
+        missing("Blender's bpy module is not installed (pip install 'smplerx-mocap[blender]', Python 3.11)")
     return module
 
 
@@ -50,9 +44,9 @@ def bpy():
 def validator():
     node = shutil.which("node")
     if node is None:
-        _missing("node is not installed: the Khronos glTF validator cannot run")
+        missing("node is not installed: the Khronos glTF validator cannot run")
     if not (REPO / "node_modules" / "gltf-validator").is_dir():
-        _missing("gltf-validator is not installed (npm install --no-save gltf-validator in the repository root)")
+        missing("gltf-validator is not installed (npm install --no-save gltf-validator in the repository root)")
 
     def validate(path: Path) -> dict:
         res = subprocess.run([node, str(REPO / "tests" / "validate_gltf.mjs"), str(path)], capture_output=True,

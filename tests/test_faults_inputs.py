@@ -113,7 +113,10 @@ def test_summary_json_bad_path_fails_before_running(tmp_path, capsys, ckpt, smpl
     assert not (tmp_path / "rec").exists()  # nothing ran, nothing was recorded
 
 
+@pytest.mark.slow
 def test_reused_out_folder_is_refused_unless_overwrite(tmp_path, capsys, ckpt, smplx_dir, media_dir):
+    """A folder of ours is reused only with --overwrite, which removes only what our earlier run wrote
+    (listed in its run.json): a file of someone else's in our sub-folders stays."""
     out = tmp_path / "out"
     base = ["image", str(media_dir / "astronaut.png"), "--out", str(out), "--bbox", "100", "50", "300", "400",
             "--no-overlay", "--checkpoint", ckpt, "--body-models", str(smplx_dir)]
@@ -121,14 +124,15 @@ def test_reused_out_folder_is_refused_unless_overwrite(tmp_path, capsys, ckpt, s
     capsys.readouterr()
     run = json.loads((out / "run.json").read_text())
     assert run["complete"] is True and run["frames"] == 1
-    stale = out / "smplx" / "old_frame_0.npz"  # a result of some earlier, different run
-    stale.write_bytes(b"stale")
+    assert run["written"] == {"results": ["astronaut_0"], "overlays": []}
+    foreign = out / "smplx" / "old_frame_0.npz"  # not written by that run
+    foreign.write_bytes(b"someone else's")
     (out / "notes.txt").write_text("mine")  # not a result: never touched
     one_line_error(capsys, main(base), "already holds results", "--overwrite")
-    assert stale.exists()
+    assert foreign.exists()
     assert main(base + ["--overwrite"]) == 0
-    assert sorted(p.name for p in (out / "smplx").iterdir()) == ["astronaut_0.npz"]
-    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (out / "smplx").iterdir()) == ["astronaut_0.npz", "old_frame_0.npz"]
+    assert foreign.read_bytes() == b"someone else's" and (out / "notes.txt").read_text() == "mine"
     assert not list(out.rglob("*.tmp"))
 
 
@@ -291,6 +295,7 @@ def test_bad_filter_config_fails_before_the_model_loads(tmp_path, capsys, conten
     one_line_error(capsys, rc, "filter settings")
 
 
+@pytest.mark.slow
 def test_corrupt_images_are_reported_and_the_rest_processed(tmp_path, capsys, ckpt, smplx_dir, media_dir):
     good = media_dir / "astronaut.png"
     cut = tmp_path / "cut.jpg"
@@ -320,6 +325,7 @@ def test_latency_sample_stays_bounded():
     assert sorted(small.values) == [1.0, 2.0, 3.0]  # every value kept while under capacity: exact percentiles
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_the_run_in_one_line_and_leaves_whole_files(tmp_path, ckpt, smplx_dir, media_dir):
     """RLIMIT_FSIZE stands in for a full disk: a write past 100 kB fails (EFBIG) like one on a full disk
     (ENOSPC). The mesh (about 1 MB) cannot be written; the smaller results can."""

@@ -231,7 +231,7 @@ def test_live_preview_without_display_is_a_clear_error(capsys, monkeypatch, s32_
 def test_open3d_loop_clears_the_mesh_when_nobody_is_left():
     from types import SimpleNamespace
 
-    from realtime.cli import live
+    from realtime import live
     from realtime.slot import LatestSlot
     from engines.types import PARAM_SHAPES, FrameResult, Person, SMPLXParams
 

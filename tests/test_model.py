@@ -1,5 +1,6 @@
 """The network and the full forward (network + SMPL-X) on random official-layout weights."""
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -25,6 +26,7 @@ def test_output_shapes(s32_net):
     assert (out["cam_trans"][:, 2] > 0).all() and (out["cam_trans"][:, 2] < 56.39).all()
 
 
+@pytest.mark.slow
 def test_batch_of_three_equals_single_runs(s32_net):
     """Samples never interact; in particular root/jaw poses at batch 3 (official torch.cross bug)."""
     img = _img(3, seed=4)
@@ -56,6 +58,7 @@ def test_left_hand_crop_is_the_flipped_right_hand_path(s32_net):
         torch.testing.assert_close(both[:1], roi.conv(torch.flip(r, [3])))
 
 
+@pytest.mark.slow
 def test_left_hand_pose_is_the_mirror_image_of_the_predicted_right_hand_rotation(s32_net):
     """The hand regressor predicts the (flipped) left hand as a right hand; mirroring an image
     left-right (x -> -x) turns a rotation R into M R M with M = diag(-1, 1, 1). Derived here from
@@ -84,6 +87,7 @@ def test_left_hand_pose_is_the_mirror_image_of_the_predicted_right_hand_rotation
         np.testing.assert_allclose(got_r, right, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_full_forward_mesh_and_projection(s32_net, body_model):
     full = SMPLerXFull(s32_net, body_model).eval()
     with torch.no_grad():
@@ -128,6 +132,7 @@ def test_predictor_matches_manual_pipeline(s32_net, body_model, media_dir):
         "transl": (1, 3)}
 
 
+@pytest.mark.slow
 def test_device_path_on_cpu_matches_the_official_cpu_path(s32_net, body_model, media_dir):
     """The GPU path (frame uploaded once, crops by grid_sample, network and SMPL-X layer on the
     engine's device, one copy back), run here on the CPU, gives the official path's people."""

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from engines.synthetic import synthetic_rest_joints
-from realtime.replay import replay
+from realtime.replay import load_timeline, replay
 from realtime.retarget import RestModel
 from realtime.sinks.osc_vmc import VMCSink
 from realtime.recording import FRAMES_FILE, load_recording, read_records
@@ -127,6 +127,7 @@ def test_truncated_tail_is_tolerated(tmp_path):
     assert rec.truncated and len(rec) == 3
 
 
+@pytest.mark.slow
 def test_killed_recorder_leaves_a_readable_file(tmp_path):
     out = tmp_path / "killed"
     script = textwrap.dedent(f"""
@@ -279,3 +280,33 @@ def test_replay_bad_input_names_the_path(tmp_path):
         replay(tmp_path / "bad", [ListSink()])
     with pytest.raises(ValueError):
         replay(tmp_path / "bad", [ListSink()], speed=0)
+
+
+def test_replay_reads_image_results_one_frame_per_image(tmp_path):
+    """mocap image results (``<image name>_<person>``) replay as one frame per image, in name order,
+    through the same reader as mocap convert (realtime.results)."""
+    out = tmp_path / "photos"
+    write_official(out, frames=(1, 2), persons=(0,))
+    for old, new in (("00001", "beach"), ("00002", "alley")):
+        for sub, ext in (("smplx", "npz"), ("meta", "json")):
+            (out / sub / f"{old}_0.{ext}").rename(out / sub / f"{new}_0.{ext}")
+    sink = ListSink()
+    assert replay(out, [sink], speed=20.0, fps=30.0).frames_sent == 2
+    assert [r.frame_id for r in sink.results] == [1, 2]
+    # alley (frame 2's parameters) comes first in name order
+    np.testing.assert_array_equal(sink.results[0].persons[0].params.body_pose, params_for(2, 0).body_pose)
+    np.testing.assert_array_equal(sink.results[1].persons[0].params.body_pose, params_for(1, 0).body_pose)
+
+
+def test_result_reader_checks_every_shape(tmp_path):
+    """A result file with a wrong array shape is skipped by replay and convert alike, with its name."""
+    from realtime.animation.take import load_take
+
+    expected = write_official(tmp_path / "out", frames=(1, 2), persons=(0,))
+    bad = dict(expected[(2, 0)], body_pose=np.zeros(20, np.float32))
+    np.savez(tmp_path / "out" / "smplx" / "00002_0.npz", **bad)
+    timeline = load_timeline(tmp_path / "out", fps=30.0)
+    problems = timeline.problems
+    assert len(problems) == 1 and "00002_0.npz" in problems[0] and "body_pose has shape (20,)" in problems[0]
+    take = load_take(tmp_path / "out", fps=30.0)
+    assert len(take.persons[0]) == 1 and "1 unreadable result file(s) skipped: 00002_0.npz" in take.notes[0]

@@ -14,7 +14,7 @@ from engines.geometry import box_from_joints, fraction_inside, iou_xywh
 from engines.matching import assign, iou_matrix, match_by_iou
 from engines.tracking import PersonTracker, TrackState
 
-from .conftest import media_file
+from .helpers import media_file
 
 W, H = 640, 480
 IMAGE = np.zeros((H, W, 3), np.uint8)

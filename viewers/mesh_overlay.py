@@ -392,7 +392,7 @@ def draw_boxes(image_bgr: np.ndarray, persons: Sequence) -> np.ndarray:
 class PersonOverlay:
     """Draws the meshes of a frame's people over it (``overlay(image_bgr, persons)``), and their
     boxes and ids unless ``boxes=False``, with one renderer kept for the whole run; the offline
-    commands pass it to ``engines.offline``. Create, call and close it on one thread (see the
+    commands pass it to ``realtime.offline``. Create, call and close it on one thread (see the
     thread note above)."""
 
     def __init__(self, faces: np.ndarray, boxes: bool = True):

@@ -17,14 +17,14 @@ from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import DeviceUnavailable, ModelFileError
 from ..stop import raise_if_stopped
 from .base import INPUT_NAME, OUTPUT_NAMES, Engine, check_precision
 
 log = logging.getLogger(__name__)
 
 
-class OnnxModelError(UserError, ValueError):
+class OnnxModelError(ModelFileError):
     """An ONNX file that ONNX Runtime cannot load, or one that is not an SMPLer-X export."""
 
 
@@ -49,7 +49,7 @@ class OnnxEngine(Engine):
         avail = ort.get_available_providers()
         if self.device == "cuda":
             if "CUDAExecutionProvider" not in avail:
-                raise RuntimeError("--device cuda with --engine onnx needs onnxruntime-gpu (CUDAExecutionProvider); "
+                raise DeviceUnavailable("--device cuda with --engine onnx needs onnxruntime-gpu (CUDAExecutionProvider); "
                                    f"this onnxruntime has {avail}")
             providers = (["TensorrtExecutionProvider"] if tensorrt_ep and "TensorrtExecutionProvider" in avail else [])
             providers += ["CUDAExecutionProvider", "CPUExecutionProvider"]

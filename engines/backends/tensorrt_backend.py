@@ -28,12 +28,13 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from ..atomic import atomic_file
+from ..errors import DependencyMissing, DeviceUnavailable, ModelFileError
 from .base import INPUT_NAME, OUTPUT_NAMES, Engine, check_precision
 
 MAGIC = b"MOCAPTRT"
 
 
-class TensorRTUnavailable(ImportError):
+class TensorRTUnavailable(DependencyMissing):
     """The ``tensorrt`` Python package is not installed."""
 
 
@@ -84,7 +85,7 @@ class TensorRTEngine(Engine):
         import torch
 
         if not torch.cuda.is_available():
-            raise RuntimeError("the TensorRT backend needs a CUDA device; none is visible")
+            raise DeviceUnavailable("the TensorRT backend needs a CUDA device; none is visible")
         self.meta, blob = read_engine_file(path)
         self.precision = self.meta.get("precision", "fp16")
         check_precision(precision, self.precision, path,
@@ -96,7 +97,7 @@ class TensorRTEngine(Engine):
         self.runtime = trt.Runtime(logger)
         self.engine = self.runtime.deserialize_cuda_engine(blob)
         if self.engine is None:
-            raise RuntimeError(f"TensorRT could not load {path} (built with TensorRT "
+            raise ModelFileError(f"TensorRT could not load {path} (built with TensorRT "
                                f"{self.meta.get('tensorrt')}, another GPU, or a corrupt file?)")
         self.context = self.engine.create_execution_context()
         self.max_batch = int(self.meta.get("max_batch", self.meta.get("batch", 1)))

@@ -17,6 +17,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from ..errors import DeviceUnavailable
 from ..smplerx import SMPLerX
 from .base import INPUT_NAME, OUTPUT_NAMES, Engine
 from .cuda_graph import CudaGraphed
@@ -94,7 +95,7 @@ class TorchEngine(GraphedEngine):
         if precision not in _DTYPES:
             raise ValueError(f"precision must be one of {list(_DTYPES)}")
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA device "
+            raise DeviceUnavailable("--device cuda was asked for, but PyTorch sees no CUDA device "
                                "(CPU build of torch, or no driver). Use --device cpu.")
         if threads:
             torch.set_num_threads(int(threads))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
+from engines.atomic import atomic_path
 from engines.errors import UserError
 
 from . import bvh, fbx, gltf, npz_addon
@@ -91,16 +92,13 @@ def check_writable(folder: Path) -> None:
 
 
 def write_atomic(fmt: Format, motion: Motion, path: Path, mesh) -> None:
-    """Write under a temporary name in the same folder, then rename onto ``path``."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    """Write under a temporary name in the same folder (with the format's extension), then rename
+    onto ``path`` (:func:`engines.atomic.atomic_path`)."""
     try:
-        fmt.write(motion, tmp, mesh)
-        os.replace(tmp, path)
+        with atomic_path(path, keep_suffix=True) as tmp:
+            fmt.write(motion, tmp, mesh)
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def output_rate(take: Take, fps: Optional[float]) -> float:
@@ -114,7 +112,8 @@ def output_rate(take: Take, fps: Optional[float]) -> float:
 def convert(source: Union[str, Path], out: Union[str, Path], to: Optional[str] = None,
             person: Optional[int] = None, fps: Optional[float] = None,
             body_models: Optional[Union[str, Path]] = None, place: str = "floor",
-            max_gap: float = MAX_GAP, smooth: bool = True, ground: Optional[bool] = None) -> Report:
+            max_gap: float = MAX_GAP, smooth: bool = True, ground: Optional[bool] = None,
+            overwrite: bool = False) -> Report:
     """Convert a take to ``to`` (npz, bvh, glb, fbx) at ``out``; see the module docstring.
 
     ``smooth``: zero-lag smoothing and outlier removal first (:mod:`.smoothing`). ``ground``:
@@ -122,10 +121,17 @@ def convert(source: Union[str, Path], out: Union[str, Path], to: Optional[str] =
     with ``place="floor"``, and only possible with it.
 
     ``fps``: for a result folder, its frame rate (else its ``video.json``); for a recording,
-    the output frame rate (else the recording's nominal rate, else 30). Raises
-    :class:`UserError` for anything the user can fix.
+    the output frame rate (else the recording's nominal rate, else 30). ``out`` may be an existing
+    folder: the file is then ``<input name>.<format>`` in it. A file that exists is refused unless
+    ``overwrite``. Raises :class:`UserError` for anything the user can fix.
     """
     out = Path(out)
+    if out.is_dir():
+        if to is None:
+            raise UserError(f"--out {out} is a folder: pass --to {'|'.join(FORMATS)} (or give a file name)")
+        source_path = Path(source).resolve()
+        stem = (source_path.parent if source_path.is_file() else source_path).name or "take"
+        out = out / f"{stem}{FORMATS[to].suffix}"
     name = format_for(out, to)
     fmt = FORMATS[name]
     if fmt.needs_bpy:
@@ -148,6 +154,13 @@ def convert(source: Union[str, Path], out: Union[str, Path], to: Optional[str] =
     else:
         tracks = list(take.persons.values())
     paths = output_paths(out, name, [t.person_id for t in tracks], several=len(tracks) > 1)
+    taken = [str(p) for p in paths.values() if p.exists()]
+    if taken and not overwrite:
+        raise UserError(f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}: pass --overwrite to "
+                        f"replace {'it' if len(taken) == 1 else 'them'}, or choose another --out")
+    folders = [str(p) for p in paths.values() if p.is_dir()]
+    if folders:
+        raise UserError(f"{', '.join(folders)} is a folder: choose another --out")
     if body_models is None:  # a recording remembers the model it was made with
         from realtime.recording import remembered_body_models
 

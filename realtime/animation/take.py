@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import logging
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from engines.errors import UserError
 from engines.types import PARAM_SHAPES, PREDICTED_KEYS, SMPLXParams
+
+from ..results import open_results, read_camera, read_params, results_dir
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +94,6 @@ def is_recording(path: Path) -> bool:
     return (path.is_file() and path.name == FRAMES_FILE) or (path / FRAMES_FILE).is_file()
 
 
-def results_dir(path: Path) -> Optional[Path]:
-    """The ``smplx`` folder of a result folder (given as the folder or its ``smplx``), or None."""
-    if (path / "smplx").is_dir():
-        return path / "smplx"
-    if path.name == "smplx" and path.is_dir():
-        return path
-    return None
-
-
 def load_recording_take(path: Path) -> Take:
     from ..recording import load_recording
 
@@ -137,21 +129,14 @@ def load_recording_take(path: Path) -> Take:
                 persons=_tracks(samples), notes=notes)
 
 
-def _read_params(npz: Path) -> SMPLXParams:
-    with np.load(npz) as data:
-        return SMPLXParams.from_dict({k: data[k] for k in PREDICTED_KEYS})
-
-
-def _read_view(smplx_dir: Path, npz: Path) -> Optional[np.ndarray]:
-    """The box and camera of a result file from its ``meta/<name>.json`` (None when absent)."""
-    import json
-
-    meta = smplx_dir.parent / "meta" / f"{npz.stem}.json"
+def _read_view(meta: Path) -> Optional[np.ndarray]:
+    """The box and camera of a result file from its ``meta/<name>.json`` (None when absent or damaged)."""
     try:
-        d = json.loads(meta.read_text(encoding="utf-8"))
-        return _view(d["bbox_detector"], d["focal"], d["princpt"])
-    except (OSError, ValueError, KeyError, TypeError):
+        cam = read_camera(meta)
+    except ValueError:
         return None
+    return None if cam is None else _view(cam["bbox_detector"], cam["focal"], cam["princpt"])
+
 
 def _frame_clock(info: Dict, frame_of: Dict[str, int], first: int, rate: float) -> Optional[Dict[str, float]]:
     """Seconds from frame ``first`` of every result frame, from the real timestamps that
@@ -181,34 +166,21 @@ def _frame_clock(info: Dict, frame_of: Dict[str, int], first: int, rate: float) 
 
 
 def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
-    from engines.offline import read_video_info
-
-    smplx_dir = results_dir(path)
-    if smplx_dir is None:
-        raise UserError(f"{path} has no smplx/ folder of results")
-    files: List[Tuple[str, int, Path]] = []
-    for f in sorted(smplx_dir.glob("*.npz")):
-        stem, _, pid = f.stem.rpartition("_")
-        if stem and pid.isdigit():
-            files.append((stem, int(pid), f))
-    if not files:
-        raise UserError(f"{smplx_dir} holds no <frame>_<person>.npz result files")
+    try:
+        folder = open_results(path)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
     notes: List[str] = []
-    info = read_video_info(smplx_dir.parent) or {}
-    numbered = all(stem.isdigit() for stem, _, _ in files)
-    recorded_fps = info.get("fps")
-    recorded_fps = float(recorded_fps) if isinstance(recorded_fps, (int, float)) and recorded_fps > 0 else None
-    if numbered:
-        frame_of = {stem: int(stem) for stem, _, _ in files}
+    frame_of = folder.frame_numbers()
+    recorded_fps = folder.fps
+    if folder.numbered:
         first = min(frame_of.values())
-        if info:  # a video's frame n is at (n - first_frame) / fps, also when nobody was seen in its first frames
-            first = min(first, int(info.get("first_frame", 1)))
+        if folder.video:  # a video's frame n is at (n - first_frame) / fps, also when nobody was seen in its first frames
+            first = min(first, int(folder.video.get("first_frame", 1)))
     else:  # mocap image results: one frame per image, in file name order
-        stems = sorted({stem for stem, _, _ in files})
-        frame_of = {stem: k for k, stem in enumerate(stems)}
         first = 0
-        if len(stems) > 1:
-            notes.append(f"{len(stems)} image results taken as consecutive frames in file name order")
+        if len(frame_of) > 1:
+            notes.append(f"{len(frame_of)} image results taken as consecutive frames in file name order")
     if fps is not None:
         if recorded_fps is not None and abs(fps - recorded_fps) > 1e-6:
             notes.append(f"--fps {fps:g} overrides the folder's recorded {recorded_fps:g} fps")
@@ -216,30 +188,31 @@ def load_results_take(path: Path, fps: Optional[float] = None) -> Take:
     elif recorded_fps is not None:
         rate = recorded_fps
     elif len(frame_of) > 1:
-        raise UserError(f"{smplx_dir.parent} does not record its frame rate (no video.json with fps): "
+        raise UserError(f"{folder.root} does not record its frame rate (no video.json with fps): "
                         f"pass --fps F (the frame rate of the video it came from)")
     else:
         rate = 30.0  # a single frame: the rate does not matter
-    time_of = _frame_clock(info, frame_of, first, rate) if numbered and fps is None else None
+    info = folder.video or {}
+    time_of = _frame_clock(info, frame_of, first, rate) if folder.numbered and fps is None else None
     if time_of is None:
         time_of = {stem: (n - first) / rate for stem, n in frame_of.items()}
     elif info.get("variable_frame_rate"):
         notes.append("variable frame rate: frames placed at their timestamps from video.json")
     samples: Dict[int, List[tuple]] = {}
     bad: List[str] = []
-    for stem, pid, f in files:
+    for f in folder.files:
         try:
-            params = _read_params(f)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            log.debug("unreadable %s: %s", f, exc)
-            bad.append(f.name)
+            params = read_params(f.npz)
+        except ValueError as exc:
+            log.debug("%s", exc)
+            bad.append(f.npz.name)
             continue
-        samples.setdefault(pid, []).append((time_of[stem], params, _read_view(smplx_dir, f)))
+        samples.setdefault(f.person, []).append((time_of[f.name], params, _read_view(f.meta)))
     if bad:
         notes.append(f"{len(bad)} unreadable result file(s) skipped: {', '.join(bad[:5])}"
                      + (" ..." if len(bad) > 5 else ""))
     if not samples:
-        raise UserError(f"no readable result file in {smplx_dir}")
+        raise UserError(f"no readable result file in {folder.root / 'smplx'}")
     return Take(source=Path(path), kind="results", duration=max(time_of.values()),
                 frame_rate=rate, persons=_tracks(samples), notes=notes)
 

@@ -1,6 +1,6 @@
 """Worker processes on this machine: each loads the engine once and runs inputs one after another
-through exactly what ``mocap video`` / ``mocap image`` run (:func:`engines.offline.run_video` /
-:func:`engines.offline.run_images`), writing into the temporary folder it is given.
+through exactly what ``mocap video`` / ``mocap image`` run (:func:`realtime.offline.run_video` /
+:func:`realtime.offline.run_images`), writing into the temporary folder it is given.
 
 The parent hands out one input at a time, records every report in the manifest and watches the
 workers: a worker that dies fails only the input it held and is replaced. Workers die with the
@@ -139,7 +139,7 @@ def _new_overlay(predictor, opts: BatchOptions):
 def _process(path: Path, kind: str, tmp: Path, predictor, opts: BatchOptions, image_overlay, image_detector,
              on_frame) -> InputResult:
     """One input, exactly as ``mocap video`` / ``mocap image`` process it, into ``tmp``."""
-    from engines.offline import run_images, run_video
+    from realtime.offline import run_images, run_video
 
     if kind == "image":
         stats = run_images([path], predictor, tmp, detector=image_detector, manual_boxes=opts.manual_boxes(),

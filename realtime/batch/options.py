@@ -58,14 +58,11 @@ def resolve_options(checkpoint: str, body_models: Optional[str], device: str, en
                     orientation: bool = True) -> BatchOptions:
     """Options with the checkpoint resolved to a file, the body model found and the export formats
     checked (clear errors first, before any worker starts)."""
-    from engines.body_model import BodyModelNotFound, find_smplx_file
-    from engines.checkpoints import CheckpointError, resolve_checkpoint
+    from engines.body_model import find_smplx_file
+    from engines.checkpoints import resolve_checkpoint
 
-    try:
-        ckpt = resolve_checkpoint(checkpoint).resolve()
-        find_smplx_file(body_models)
-    except (CheckpointError, BodyModelNotFound) as exc:
-        raise UserError(str(exc)) from exc
+    ckpt = resolve_checkpoint(checkpoint).resolve()  # CheckpointError / BodyModelNotFound: UserErrors
+    find_smplx_file(body_models)
     if max_frames is not None and max_frames < 1:
         raise UserError(f"--max-frames must be at least 1, got {max_frames}")
     if max_people < 1:

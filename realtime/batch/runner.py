@@ -46,7 +46,7 @@ def frames_expected(media: MediaInput, max_frames: Optional[int]) -> int:
     """Frames the progress bar expects from an input (its container's count; 1 when unknown)."""
     if media.kind == "image":
         return 1
-    from engines.offline import VideoFrames
+    from realtime.offline import VideoFrames
 
     try:
         with VideoFrames(media.path, max_frames) as frames:

@@ -2,7 +2,7 @@
 machines (the Ray executor schedules them; nothing here imports Ray):
 
 1. :func:`track_and_predict` -- one input: its frames, the people found and followed exactly as
-   ``mocap video`` does (:class:`engines.offline.VideoPeople`: the tracker learns from each frame's
+   ``mocap video`` does (:class:`realtime.offline.VideoPeople`: the tracker learns from each frame's
    predictions, so a video goes frame after frame), their crops made here by
    :meth:`engines.inference.Predictor.preprocess`, the network run by ``infer`` somewhere else;
    yields chunks of frames with their named people.
@@ -10,7 +10,7 @@ machines (the Ray executor schedules them; nothing here imports Ray):
    (frames of several inputs in one batch), turned back into per-frame predictions by
    :func:`engines.inference.assemble_predictions` (what ``Predictor.predict`` uses).
 3. :class:`InputWriter` -- one input's result folder, written with the writers of
-   :mod:`engines.offline` (npz / json / overlay images / overlay.mp4 / video.json, the same files).
+   :mod:`realtime.offline` (npz / json / overlay images / overlay.mp4 / video.json, the same files).
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def track_and_predict(path: Path, kind: str, predict, manual_boxes=None, max_peo
     every frame as ``mocap video`` / ``mocap image`` find, predict and name them, with ``predict``
     (:func:`crop_predictor`) for the network. Raises ``IOError`` / ``FileNotFoundError`` for an
     input that cannot be read."""
-    from engines.offline import VideoFrames, VideoPeople, image_people
+    from realtime.offline import VideoFrames, VideoPeople, image_people
 
     path = Path(path)
     if kind == "image":
@@ -217,7 +217,8 @@ class InputWriter:
 
     def __init__(self, out_dir: Path, source: Path, start: InputStart, faces: np.ndarray, save_mesh: bool,
                  overlay=None):
-        from engines.offline import ResultWriter, VideoResults, write_video_info
+        from realtime.offline import VideoResults
+        from realtime.results import ResultWriter, write_video_info
 
         self.source = Path(source)
         self.kind = start.kind
@@ -237,7 +238,7 @@ class InputWriter:
 
     def write(self, chunk: PeopleChunk) -> int:
         """Write a chunk of frames; returns its frame count."""
-        from engines.offline import write_image_results
+        from realtime.offline import write_image_results
 
         for index, image, preds in chunk.frames:
             self.frames += 1
@@ -254,7 +255,8 @@ class InputWriter:
         if self._video is not None:
             self._video.close()
         if end is not None:
-            from engines.offline import RunStats, write_video_info
+            from realtime.offline import RunStats
+            from realtime.results import write_video_info
 
             if self._video is not None and end.frame_times:
                 write_video_info(self._out_dir, self._start.container_fps, self._start.total, str(self.source),

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import signal
-import socket
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Sequence
 
 from engines.errors import UserError
+from realtime.offline import MAX_PEOPLE
 
 
 def add_examples(p: argparse.ArgumentParser, *examples: str) -> None:
@@ -59,8 +58,6 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
                         "1 = the largest person, the official default)")
 
 
-#: People per frame when ``--max-people`` is not given (bounds the detector's passes).
-MAX_PEOPLE = 10
 
 
 def check_boxes(boxes) -> None:
@@ -71,33 +68,12 @@ def check_boxes(boxes) -> None:
             raise UserError(f"--bbox {values}: width and height must be > 0 (X Y W H in pixels)")
 
 
-def check_output_file(path: Optional[Path], option: str) -> None:
-    """Fail before any work when ``path`` (an output file option) cannot be written."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise UserError(f"{option} {path} is a folder: give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        why = "is not a folder" if parent.exists() else "does not exist"
-        raise UserError(f"{option} {path}: the folder {parent} {why}")
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"{option} {path}: the folder {parent} is not writable")
-
-
 def exit_code(stats) -> int:
     """Exit code of an offline run: 128 + N when signal N stopped it early (SIGINT 130,
     SIGTERM 143, SIGHUP 129), 1 when no frame could be processed, else 0."""
     if stats.stopped:
         return 128 + int(stats.stopped_by or signal.SIGINT)
     return 0 if stats.frames else 1
-
-
-def write_failure(out_dir: Path, exc: OSError) -> str:
-    """The one line for a result that could not be written."""
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    return (f"cannot write results in --out {out_dir}{where}: {exc.strerror or exc}; the results written so far "
-            f"are kept and run.json marks the run incomplete")
 
 
 def max_people(args) -> int:
@@ -108,155 +84,30 @@ def max_people(args) -> int:
     return n
 
 
-def load_detector(args, people: int):
-    from engines.detector import PersonDetector
+def run_offline(args, inputs: Sequence[Path], not_read: Sequence[str] = ()) -> int:
+    """``mocap image`` / ``mocap video`` once their inputs are checked: the library run
+    (:func:`realtime.offline.run_session`) with the options as plain values, the summary line, the
+    exit code."""
+    from realtime.offline import run_session
 
-    return PersonDetector(static=args.command == "image", max_people=people)
-
-
-def run_offline(args, run: Callable, unreadable: Tuple[type, ...] = ()) -> int:
-    """What ``mocap image`` and ``mocap video`` share once their inputs are checked: load the model,
-    the detector and the overlay renderer, prepare ``--out``, call ``run(predictor, detector,
-    overlay, stop)`` with the stop signals delivered to ``stop``, close what was opened, print the
-    summary line; the exit code. A write failure (disk full...) and the ``unreadable`` input errors
-    become one-line UserErrors."""
-    import threading
-
-    from engines.offline import prepare_output_dir
-
-    from .. import signals
-
-    people = None if args.bbox else max_people(args)  # before the slow model load
-    predictor = load_predictor(args)
-    detector = None if people is None else load_detector(args, people)
-    overlay = None
-    if not args.no_overlay:
-        from viewers.mesh_overlay import PersonOverlay
-
-        overlay = PersonOverlay(predictor.body_model.faces, boxes=not args.no_boxes)
-    stop = threading.Event()
-    try:
-        prepare_output_dir(args.out, args.overwrite)
-        with signals.deliver_to(stop):
-            stats = run(predictor, detector, overlay, stop)
-    except unreadable as exc:
-        raise UserError(str(exc)) from None
-    except OSError as exc:  # the disk is full, the folder went away...
-        raise UserError(write_failure(args.out, exc)) from None
-    finally:
-        if detector is not None:
-            detector.close()
-        if overlay is not None:
-            overlay.close()
+    stats = run_session(args.command, inputs, args.out, checkpoint=args.checkpoint, body_models=args.body_models,
+                        device=args.device, engine=args.engine, bbox=args.bbox,
+                        max_people=1 if args.bbox else max_people(args), save_mesh=args.save_mesh,
+                        overlay=not args.no_overlay, boxes=not args.no_boxes, overwrite=args.overwrite,
+                        max_frames=getattr(args, "max_frames", None), orientation=not args.ignore_orientation,
+                        not_read=list(not_read))
     print(f"mocap {args.command}: {stats.summary()}; results in {args.out}")
     return exit_code(stats)
 
 
-def load_predictor(args):
-    from engines.body_model import BodyModelNotFound
-    from engines.checkpoints import CheckpointError
-    from engines.inference import Predictor
+def stream_targets(args):
+    """The stream options of ``mocap live`` / ``mocap replay`` as plain values."""
+    from realtime.sinks.targets import StreamTargets
 
-    try:
-        return Predictor.from_files(args.checkpoint, args.body_models, device=args.device,
-                                    engine=getattr(args, "engine", "torch"))
-    except (CheckpointError, BodyModelNotFound) as exc:
-        raise UserError(str(exc)) from exc
-    except RuntimeError as exc:
-        if "CUDA" in str(exc):
-            raise UserError(str(exc)) from exc
-        raise
-
-
-def host_port(text: str, default_port: int, option: str = "--osc", resolve: bool = True) -> Tuple[str, int]:
-    """``HOST:PORT``, ``HOST``, ``[IPv6]:PORT`` or a bare IPv6 address as (host, port), with the
-    port checked to be 1-65535 and the host resolved; raises :class:`UserError` naming ``option``."""
-    text = text.strip()
-    hint = f"use HOST:PORT, e.g. 127.0.0.1:{default_port} or [::1]:{default_port}, or 'none'"
-    has_port = False
-    if text.startswith("["):
-        end = text.find("]")
-        rest = text[end + 1:]
-        if end <= 1 or (rest and not rest.startswith(":")):
-            raise UserError(f"bad {option} value {text!r}: {hint}")
-        host, has_port, port_text = text[1:end], bool(rest), rest[1:]
-    elif text.count(":") > 1:  # a bare IPv6 address: no port given
-        host, port_text = text, ""
-    else:
-        host, sep, port_text = text.rpartition(":")
-        has_port = bool(sep)
-        if not sep:
-            host = text
-    if not host:
-        raise UserError(f"bad {option} value {text!r}: the host is missing; {hint}")
-    port = default_port
-    if has_port:
-        if not port_text.isdigit():
-            raise UserError(f"bad {option} value {text!r}: port {port_text!r} is not a number; {hint}")
-        port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise UserError(f"bad {option} value {text!r}: port {port} is outside 1-65535")
-    if resolve:
-        try:
-            socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            why = getattr(exc, "strerror", None) or str(exc)
-            raise UserError(f"bad {option} value {text!r}: cannot resolve host {host!r} ({why}); "
-                            f"use an IP address such as 127.0.0.1 or a host name this machine knows") from None
-    return host, port
-
-
-_ZMQ_SCHEMES = ("tcp://", "ipc://", "inproc://")
-
-
-def zmq_endpoint(text: str, option: str = "--zmq") -> str:
-    """Check a ZMQ endpoint for binding: ``tcp://HOST:PORT`` (port 1-65535 or ``*``; HOST an
-    address, ``*``, ``[IPv6]`` or an interface), ``ipc://PATH`` or ``inproc://NAME``."""
-    hint = "use tcp://HOST:PORT, e.g. tcp://127.0.0.1:5555 (tcp://*:5555 for every interface), or 'none'"
-    text = text.strip()
-    if not text.startswith(_ZMQ_SCHEMES):
-        raise UserError(f"bad {option} value {text!r}: {hint}")
-    if not text.startswith("tcp://"):
-        return text
-    rest = text[len("tcp://"):]
-    if rest.startswith("["):
-        end = rest.find("]")
-        if end <= 1 or not rest[end + 1:].startswith(":"):
-            raise UserError(f"bad {option} value {text!r}: {hint}")
-        host, port_text = rest[1:end], rest[end + 2:]
-    else:
-        host, sep, port_text = rest.rpartition(":")
-        if not sep or ":" in host:
-            raise UserError(f"bad {option} value {text!r}: {hint} (IPv6 addresses go in brackets: tcp://[::1]:5555)")
-    if not host:
-        raise UserError(f"bad {option} value {text!r}: the host is missing; {hint}")
-    if port_text != "*":
-        if not port_text.isdigit():
-            raise UserError(f"bad {option} value {text!r}: port {port_text!r} is not a number; {hint}")
-        if not 1 <= int(port_text) <= 65535:
-            raise UserError(f"bad {option} value {text!r}: port {int(port_text)} is outside 1-65535")
-    return text
-
-
-def check_stream_args(args) -> None:
-    """Check --osc and --zmq (and the VMC settings) before anything slow is loaded."""
-    for target in osc_targets(args.osc):
-        host_port(target, 39539)
-    if args.zmq and args.zmq.lower() != "none":
-        zmq_endpoint(args.zmq)
-    if not getattr(args, "vmc_jaw_open_max", 0.5) > 0:
-        raise UserError("--vmc-jaw-open-max must be > 0 radians")
-
-
-def osc_targets(values: Optional[List[str]]) -> List[str]:
-    """The ``--osc`` targets: the default receiver when none is given, none for ``none``."""
-    if not values:
-        return ["127.0.0.1:39539"]
-    if any(v.lower() == "none" for v in values):
-        if len(values) > 1:
-            raise UserError("--osc none cannot be combined with other --osc targets")
-        return []
-    return list(values)
+    return StreamTargets(osc=args.osc, zmq=args.zmq, osc_split=args.osc_split, osc_no_raw=args.osc_no_raw,
+                         vmc_root=args.vmc_root, vmc_recenter=args.vmc_recenter,
+                         vmc_zero_positions=args.vmc_zero_positions, vmc_jaw_open_max=args.vmc_jaw_open_max,
+                         performer=getattr(args, "performer", None))
 
 
 def add_stream_args(p: argparse.ArgumentParser) -> None:
@@ -277,41 +128,3 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                    help="jaw opening (radians) that maps to the mouth blend value 1.0 (default 0.5)")
     p.add_argument("--zmq", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                    help="ZMQ PUB endpoint to bind, or 'none'. Default tcp://127.0.0.1:5555")
-
-
-def make_sinks(args, body_model, record_dir: Optional[Path] = None, record_video: bool = False,
-               source_desc: str = "", fps: Optional[float] = None) -> List:
-    sinks = []
-    try:
-        targets = osc_targets(args.osc)
-        if targets:
-            from realtime.sinks.osc_vmc import PerformerRouter, VMCSink
-
-            pinned = getattr(args, "performer", None)
-            router = PerformerRouter(len(targets), pinned=pinned) if (len(targets) > 1 or pinned is not None) else None
-            for slot, target in enumerate(targets):
-                host, port = host_port(target, 39539)
-                sinks.append(VMCSink(host, port, body_model, split_bundles=args.osc_split,
-                                     send_raw=not args.osc_no_raw, router=router, slot=slot,
-                                     root_motion=args.vmc_root, recenter=args.vmc_recenter,
-                                     zero_positions=args.vmc_zero_positions, jaw_open_max=args.vmc_jaw_open_max))
-        if args.zmq and args.zmq.lower() != "none":
-            from realtime.sinks.zmq_pub import ZMQSink
-
-            try:
-                sinks.append(ZMQSink(zmq_endpoint(args.zmq)))
-            except OSError as exc:
-                raise UserError(f"{exc} (is another program, perhaps another mocap, using it? choose another "
-                                f"endpoint with --zmq, or --zmq none)") from None
-        if record_dir is not None:
-            from realtime.sinks.recorder import Recorder
-
-            sinks.append(Recorder(record_dir, save_video=record_video, fps=fps, source=source_desc,
-                                  body_models=getattr(body_model, "path", None)))
-    except BaseException as exc:
-        for s in sinks:
-            s.close()
-        if isinstance(exc, (OSError, ValueError)):
-            raise UserError(str(exc)) from None
-        raise
-    return sinks

@@ -15,7 +15,10 @@ def register(sub) -> None:
     p.add_argument("--to", choices=["npz", "bvh", "glb", "fbx"], default=None,
                    help="output format (default: from the --out suffix); fbx needs the [blender] extra")
     p.add_argument("--out", type=Path, required=True, metavar="FILE",
-                   help="output file; with several people one file each, FILE's stem + _<id>")
+                   help="output file, or an existing folder to write <input name>.<format> into; with several "
+                        "people one file each, FILE's stem + _<id>")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that already exist (by default an existing file is refused)")
     p.add_argument("--person", type=int, default=None, metavar="ID", help="convert only this person (track id)")
     p.add_argument("--fps", type=float, default=None, metavar="F",
                    help="frame rate of a result folder, placing frames on a k/F grid (default: the frame timestamps "
@@ -48,7 +51,7 @@ def cmd_convert(args) -> int:
 
     report = convert(args.input, args.out, to=args.to, person=args.person, fps=args.fps,
                      body_models=args.body_models, place=args.place, max_gap=args.max_gap, smooth=args.smooth,
-                     ground=args.ground)
+                     ground=args.ground, overwrite=args.overwrite)
     for line in report.warnings:
         print(f"mocap convert: warning: {line}", file=sys.stderr)
     for w in report.files:

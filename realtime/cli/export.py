@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def cmd_export(args) -> int:
-    from engines.checkpoints import CheckpointError, load_network, resolve_checkpoint
+    from engines.checkpoints import load_network, resolve_checkpoint
     from engines.export import check_onnx, onnx_to_engine, summarize, tensorrt_unsupported_ops, torch_to_onnx
     from engines.optimize import optimize_for_cpu, rewrites_label
     from engines.progress import ticking
@@ -41,21 +41,15 @@ def cmd_export(args) -> int:
 
     if args.batch < 1:
         raise UserError("--batch must be >= 1")
-    try:
-        ckpt = resolve_checkpoint(args.checkpoint)
-        net = load_network(ckpt)
-    except CheckpointError as exc:
-        raise UserError(str(exc)) from exc
+    ckpt = resolve_checkpoint(args.checkpoint)  # a CheckpointError (a UserError) says what is wrong
+    net = load_network(ckpt)
     if args.to == "aoti":
         return _export_aoti(args, ckpt, net)
     stem = ckpt.name.split(".")[0]
     if args.to == "engine":
-        from engines.backends.tensorrt_backend import TensorRTUnavailable, import_tensorrt
+        from engines.backends.tensorrt_backend import import_tensorrt
 
-        try:
-            import_tensorrt()
-        except TensorRTUnavailable as exc:
-            raise UserError(str(exc)) from exc
+        import_tensorrt()  # TensorRTUnavailable (a UserError) names the package when it is missing
     onnx_path = args.out if (args.out and args.to == "onnx") else Path(f"{stem}{'-fp16' if args.fp16 and args.to == 'onnx' else ''}.onnx")
     if args.to == "engine" and args.out:
         onnx_path = args.out.with_suffix(".onnx")

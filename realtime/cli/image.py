@@ -43,7 +43,7 @@ def _expand_images(items: List[Path]) -> Tuple[List[Path], List[str]]:
 
 
 def cmd_image(args) -> int:
-    from engines.offline import check_output_dir, run_images
+    from realtime.results import check_output_dir
 
     check_boxes(args.bbox)
     images, unsupported = _expand_images(args.images)
@@ -56,12 +56,4 @@ def cmd_image(args) -> int:
     if missing and len(missing) == len(images):
         raise UserError(f"image(s) not found: {', '.join(missing)}")
     check_output_dir(args.out, args.overwrite)  # before the slow model load
-
-    def run(predictor, detector, overlay, stop):
-        return run_images(images, predictor, args.out, detector=detector, manual_boxes=args.bbox,
-                          save_mesh=args.save_mesh, overlay=overlay, stop=stop,
-                          run_info={"command": "image", "inputs": [str(p) for p in images],
-                                    "not_read": unsupported},
-                          orientation=not args.ignore_orientation)
-
-    return run_offline(args, run)
+    return run_offline(args, images, not_read=unsupported)

@@ -8,7 +8,7 @@ from pathlib import Path
 from engines.errors import UserError
 
 from .. import signals
-from .common import add_examples, add_stream_args, check_stream_args, make_sinks, osc_targets
+from .common import add_examples, add_stream_args, stream_targets
 
 
 def register(sub) -> None:
@@ -36,17 +36,19 @@ def cmd_replay(args) -> int:
     from engines.body_model import BodyModel, BodyModelNotFound
 
     from realtime.replay import load_timeline, replay, replay_banner
+    from realtime.sinks.targets import check_streams, make_sinks, osc_targets
 
     if not args.speed > 0 or (args.fps is not None and not args.fps > 0):
         raise UserError("--speed and --fps must be > 0")
     if not args.settle >= 0:
         raise UserError("--settle must be >= 0 seconds")
-    check_stream_args(args)
+    streams = stream_targets(args)
+    check_streams(streams)
     if not args.path.exists():
         raise UserError(f"nothing to replay at {args.path}")
     fps = args.fps
     if fps is None:  # a mocap video folder says its rate in video.json
-        from engines.offline import read_video_info
+        from realtime.results import read_video_info
 
         fps = (read_video_info(args.path) or {}).get("fps") or 30.0
     try:
@@ -54,7 +56,7 @@ def cmd_replay(args) -> int:
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
     body = None
-    if osc_targets(args.osc):
+    if osc_targets(streams.osc):
         from realtime.recording import remembered_body_models
 
         try:
@@ -63,7 +65,7 @@ def cmd_replay(args) -> int:
             raise UserError(f"{exc} (VMC output needs the body model for bone offsets; or pass --osc none)") from exc
     stop = threading.Event()
     with signals.deliver_to(stop):
-        sinks = make_sinks(args, body)
+        sinks = make_sinks(streams, body)
         try:
             if args.settle and any(type(s).__name__ == "ZMQSink" for s in sinks):
                 stop.wait(args.settle)  # subscribers that connect now get the first frame

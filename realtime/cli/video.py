@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 def cmd_video(args) -> int:
     from engines.media import VideoReader, VideoUnreadable, check_video_path
-    from engines.offline import check_output_dir, run_video
+    from realtime.results import check_output_dir
 
     check_boxes(args.bbox)
     if args.max_frames is not None and args.max_frames < 1:
@@ -31,11 +31,5 @@ def cmd_video(args) -> int:
         VideoReader(args.video).close()  # an unreadable video fails before the slow model load
     except VideoUnreadable as exc:
         raise UserError(str(exc)) from None
-    check_output_dir(args.out, args.overwrite)
-
-    def run(predictor, detector, overlay, stop):
-        return run_video(args.video, predictor, args.out, detector=detector, manual_boxes=args.bbox,
-                         save_mesh=args.save_mesh, overlay=overlay, max_frames=args.max_frames, stop=stop,
-                         run_info={"command": "video"}, orientation=not args.ignore_orientation)
-
-    return run_offline(args, run, unreadable=(VideoUnreadable,))
+    check_output_dir(args.out, args.overwrite)  # before the slow model load
+    return run_offline(args, [args.video])

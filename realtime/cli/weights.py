@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engines.errors import UserError
 
 from .common import add_examples
 
@@ -23,13 +22,10 @@ def register(sub) -> None:
 
 
 def cmd_weights_download(args) -> int:
-    from engines.checkpoints import CheckpointError, download
+    from engines.checkpoints import download
 
     for name in args.names:
-        try:
-            path = download(name, args.dir, force=args.force)
-        except CheckpointError as exc:
-            raise UserError(str(exc)) from exc
+        path = download(name, args.dir, force=args.force)  # CheckpointError: a UserError
         print(f"{name}: {path}")
     return 0
 

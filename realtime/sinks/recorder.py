@@ -26,7 +26,7 @@ from typing import Any, Deque, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from engines.atomic import write_json_atomic
+from engines.atomic import write_bytes_atomic, write_json_atomic
 from engines.types import FrameResult
 
 from ..codec import SCHEMA, pack, result_to_dict
@@ -95,6 +95,10 @@ class Recorder:
         self.written = 0
         self.dropped_images = 0
         self.errors = 0
+        #: The first write failure (a full disk, a folder gone read-only...) as one line; from then on
+        #: the recorder writes nothing more and counts the records it lost in ``lost``.
+        self.problem: Optional[str] = None
+        self.lost = 0
         self._pending_images = 0
         self._queue: Deque[Tuple[bytes, Optional[np.ndarray], Optional[str]]] = deque()
         self._cond = threading.Condition()
@@ -140,15 +144,27 @@ class Recorder:
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
+        except OSError as exc:
+            if self.problem is None:
+                self._failed(self.frames_path, exc, record_lost=False)
         finally:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the flush above already failed and said why
         self.meta.update({
             "complete": True,
             "end_time": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "num_frames": self.written,
             "dropped_images": self.dropped_images,
         })
-        write_json_atomic(self.directory / META_FILE, self.meta)
+        if self.problem is not None:
+            self.meta.update({"complete": False, "problem": self.problem, "lost_frames": self.lost})
+        try:
+            write_json_atomic(self.directory / META_FILE, self.meta)
+        except OSError as exc:  # the frames are what counts; the reader copes with an older meta.json
+            if self.problem is None:
+                self._failed(self.directory / META_FILE, exc, record_lost=False)
         self._closed = True
 
     def __enter__(self) -> "Recorder":
@@ -175,6 +191,11 @@ class Recorder:
                 payload, image, image_name = self._queue.popleft()
                 meta = dict(self.meta) if self._meta_dirty else None
                 self._meta_dirty = False
+            if self.problem is not None:  # the disk failed: what is written stays intact, nothing more is tried
+                self.lost += 1
+                with self._cond:
+                    self._pending_images -= image is not None
+                continue
             if meta is not None:
                 self._update_meta(meta)
             if image is not None:
@@ -188,8 +209,17 @@ class Recorder:
                 if self.written % self.fsync_every == 0:
                     os.fsync(self._file.fileno())
             except OSError as exc:
-                self.errors += 1
-                log.error("recorder: cannot write %s: %s", self.frames_path, exc)
+                self._failed(self.frames_path, exc)
+
+    def _failed(self, path: Path, exc: OSError, record_lost: bool = True) -> None:
+        """Note the first write failure (one log line, not one per frame) and stop writing;
+        ``record_lost``: the frame's record was not written (not only its image)."""
+        self.errors += 1
+        self.lost += record_lost
+        if self.problem is None:
+            self.problem = (f"cannot write the recording {path}: {exc.strerror or exc}; the {self.written} "
+                            f"frame(s) recorded before it are kept, the rest of the session is not recorded")
+            log.error("recorder: %s", self.problem)
 
     def _write_image(self, image: np.ndarray, name: str) -> None:
         import cv2  # only needed with save_video
@@ -204,11 +234,7 @@ class Recorder:
             self.errors += 1
             log.warning("recorder: JPEG encoding failed for %s", path)
             return
-        tmp = path.with_name(name + ".tmp")
         try:
-            with open(tmp, "wb") as f:
-                f.write(buf.tobytes())
-            os.replace(tmp, path)
+            write_bytes_atomic(path, buf.tobytes(), fsync=False)
         except OSError as exc:
-            self.errors += 1
-            log.error("recorder: cannot write %s: %s", path, exc)
+            self._failed(path, exc, record_lost=False)

@@ -5,7 +5,7 @@ Per frame and person (``<stem>_<person>``): ``smplx/*.npz`` (official keys and s
 person's ``track_id`` and the detector ``score``), optional ``mesh/*.obj``; per frame
 ``overlay/<stem>.jpg`` with the meshes rendered through the full-frame camera; for videos
 also ``overlay.mp4`` and ``video.json`` (the video's frame rate, so that the folder can be
-turned into an animation at the right speed; see :func:`read_video_info`).
+turned into an animation at the right speed).
 
 Every person found is processed, in one batched network call per frame. In images, people
 are numbered by decreasing box size (``<stem>_0`` is the largest: the official single-person
@@ -13,79 +13,37 @@ choice). In videos, ``<frame:05d>_<id>`` carries a track id that stays with the 
 frames (:class:`engines.tracking.PersonTracker`, the detector run on every frame as the
 official demo does, the model's joints bridging frames where the detector misses someone).
 
-Every file appears atomically (temporary name, then rename), so a killed run leaves whole
-files or none; ``overlay.mp4`` is written as ``overlay.partial.mp4`` and renamed when
-finalised. ``run.json`` says whether the run finished (``"complete": true``), was stopped
-(``"stopped_by": "SIGTERM"``) or is still going / was killed (``"complete": false``).
-An output folder that already holds results is refused unless ``overwrite=True``, which
-removes the earlier results first (only the entries this module writes).
+The folder itself (layout, atomic files, ``run.json``, ``video.json``, which folder may be
+reused) belongs to :mod:`realtime.results`.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import io
-import json
 import logging
-import math
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
-from .atomic import atomic_file, json_safe, write_bytes_atomic, write_json_atomic
-from .errors import UserError
-from .inference import Prediction, Predictor
-from .media import VideoReader, VideoWriter, image_with_orientation
-from .stop import signal_name, stop_requested
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the model loads with the session, not with the command line's option defaults
+    from engines.inference import Prediction, Predictor
+from engines.stop import signal_name, stop_requested
+
+from .results import ResultWriter, result_names, write_video_info
 
 #: Draws a frame's people over it: ``overlay(image_bgr, persons) -> image_bgr`` (the offline
 #: commands pass :class:`viewers.mesh_overlay.PersonOverlay`; None skips the overlay).
 OverlayFn = Callable[[np.ndarray, Sequence], np.ndarray]
 
-#: What a run writes at the top of its output folder (and what ``overwrite`` removes).
-RESULT_DIRS = ("smplx", "meta", "overlay", "mesh")
-RESULT_FILES = ("overlay.mp4", "overlay.partial.mp4", "run.json", "video.json")
-RUN_FILE = "run.json"
-#: Written by ``mocap video`` next to ``smplx/``: ``{"fps": float or null, "first_frame": 1,
-#: "frame_count": int or null, "source": path, "orientation": what was turned or null,
-#: "variable_frame_rate": bool, "frame_times": [seconds or null, ...]}``. Frame ``n`` (file
-#: ``<n:05d>_<person>``) is at ``frame_times[n - first_frame]`` seconds into the video (its real
-#: timestamp; null for a frame that was not decoded), or ``(n - first_frame) / fps`` in folders
-#: written before frame times were recorded.
-VIDEO_INFO_FILE = "video.json"
-
 log = logging.getLogger(__name__)
 
-
-def write_video_info(out_dir: Path, fps: Optional[float], frame_count: Optional[int], source: str,
-                     frame_times: Optional[Dict[int, float]] = None, orientation: Optional[str] = None,
-                     variable_frame_rate: bool = False) -> None:
-    """Write :data:`VIDEO_INFO_FILE` atomically (``fps`` None when the container does not say;
-    ``frame_times``: seconds by frame number, from ``first_frame``)."""
-    info = {"fps": float(fps) if fps and math.isfinite(fps) and fps > 0 else None, "first_frame": 1,
-            "frame_count": int(frame_count) if frame_count else None, "source": source}
-    if orientation is not None or variable_frame_rate or frame_times:
-        info.update(orientation=orientation, variable_frame_rate=bool(variable_frame_rate))
-    if frame_times:
-        last = max(frame_times)
-        info["frame_times"] = [None if frame_times.get(n) is None else round(float(frame_times[n]), 6)
-                               for n in range(1, last + 1)]
-    write_json_atomic(Path(out_dir) / VIDEO_INFO_FILE, info, indent=2, fsync=False)
-
-
-def read_video_info(out_dir: Path) -> Optional[Dict]:
-    """The :data:`VIDEO_INFO_FILE` of a result folder, or None if it has none (or it is unreadable)."""
-    path = Path(out_dir) / VIDEO_INFO_FILE
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) else None
+#: People per frame of ``mocap image`` / ``mocap video`` when ``--max-people`` is not given (bounds the
+#: detector's passes).
+MAX_PEOPLE = 10
 
 
 @dataclass
@@ -126,128 +84,6 @@ class RunStats:
         return "; ".join(parts)
 
 
-def save_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Wavefront OBJ like the official ``save_obj`` (1-based ``f a/a b/b c/c``), atomically."""
-    with atomic_file(path, "w", fsync=False) as fh:
-        fh.write("".join(f"v {v[0]:f} {v[1]:f} {v[2]:f}\n" for v in vertices))
-        fh.write("".join(f"f {a + 1}/{a + 1} {b + 1}/{b + 1} {c + 1}/{c + 1}\n" for a, b, c in faces))
-
-
-def existing_results(out_dir: Path) -> List[str]:
-    """The result entries (folders with files, videos, run.json) already in ``out_dir``."""
-    found = []
-    for name in RESULT_DIRS:
-        d = out_dir / name
-        if d.is_dir() and any(d.iterdir()):
-            found.append(f"{name}/")
-    found += [name for name in RESULT_FILES if (out_dir / name).exists()]
-    return found
-
-
-def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
-    """Raise :class:`UserError` (with the fix) when ``out_dir`` cannot take this run's results:
-    a file is in the way, or it holds an earlier run's results and ``overwrite`` is off. Cheap;
-    run it before anything slow, then :func:`prepare_output_dir`."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is a file, not a folder: choose a folder path")
-    for parent in out_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"cannot create the output folder --out {out_dir}: {parent} is a file, not a folder")
-            break
-    if out_dir.is_dir():
-        found = existing_results(out_dir)
-        if found and not overwrite:
-            raise UserError(f"--out {out_dir} already holds results of an earlier run ({', '.join(found)}): "
-                            f"pass --overwrite to replace them, or choose another folder")
-
-
-def prepare_output_dir(out_dir: Path, overwrite: bool = False) -> Path:
-    """Create ``out_dir`` after :func:`check_output_dir`, removing an earlier run's results when
-    ``overwrite`` (only the entries this module writes; other files stay)."""
-    out_dir = Path(out_dir)
-    check_output_dir(out_dir, overwrite)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in RESULT_DIRS:
-            if (out_dir / name).is_dir():
-                shutil.rmtree(out_dir / name)
-        for name in RESULT_FILES:
-            (out_dir / name).unlink(missing_ok=True)
-        probe = out_dir / ".write-test.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to the output folder --out {out_dir}: {exc.strerror or exc}") from None
-    return out_dir
-
-
-def _floats(values) -> List[Optional[float]]:
-    return json_safe([float(v) for v in values])
-
-
-def _encode_jpg(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".jpg", image)
-    if not ok:
-        raise IOError("JPEG encoding failed")
-    return buf.tobytes()
-
-
-class ResultWriter:
-    """Writes predictions in the official layout under ``out_dir``, every file atomically,
-    with ``run.json`` marking the run incomplete until :meth:`finish`."""
-
-    def __init__(self, out_dir: Path, faces: np.ndarray, save_mesh: bool = False,
-                 run_info: Optional[Dict[str, Any]] = None):
-        self.out_dir = Path(out_dir)
-        self.faces = faces
-        self.save_mesh = save_mesh
-        for sub in ("smplx", "meta", "overlay") + (("mesh",) if save_mesh else ()):
-            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
-        self.run: Dict[str, Any] = {"complete": False, **(run_info or {}),
-                                    "started": _dt.datetime.now(_dt.timezone.utc).isoformat()}
-        write_json_atomic(self.out_dir / RUN_FILE, self.run)
-
-    def write_person(self, name: str, pred: Prediction, source: str, frame_index: Optional[int] = None) -> None:
-        p = pred.person
-        buf = io.BytesIO()
-        np.savez(buf, **pred.npz_dict())
-        write_bytes_atomic(self.out_dir / "smplx" / f"{name}.npz", buf.getvalue(), fsync=False)
-        meta = {
-            "focal": _floats(p.focal),
-            "princpt": _floats(p.princpt),
-            "bbox": _floats(p.bbox),
-            "bbox_detector": _floats(p.bbox_detector),
-            "bbox_id": int(p.track_id),
-            "track_id": int(p.track_id),
-            "score": None if pred.score is None else float(pred.score),
-            "img_path": source,
-            "lhand_bbox": _floats(pred.lhand_bbox),
-            "rhand_bbox": _floats(pred.rhand_bbox),
-            "face_bbox": _floats(pred.face_bbox),
-        }
-        if frame_index is not None:
-            meta["frame"] = int(frame_index)
-        write_json_atomic(self.out_dir / "meta" / f"{name}.json", meta, indent=4, fsync=False)
-        if self.save_mesh and p.vertices is not None:
-            save_obj(self.out_dir / "mesh" / f"{name}.obj", p.vertices, self.faces)
-
-    def write_overlay(self, stem: str, image: np.ndarray) -> None:
-        write_bytes_atomic(self.out_dir / "overlay" / f"{stem}.jpg", _encode_jpg(image), fsync=False)
-
-    def finish(self, stats: RunStats) -> None:
-        """Mark the run complete (or stopped, with the signal) in ``run.json``."""
-        self.run.update({
-            "complete": not stats.stopped,
-            "stopped_by": signal_name(stats.stopped_by) if stats.stopped_by is not None else None,
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "frames": stats.frames, "persons": stats.persons, "empty_frames": stats.empty_frames,
-            "failed": stats.failed, "undecodable_frames": stats.undecodable, "input_problem": stats.input_problem,
-        })
-        write_json_atomic(self.out_dir / RUN_FILE, self.run)
-
-
 def find_boxes(image_bgr: np.ndarray, detector, manual_boxes: Optional[Sequence[Sequence[float]]]
                ) -> Tuple[List[np.ndarray], List[float]]:
     """The people's boxes (largest first) and detector scores; ``--bbox`` boxes score 1."""
@@ -281,18 +117,21 @@ def image_people(image: np.ndarray, detector, manual_boxes, predict: Callable, s
 
 
 def write_image_results(writer: ResultWriter, path: Path, image: np.ndarray, preds: Sequence[Prediction],
-                        overlay: Optional[OverlayFn], stats: Optional[RunStats] = None) -> None:
-    """What ``mocap image`` writes for one image: ``<stem>_<k>`` per person (``k``: the box's index,
-    largest first) and ``overlay/<stem>.jpg``."""
+                        overlay: Optional[OverlayFn], stats: Optional[RunStats] = None,
+                        name: Optional[str] = None) -> None:
+    """What ``mocap image`` writes for one image: ``<name>_<k>`` per person (``k``: the box's index,
+    largest first) and ``overlay/<name>.jpg``; ``name`` the image's stem unless given
+    (:func:`realtime.results.result_names` when two inputs share a stem)."""
     path = Path(path)
+    name = path.stem if name is None else name
     t0 = time.perf_counter()
     for pred in preds:
-        writer.write_person(f"{path.stem}_{pred.person.track_id}", pred, str(path))
+        writer.write_person(f"{name}_{pred.person.track_id}", pred, str(path))
     t1 = time.perf_counter()
     if stats is not None:
         stats.add("write", t1 - t0)
     if overlay is not None:
-        writer.write_overlay(path.stem, overlay(image, [p.person for p in preds]))
+        writer.write_overlay(name, overlay(image, [p.person for p in preds]))
         if stats is not None:
             stats.add("render", time.perf_counter() - t1)
 
@@ -307,6 +146,8 @@ class VideoFrames:
 
     def __init__(self, path: Path, max_frames: Optional[int] = None, orientation: bool = True):
         self.path = Path(path)
+        from engines.media import VideoReader
+
         self.reader = VideoReader(self.path, orientation=orientation)
         self.max_frames = max_frames
         self.fps = self.reader.fps
@@ -366,7 +207,7 @@ class VideoFrames:
 
 #: ``predict(image_bgr, boxes) -> [Prediction]``, each with its ``box_index`` in ``boxes``
 #: (:meth:`Predictor.predict`, or a stand-in that runs the network elsewhere).
-PredictFn = Callable[[np.ndarray, Sequence[np.ndarray]], List[Prediction]]
+PredictFn = Callable[[np.ndarray, Sequence[np.ndarray]], List["Prediction"]]
 
 
 class VideoPeople:
@@ -376,8 +217,8 @@ class VideoPeople:
     then the tracker learns from it and names each box's person (track id) with its detector score."""
 
     def __init__(self, detector, manual_boxes, fps: float, grace_s: float = 1.0):
-        from .detection_schedule import DetectionSchedule
-        from .tracking import PersonTracker
+        from engines.detection_schedule import DetectionSchedule
+        from engines.tracking import PersonTracker
 
         self.detector = detector
         self.manual_boxes = manual_boxes
@@ -426,7 +267,7 @@ class VideoResults:
         self.source = Path(source)
         self.fps = fps
         self.overlay = overlay
-        self._video: Optional[VideoWriter] = None
+        self._video = None  # engines.media.VideoWriter, opened on the first frame
 
     def write(self, index: int, image: np.ndarray, preds: Sequence[Prediction],
               stats: Optional[RunStats] = None) -> None:
@@ -442,6 +283,8 @@ class VideoResults:
             t2 = time.perf_counter()
             self.writer.write_overlay(f"{index:05d}", frame)
             if self._video is None:
+                from engines.media import VideoWriter
+
                 self._video = VideoWriter(self.writer.out_dir / "overlay.mp4", self.fps,
                                           (image.shape[1], image.shape[0]), timestamps=self.frame_time is not None)
             self._video.write(frame, self.frame_time(index) if self.frame_time is not None else None)
@@ -465,12 +308,17 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
     official ``load_img``); what was turned is listed in ``run.json`` (``oriented``)."""
     from tqdm import tqdm
 
+    from engines.media import image_with_orientation
+
+    paths = [Path(p) for p in paths]
+    names = result_names(paths)
     writer = ResultWriter(out_dir, predictor.body_model.faces, save_mesh,
-                          {**(run_info or {}), "orientation": "exif" if orientation else "as stored"})
+                          {**(run_info or {}), "names": {str(p): n for p, n in zip(paths, names)},
+                           "orientation": "exif" if orientation else "as stored"})
     oriented: Dict[str, str] = {}
     writer.run["oriented"] = oriented
     stats = RunStats()
-    for path in tqdm(list(paths), desc="images", unit="img", disable=not progress):
+    for path, name in tqdm(list(zip(paths, names)), desc="images", unit="img", disable=not progress):
         if _stopped(stop, stats):
             break
         path = Path(path)
@@ -488,7 +336,7 @@ def run_images(paths: Sequence[Path], predictor: Predictor, out_dir: Path, detec
             stats.empty_frames += 1
             log.warning("%s: no person found; no parameters written", path.name)
         stats.persons += len(preds)
-        write_image_results(writer, path, image, preds, overlay, stats)
+        write_image_results(writer, path, image, preds, overlay, stats, name)
     writer.finish(stats)
     return stats
 
@@ -549,3 +397,64 @@ def run_video(path: Path, predictor: Predictor, out_dir: Path, detector=None, ma
     frames.write_info(out_dir, str(path))  # now with every frame's timestamp
     writer.finish(stats)
     return stats
+
+
+def write_failure(out_dir: Path, exc: OSError) -> str:
+    """The one line for a result that could not be written."""
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return (f"cannot write results in --out {out_dir}{where}: {exc.strerror or exc}; the results written so far "
+            f"are kept and run.json marks the run incomplete")
+
+
+def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: str, body_models=None,
+                device: str = "cpu", engine: str = "torch", bbox=None, max_people: int = MAX_PEOPLE,
+                save_mesh: bool = False, overlay: bool = True, boxes: bool = True, overwrite: bool = False,
+                max_frames: Optional[int] = None, progress: bool = True, orientation: bool = True,
+                not_read: Sequence[str] = ()) -> RunStats:
+    """``mocap image`` (``command="image"``: every image of ``inputs``) or ``mocap video`` (the one
+    video of ``inputs``) as one call: load the model, the detector (none with ``bbox``: the people's
+    boxes) and the overlay renderer, prepare ``out`` (:func:`realtime.results.prepare_output_dir`:
+    only a folder of ours is reused, ``overwrite`` removes only what our earlier run wrote, never one
+    of ``inputs``), run with the stop signals ending it cleanly, close what was opened. ``orientation``:
+    turn photos/frames by their EXIF orientation / rotation metadata (False: as stored, as the official
+    code); ``not_read``: files of other types found in the inputs, listed in run.json. A write
+    failure (disk full, read-only folder) and an unreadable video raise one-line UserErrors."""
+    import threading
+
+    from engines.detector import PersonDetector
+    from engines.errors import UserError
+    from engines.inference import Predictor
+    from engines.media import VideoUnreadable
+
+    from . import signals
+    from .results import prepare_output_dir
+
+    inputs = [Path(p) for p in inputs]
+    predictor = Predictor.from_files(checkpoint, body_models, device=device, engine=engine)
+    detector = None if bbox else PersonDetector(static=command == "image", max_people=max_people)
+    renderer = None
+    if overlay:
+        from viewers.mesh_overlay import PersonOverlay
+
+        renderer = PersonOverlay(predictor.body_model.faces, boxes=boxes)
+    stop = threading.Event()
+    try:
+        prepare_output_dir(out, overwrite, inputs)
+        with signals.deliver_to(stop):
+            if command == "image":
+                return run_images(inputs, predictor, out, detector=detector, manual_boxes=bbox, save_mesh=save_mesh,
+                                  overlay=renderer, progress=progress, stop=stop,
+                                  run_info={"command": "image", "inputs": [str(p) for p in inputs],
+                                            "not_read": list(not_read)}, orientation=orientation)
+            return run_video(inputs[0], predictor, out, detector=detector, manual_boxes=bbox, save_mesh=save_mesh,
+                             overlay=renderer, progress=progress, max_frames=max_frames, stop=stop,
+                             run_info={"command": "video"}, orientation=orientation)
+    except VideoUnreadable as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:  # the disk is full, the folder went away...
+        raise UserError(write_failure(out, exc)) from None
+    finally:
+        if detector is not None:
+            detector.close()
+        if renderer is not None:
+            renderer.close()
