@@ -102,7 +102,7 @@ def _video_clock(path: Path, items: List[Tuple[float, FrameResult]]) -> Optional
     """Seconds from the first result frame of every item, from the real frame timestamps that
     ``mocap video`` records in ``video.json`` (a phone's variable-frame-rate clip is not on a
     ``k / fps`` grid); None when the folder records none for some frame."""
-    from engines.offline import read_video_info
+    from realtime.results import read_video_info
 
     info = read_video_info(path) or {}
     times, base = info.get("frame_times"), info.get("first_frame", 1)

@@ -121,7 +121,7 @@ def test_live_image_folder_turns_photos_upright(tmp_path, photo):
 def test_results_and_replay_use_the_recorded_frame_times(tmp_path):
     from realtime.animation.take import load_take
     from realtime.replay import load_timeline
-    from engines.offline import write_video_info
+    from realtime.results import write_video_info
     from tests.takes import write_results
     from engines.synthetic import synthetic_take
 

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from engines.errors import UserError
-from engines.types import PARAM_SHAPES, PREDICTED_KEYS, SMPLXParams
+from engines.types import PARAM_SHAPES, PREDICTED_KEYS
 
 from ..results import open_results, read_camera, read_params, results_dir
 

@@ -10,7 +10,7 @@ ends (the browser tab closes) or, for API clients, which never say goodbye, :dat
 seconds after its last job. An upload is used only when it lies inside that folder, and is
 copied into the job's folder under a name the server chooses.
 
-The run itself is the project's: ``engines.offline.run_images`` / ``run_video`` (official result
+The run itself is the project's: ``realtime.offline.run_images`` / ``run_video`` (official result
 layout), the overlay of :class:`viewers.mesh_overlay.PersonOverlay`, the animation files of
 :func:`realtime.animation.convert.convert` and the still GLB of
 :func:`realtime.animation.gltf.build_posed_glb`.
@@ -499,7 +499,7 @@ class WebService:
 
     def _run_image(self, job: Job, folder: Path, photo: Path, label: str, people: int) -> ImageResult:
         from engines.media import read_image
-        from engines.offline import run_images
+        from realtime.offline import run_images
 
         job.progress = (None, "reading the photo")
         try:
@@ -527,7 +527,7 @@ class WebService:
 
     def _run_video(self, job: Job, folder: Path, clip: Path, label: str, people: int) -> VideoResult:
         from engines.media import VideoReader, VideoUnreadable
-        from engines.offline import run_video
+        from realtime.offline import run_video
 
         try:
             with VideoReader(clip) as reader:
