@@ -467,3 +467,13 @@ def test_step0_losses_equal_the_official_code(tmp_path, humandata, s32_ckpt, smp
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     cmp = json.loads((tmp_path / "cmp.json").read_text())
     assert cmp["worst_rel"] <= 1e-4 and len(cmp["terms"]) >= 9
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_naming_the_step(tmp_path, humandata, s32_ckpt, smplx_dir):
+    args = _base(humandata, s32_ckpt, smplx_dir, tmp_path / "run", 2, ["--steps", "4", "--log-json", str(tmp_path / "l")])
+    args[args.index("--lr") + 1] = "1e30"  # Adam moves every weight by about lr: the next forward overflows
+    res = _train(args)
+    assert res.returncode == 1, res.stderr
+    assert "loss is not finite at step 1" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not list((tmp_path / "run").glob("snapshot_*"))  # no snapshot of the broken weights
