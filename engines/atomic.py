@@ -8,7 +8,9 @@ import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Optional, Union
+
+from .errors import UserError
 
 PathLike = Union[str, os.PathLike]
 
@@ -78,3 +80,17 @@ def json_safe(value: Any) -> Any:
 def write_json_atomic(path: PathLike, data: Any, indent: int = 2, fsync: bool = True) -> None:
     """Valid JSON (non-finite floats written as null), atomically."""
     write_text_atomic(path, json.dumps(json_safe(data), indent=indent, allow_nan=False), fsync)
+
+
+def check_output_file(path: Optional[Path], option: str) -> None:
+    """Fail before any work when ``path`` (an output file option) cannot be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder: give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        why = "is not a folder" if parent.exists() else "does not exist"
+        raise UserError(f"{option} {path}: the folder {parent} {why}")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{option} {path}: the folder {parent} is not writable")

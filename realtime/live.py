@@ -3,7 +3,6 @@ recording; the viewer loops and the status line."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from engines.atomic import write_json_atomic
+from engines.atomic import check_output_file, write_json_atomic
 from engines.errors import UserError
 from engines.stop import signal_name, stop_requested
 
@@ -49,20 +48,6 @@ class LiveOptions:
     web_host: str = "127.0.0.1"
     web_port: int = 8765
     ground: bool = False
-
-
-def check_output_file(path: Optional[Path], option: str) -> None:
-    """Fail before any work when ``path`` (an output file option) cannot be written."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise UserError(f"{option} {path} is a folder: give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        why = "is not a folder" if parent.exists() else "does not exist"
-        raise UserError(f"{option} {path}: the folder {parent} {why}")
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"{option} {path}: the folder {parent} is not writable")
 
 
 def _filter_settings(args):

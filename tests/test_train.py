@@ -450,3 +450,30 @@ def test_shards_cover_the_global_batch_once():
         later = [i for _, i in ShardSampler(n, 0, world, batch, shuffle, 5, 3, start=1)]
         assert later == [i for _, i in shards[0]][batch:]
     assert [i for _, i in ShardSampler(n, 0, 1, 4, False, 0, 0)] == list(range(8))
+
+
+@pytest.mark.slow
+def test_step0_losses_equal_the_official_code(tmp_path, humandata, s32_ckpt, smplx_dir):
+    """Needs a checkout of the official repository in $MOCAP_OFFICIAL_SMPLERX (skipped otherwise)."""
+    official = os.environ.get("MOCAP_OFFICIAL_SMPLERX")
+    if not official or not Path(official, "main", "SMPLer_X.py").is_file():
+        pytest.skip("set MOCAP_OFFICIAL_SMPLERX to a checkout of caizhongang/SMPLer-X")
+    path, root = humandata
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "check_train_official.py"), "--official", official,
+                          "--data", f"{path}:{root}", "--init", str(s32_ckpt), "--body-models", str(smplx_dir),
+                          "--batch-size", "4", "--json", str(tmp_path / "cmp.json")],
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                         timeout=1800)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    assert cmp["worst_rel"] <= 1e-4 and len(cmp["terms"]) >= 9
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_naming_the_step(tmp_path, humandata, s32_ckpt, smplx_dir):
+    args = _base(humandata, s32_ckpt, smplx_dir, tmp_path / "run", 2, ["--steps", "4", "--log-json", str(tmp_path / "l")])
+    args[args.index("--lr") + 1] = "1e30"  # Adam moves every weight by about lr: the next forward overflows
+    res = _train(args)
+    assert res.returncode == 1, res.stderr
+    assert "loss is not finite at step 1" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not list((tmp_path / "run").glob("snapshot_*"))  # no snapshot of the broken weights

@@ -64,6 +64,10 @@ def train_forward(net: SMPLerX, body_model, img: torch.Tensor) -> Dict[str, torc
     lc, ls, rc, rs, fc, fs = _box_net(net, feat, body_hm.detach())
     lhand_bbox = G.restore_bbox(lc, ls, 1.0, 2.0).detach()
     rhand_bbox = G.restore_bbox(rc, rs, 1.0, 2.0).detach()
+    # diverged weights: RoIAlign cannot size a NaN box; the NaN reaches the losses anyway (the box terms),
+    # where the runner stops on it on every rank alike. Finite boxes pass unchanged.
+    lhand_bbox = torch.where(torch.isfinite(lhand_bbox), lhand_bbox, torch.zeros_like(lhand_bbox))
+    rhand_bbox = torch.where(torch.isfinite(rhand_bbox), rhand_bbox, torch.zeros_like(rhand_bbox))
 
     hand_feat = net.hand_roi_net(feat, lhand_bbox, rhand_bbox)
     _, hand_joint_img = net.hand_position_net(hand_feat)

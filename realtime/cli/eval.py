@@ -6,7 +6,9 @@ from pathlib import Path
 
 from engines.errors import UserError
 
-from .common import add_examples, add_model_args, check_output_file, finite_float
+from engines.atomic import check_output_file
+
+from .common import add_examples, add_model_args, finite_float
 
 
 def _positive_int(text: str) -> int:
