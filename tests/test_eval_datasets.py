@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engines.errors import UserError
-from tests.conftest import media_file
+from tests.helpers import media_file
 from tests import eval_layouts as L
 from pathlib import Path
 

@@ -206,7 +206,7 @@ def test_auto_engine_fallback_does_not_swallow_a_ctrl_c(monkeypatch, s32_ckpt, s
                 raise ImportError("cannot import name 'InferenceSession' (partially initialized module)") from exc
         return real(model, kind, device, precision, **kw)
 
-    monkeypatch.setattr(backends, "auto_kind", lambda model, device="cpu": "onnx")
+    monkeypatch.setattr(backends, "auto_kind", lambda model, device="cpu", precision=None: "onnx")
     monkeypatch.setattr(backends, "load_engine", load)
     with pytest.raises(StopRequested):
         backends.load_engine(s32_ckpt, "auto")

@@ -286,6 +286,7 @@ def test_pipeline_sends_the_grounded_root_to_vmc_and_zmq(media_dir, body_model, 
 
     from engines.detector import PersonDetector
     from engines.stand_in import StandInPredictor
+    from engines.detection_schedule import DetectionSchedule
     from engines.tracking import PersonTracker
     from realtime.capture import open_source
     from realtime.filters import MultiPersonFilter
@@ -301,7 +302,7 @@ def test_pipeline_sends_the_grounded_root_to_vmc_and_zmq(media_dir, body_model, 
     detector = PersonDetector(static=False)
     source = open_source(str(media_dir / "street_walk_960x540.mp4"), pace=False, loop=True)
     sinks = [VMCSink("127.0.0.1", rx.getsockname()[1], body_model), Recorder(tmp_path / "rec", fps=30.0)]
-    pipe = Pipeline(source, StandInPredictor(body_model, cost_ms=1.0), PersonTracker(detector),
+    pipe = Pipeline(source, StandInPredictor(body_model, cost_ms=1.0), DetectionSchedule(detector, PersonTracker()),
                     MultiPersonFilter(hand_mean=(body_model.hand_mean_left, body_model.hand_mean_right)), sinks,
                     grounder=LiveGrounder.from_body_model(body_model))
     try:

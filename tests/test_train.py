@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import REPO, media_file
+from .helpers import REPO, media_file
 
 PHOTOS = ("coco_000785_skier.jpg", "coco_197388.jpg", "humanart_acrobatics.jpg", "mpii_004645041.jpg")
 
