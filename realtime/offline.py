@@ -19,6 +19,7 @@ reused) belongs to :mod:`realtime.results`.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -407,7 +408,7 @@ def write_failure(out_dir: Path, exc: OSError) -> str:
 
 
 def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: str, body_models=None,
-                device: str = "cpu", engine: str = "torch", bbox=None, max_people: int = MAX_PEOPLE,
+                device: str = "cpu", engine: Optional[str] = None, bbox=None, max_people: int = MAX_PEOPLE,
                 save_mesh: bool = False, overlay: bool = True, boxes: bool = True, overwrite: bool = False,
                 max_frames: Optional[int] = None, progress: bool = True, orientation: bool = True,
                 not_read: Sequence[str] = ()) -> RunStats:
@@ -415,7 +416,8 @@ def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: 
     video of ``inputs``) as one call: load the model, the detector (none with ``bbox``: the people's
     boxes) and the overlay renderer, prepare ``out`` (:func:`realtime.results.prepare_output_dir`:
     only a folder of ours is reused, ``overwrite`` removes only what our earlier run wrote, never one
-    of ``inputs``), run with the stop signals ending it cleanly, close what was opened. ``orientation``:
+    of ``inputs``), run with the stop signals ending it cleanly, close what was opened. ``engine``
+    None: :func:`engines.backends.offline_choice` (said on stderr and in run.json). ``orientation``:
     turn photos/frames by their EXIF orientation / rotation metadata (False: as stored, as the official
     code); ``not_read``: files of other types found in the inputs, listed in run.json. A write
     failure (disk full, read-only folder) and an unreadable video raise one-line UserErrors."""
@@ -430,7 +432,14 @@ def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: 
     from .results import prepare_output_dir
 
     inputs = [Path(p) for p in inputs]
-    predictor = Predictor.from_files(checkpoint, body_models, device=device, engine=engine)
+    precision = None
+    if engine is None:  # the fastest ready engine within the documented tolerance
+        from engines.backends import offline_choice
+
+        engine, precision, why = offline_choice(checkpoint, device)
+        print(f"mocap {command}: engine: {why}; --engine torch runs the official path op for op",
+              file=sys.stderr, flush=True)
+    predictor = Predictor.from_files(checkpoint, body_models, device=device, engine=engine, precision=precision)
     detector = None if bbox else PersonDetector(static=command == "image", max_people=max_people)
     renderer = None
     if overlay:
@@ -444,11 +453,13 @@ def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: 
             if command == "image":
                 return run_images(inputs, predictor, out, detector=detector, manual_boxes=bbox, save_mesh=save_mesh,
                                   overlay=renderer, progress=progress, stop=stop,
-                                  run_info={"command": "image", "inputs": [str(p) for p in inputs],
+                                  run_info={"command": "image", "engine": predictor.engine.describe(),
+                                            "inputs": [str(p) for p in inputs],
                                             "not_read": list(not_read)}, orientation=orientation)
             return run_video(inputs[0], predictor, out, detector=detector, manual_boxes=bbox, save_mesh=save_mesh,
                              overlay=renderer, progress=progress, max_frames=max_frames, stop=stop,
-                             run_info={"command": "video"}, orientation=orientation)
+                             run_info={"command": "video", "engine": predictor.engine.describe()},
+                             orientation=orientation)
     except VideoUnreadable as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:  # the disk is full, the folder went away...

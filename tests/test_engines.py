@@ -473,3 +473,20 @@ def test_graphed_body_model_equals_eager(body_model):
             assert not graphed.disabled
             torch.testing.assert_close(v, ref_v, atol=1e-5, rtol=0)
             torch.testing.assert_close(j, ref_j, atol=1e-5, rtol=0)
+
+
+def test_offline_default_engine_is_the_fastest_ready_one(tmp_path, monkeypatch, s32_ckpt):
+    """mocap image/video without --engine: torch until the CPU engine is cached, then ONNX Runtime;
+    fp32 on CUDA (never fp16 for result files); never a build."""
+    from engines.backends import cached_onnx_path, offline_choice
+
+    monkeypatch.setenv("MOCAP_CACHE_DIR", str(tmp_path / "cache"))
+    kind, precision, why = offline_choice(s32_ckpt, "cpu")
+    assert (kind, precision) == ("torch", None) and "PyTorch" in why
+    assert not (tmp_path / "cache").exists()  # choosing built nothing
+    path = cached_onnx_path(s32_ckpt)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"stand-in for a cached export")
+    kind, precision, why = offline_choice(s32_ckpt, "cpu")
+    assert (kind, precision) == ("onnx", None) and "ONNX Runtime" in why
+    assert offline_choice(s32_ckpt, "cuda")[:2] == ("auto", "fp32")

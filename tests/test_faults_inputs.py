@@ -121,9 +121,11 @@ def test_reused_out_folder_is_refused_unless_overwrite(tmp_path, capsys, ckpt, s
     base = ["image", str(media_dir / "astronaut.png"), "--out", str(out), "--bbox", "100", "50", "300", "400",
             "--no-overlay", "--checkpoint", ckpt, "--body-models", str(smplx_dir)]
     assert main(base) == 0
-    capsys.readouterr()
+    err = capsys.readouterr().err
+    assert "engine: PyTorch" in err and "--engine torch" in err  # no --engine: which one, and the official path
     run = json.loads((out / "run.json").read_text())
     assert run["complete"] is True and run["frames"] == 1
+    assert "torch" in run["engine"]
     assert run["written"] == {"results": ["astronaut_0"], "overlays": []}
     foreign = out / "smplx" / "old_frame_0.npz"  # not written by that run
     foreign.write_bytes(b"someone else's")

@@ -51,13 +51,46 @@ def checkpoint_key(path: Union[str, Path]) -> str:
     return f"{Path(path).name.split('.')[0]}-{tag}"
 
 
+def cached_onnx_path(checkpoint: Union[str, Path], optimized: bool = True, cache: Optional[Path] = None) -> Path:
+    """Where the cache keeps the ONNX export of ``checkpoint`` (it may not exist yet)."""
+    from ..checkpoints import resolve_checkpoint
+
+    cache = Path(cache) if cache else engines_cache_dir()
+    return cache / f"{checkpoint_key(resolve_checkpoint(checkpoint))}{'-opt' if optimized else ''}.onnx"
+
+
+def offline_choice(model: Union[str, Path], device: str = "cpu") -> Tuple[str, Optional[str], str]:
+    """The engine ``mocap image`` / ``mocap video`` use when ``--engine`` is not given: the fastest
+    one that is ready now (never a build of minutes) and keeps results within the tolerance
+    docs/engines.md documents against the official forward. Returns (kind, precision, why):
+
+    * CUDA: ``auto`` in fp32 -- a cached fp32 AOTInductor package, else PyTorch fp32 with the
+      device path and CUDA graphs (fp16, the live default, is not used for results files);
+    * CPU: ONNX Runtime when this checkpoint's CPU engine is cached (``mocap live`` or ``mocap
+      export --to onnx`` built it; max abs difference <= 5e-5, 1.05-1.2x faster), else PyTorch.
+    ``--engine torch`` always runs the network op for op like the official code (bit-exact)."""
+    if device.startswith("cuda"):
+        return "auto", "fp32", "GPU engine in fp32 (fp16 is for live streams)"
+    try:
+        ready = cached_onnx_path(model).is_file()
+    except (OSError, ValueError):
+        ready = False
+    if ready and not _too_big_for_onnx(model):
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
+            return "onnx", None, "the cached CPU engine (ONNX Runtime, within 5e-5 of the official forward)"
+    return "torch", None, ("PyTorch, the official forward op for op (the faster CPU engine is used once "
+                           "`mocap live` or `mocap export --to onnx` has built it)")
+
+
 def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Optional[Path] = None) -> Path:
     """The cached ONNX export of ``checkpoint`` (exported and checked against PyTorch on first use)."""
     from ..checkpoints import load_network, resolve_checkpoint
 
     ckpt = resolve_checkpoint(checkpoint)
-    cache = Path(cache) if cache else engines_cache_dir()
-    path = cache / f"{checkpoint_key(ckpt)}{'-opt' if optimized else ''}.onnx"
+    path = cached_onnx_path(ckpt, optimized, cache)
+    cache = path.parent
     if path.is_file():
         return path
     from ..export import check_onnx, torch_to_onnx

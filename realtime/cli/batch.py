@@ -51,7 +51,7 @@ def cmd_batch(args) -> int:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    options = resolve_options(args.checkpoint, args.body_models, args.device, args.engine, args.bbox,
+    options = resolve_options(args.checkpoint, args.body_models, args.device, args.engine or "torch", args.bbox,
                               max_people(args), args.save_mesh,
                               not args.no_overlay, not args.no_boxes, args.max_frames, args.export,
                               export_smooth=args.smooth, export_ground=args.ground,

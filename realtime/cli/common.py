@@ -44,8 +44,12 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
                    help="replace the results of an earlier run in --out (by default such a folder is refused)")
     p.add_argument("--bbox", nargs=4, type=finite_float, action="append", metavar=("X", "Y", "W", "H"),
                    help="person box in pixels (xywh) instead of the detector; repeat for several people")
-    p.add_argument("--engine", default="torch", choices=["torch", "onnx", "auto", "aoti"],
-                   help="backend; torch (default) runs the network op for op like the official code")
+    p.add_argument("--engine", default=None, choices=["torch", "onnx", "auto", "aoti"],
+                   help="backend; torch runs the network op for op like the official code (bit-exact). Default "
+                        "for image/video: the fastest engine that is ready and stays within the documented "
+                        "tolerance (CPU: ONNX Runtime once mocap live or mocap export --to onnx has cached it, "
+                        "else torch; CUDA: fp32 with CUDA graphs); the choice is printed and kept in run.json. "
+                        "mocap batch: torch")
     p.add_argument("--save-mesh", action="store_true", help="also write mesh/<name>.obj")
     p.add_argument("--ignore-orientation", action="store_true",
                    help="keep the pixels as stored: do not turn photos by their EXIF orientation or videos by "
