@@ -163,3 +163,30 @@ def test_cli_several_sources_one_missing_one_corrupt(tmp_path, media_dir, s32_ck
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["streams"][0]["frames_out"] == 4 and "problem" not in summary["streams"][0]
     assert "problem" in summary["streams"][1] and "problem" in summary["streams"][2]
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_launch_many_equals_each_frame_alone(media_dir, s32_net, body_model, device_path):
+    """The real network (random weights): one batched call over two frames of different sizes gives
+    what a call per frame gives, person for person (the CPU path and the device path)."""
+    import cv2
+    import numpy as np
+
+    from engines.backends.torch_backend import TorchEngine
+    from engines.inference import Predictor
+
+    pred = Predictor(TorchEngine(s32_net), body_model, with_mesh=False, device_path=device_path)
+    skier = cv2.imread(str(media_dir / "coco_000785_skier.jpg"))
+    street = cv2.imread(str(media_dir / "mpii_004645041.jpg"))
+    frames = [(skier, [(280.0, 44.0, 220.0, 348.0)]), (street, []),
+              (street, [(500.0, 100.0, 300.0, 500.0), (2000.0, 2000.0, 10.0, 10.0), (100.0, 200.0, 150.0, 400.0)])]
+    together = pred.launch_many(frames).result()
+    alone = [pred.predict(image, boxes) for image, boxes in frames]
+    assert [len(p) for p in together] == [len(p) for p in alone] == [1, 0, 2]  # the box off the frame is skipped
+    for got, ref in zip(together, alone):
+        for a, b in zip(got, ref):
+            assert a.box_index == b.box_index
+            np.testing.assert_allclose(a.person.joints, b.person.joints, rtol=1e-4, atol=1e-4)
+            for k, v in b.person.params.to_dict().items():
+                np.testing.assert_allclose(a.person.params.to_dict()[k], v, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(a.lhand_bbox, b.lhand_bbox, rtol=1e-4, atol=1e-2)
