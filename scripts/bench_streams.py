@@ -84,7 +84,7 @@ def run_processes(args, streams: int, people: int) -> dict:
     """``streams`` processes of this script with one stream each, measuring at the same time."""
     import subprocess
 
-    load_s = 40.0 if (args.device == "cuda" or args.real) else 15.0  # every child has loaded before it starts
+    load_s = 30.0 if (args.device == "cuda" or args.real) else 15.0  # every child has loaded before it starts
     start_at = time.time() + load_s
     with tempfile.TemporaryDirectory() as td:
         cmd = [sys.executable, __file__, "--streams", "1", "--people", str(people), "--seconds", str(args.seconds),
