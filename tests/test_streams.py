@@ -190,3 +190,35 @@ def test_launch_many_equals_each_frame_alone(media_dir, s32_net, body_model, dev
             for k, v in b.person.params.to_dict().items():
                 np.testing.assert_allclose(a.person.params.to_dict()[k], v, rtol=1e-4, atol=1e-4)
             np.testing.assert_allclose(a.lhand_bbox, b.lhand_bbox, rtol=1e-4, atol=1e-2)
+
+
+def test_out_of_gpu_memory_is_one_line_naming_the_batch(media_dir, body_model):
+    """The batched call running out of GPU memory (raised as torch raises it; no GPU here) ends the
+    run with one line naming the streams and the largest batch, and every stream is closed."""
+    import torch
+
+    class OutOfMemoryAt(CountingStandIn):
+        def launch_many(self, frames):
+            if self.calls >= 3:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().launch_many(frames)
+
+    sources = [open_source(str(media_dir / name), pace=False, loop=True)
+               for name in ("street_walk_960x540.mp4", "posetrack_1280x720.mp4")]
+    (a, det_a), (b, det_b) = _lane("1", sources[0], 1, []), _lane("2", sources[1], 2, [])
+    pred = OutOfMemoryAt(body_model, cost_ms=1.0)
+    for lane in (a, b):
+        lane.pipe.predictor = pred
+    multi = MultiPipeline(pred, [a, b]).start(50)
+    try:
+        multi.wait(duration=60)
+    finally:
+        multi.stop()
+        det_a.close()
+        det_b.close()
+    assert isinstance(multi.error, UserError)
+    msg = str(multi.error)
+    assert msg.startswith("out of GPU memory with 2 streams (up to ") and "\n" not in msg, msg
+    assert "--max-people" in msg
+    assert a.pipe.stats.frames_out < 50 and not multi.running
+    assert all(s.finished.is_set() for s in sources)  # the sources were stopped
