@@ -131,38 +131,46 @@ def test_stream_specs_per_source_rule():
 
 @pytest.mark.slow
 def test_cli_several_sources_one_missing_one_corrupt(tmp_path, media_dir, s32_ckpt, smplx_dir, capsys):
-    """`mocap live` with three --source values (the real network, random weights): the missing and the
-    corrupt file stop with one line each; the good video runs to --max-frames on its own endpoint."""
+    """`mocap live` with four --source values (the real network, random weights): the missing and the
+    corrupt file stop with one line each; the two good videos run to --max-frames, each on its own
+    ZMQ endpoint and into its own recording."""
+    import json
+
     from realtime.cli import main
 
     corrupt = tmp_path / "broken.mp4"
     corrupt.write_bytes(b"not a video at all" * 100)
-    endpoint = _free_tcp_endpoint()
-    sub = ZmqCollector(endpoint)
-    sub.start()
+    endpoints = [_free_tcp_endpoint(), _free_tcp_endpoint()]
+    subs = [ZmqCollector(e) for e in endpoints]
+    for sub in subs:
+        sub.start()
     time.sleep(0.3)
     try:
         code = main(["live", "--source", str(media_dir / "street_walk_960x540.mp4"), "--source", str(tmp_path / "gone.mp4"),
-                     "--source", str(corrupt), "--no-pace", "--max-frames", "4", "--viewer", "none",
-                     "--osc", "none", "--zmq", endpoint, "--zmq", "none", "--zmq", "none",
-                     "--record", str(tmp_path / "take"), "--record", str(tmp_path / "t2"), "--record", str(tmp_path / "t3"),
+                     "--source", str(corrupt), "--source", str(media_dir / "posetrack_1280x720.mp4"),
+                     "--no-pace", "--max-frames", "4", "--viewer", "none", "--osc", "none",
+                     "--zmq", endpoints[0], "--zmq", "none", "--zmq", "none", "--zmq", endpoints[1],
+                     "--record", str(tmp_path / "t1"), "--record", str(tmp_path / "t2"),
+                     "--record", str(tmp_path / "t3"), "--record", str(tmp_path / "t4"),
                      "--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir), "--engine", "torch",
                      "--summary-json", str(tmp_path / "summary.json")])
         time.sleep(0.3)
-        messages = list(sub.messages)
+        messages = [list(sub.messages) for sub in subs]
     finally:
-        sub.close()
+        for sub in subs:
+            sub.close()
     out = capsys.readouterr()
     assert code == 1  # two streams stopped on a problem: the exit code says so
     assert "gone.mp4) not started: input not found" in out.err
     assert "broken.mp4" in out.out and "stopped:" in out.out
-    assert len(messages) == 4 and {tuple(m["image_size"]) for m in messages} == {(960, 540)}
-    assert (tmp_path / "take").is_dir() and not (tmp_path / "t2").exists()
-    import json
-
+    assert len(messages[0]) == 4 and {tuple(m["image_size"]) for m in messages[0]} == {(960, 540)}
+    assert len(messages[1]) == 4 and {tuple(m["image_size"]) for m in messages[1]} == {(1280, 720)}
+    assert (tmp_path / "t1").is_dir() and (tmp_path / "t4").is_dir()
+    assert not (tmp_path / "t2").exists() and not (tmp_path / "t3").exists()  # nothing left for a failed stream
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["streams"][0]["frames_out"] == 4 and "problem" not in summary["streams"][0]
-    assert "problem" in summary["streams"][1] and "problem" in summary["streams"][2]
+    assert [s["frames_out"] for s in summary["streams"] if "frames_out" in s][:1] == [4]
+    assert ["problem" in s for s in summary["streams"]] == [False, True, True, False]
+    assert summary["streams"][3]["frames_out"] == 4
 
 
 @pytest.mark.parametrize("device_path", [False, True])
