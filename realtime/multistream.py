@@ -101,6 +101,7 @@ class StreamLane:
         self.problem = problem
         self.done = pipe is None
         self.source = None  # opened, not yet started (run_streams)
+        self.taken = 0  # frames taken into a round
         self.sinks: list = []  # kept after the pipeline closed them (the recorder's problem)
 
     def fail(self, why: str) -> None:
@@ -132,9 +133,14 @@ class MultiPipeline:
         for lane in self.lanes:
             if lane.pipe is None:
                 continue
+            pipe = lane.pipe
             try:
-                if not getattr(lane.pipe.source, "started", False):
-                    lane.pipe.source.start()
+                if not getattr(pipe.source, "started", False):
+                    pipe.source.start()
+                else:  # count from now, as Pipeline.start does: frames grabbed while the rest loaded are not this run's
+                    before = pipe.source.stats()
+                    pipe._source_base = {k: before.get(k, 0) for k in ("grabbed", "dropped")}
+                    pipe.stats.started_ns = time.perf_counter_ns()
             except Exception as exc:  # CaptureError and driver surprises: this stream only
                 lane.fail(str(exc))
         self.started_ns = time.perf_counter_ns()
@@ -211,7 +217,7 @@ class MultiPipeline:
             if lane.done:
                 continue
             pipe = lane.pipe
-            if self._max_frames is not None and pipe.stats.frames_out >= self._max_frames:
+            if self._max_frames is not None and lane.taken >= self._max_frames:  # in flight ones count too
                 lane.done = True
                 continue
             try:
@@ -226,6 +232,7 @@ class MultiPipeline:
                     if why:
                         lane.fail(why)
                 continue
+            lane.taken += 1
             job = self._guard(lane, pipe._track, frame)
             if job is not None:
                 jobs.append((lane, job))
