@@ -311,6 +311,7 @@ def run_streams(args, specs: Sequence[StreamSpec]) -> int:
     from engines.detection_schedule import DetectionSchedule
     from engines.detector import PersonDetector
     from engines.inference import Predictor
+    from engines.stop import signal_name, stop_requested
     from engines.tracking import PersonTracker
 
     from . import signals
@@ -409,6 +410,8 @@ def run_streams(args, specs: Sequence[StreamSpec]) -> int:
             raise multi.error
         raise UserError(f"the engine stage failed: {multi.error}")
     summary = multi.summary()
+    if stop.is_set() and stop_requested() is not None:
+        summary["stopped_by"] = signal_name(stop_requested())
     bad = False
     for lane, entry, spec in zip(lanes, summary["streams"], specs):
         if lane.pipe is not None:
@@ -425,7 +428,7 @@ def run_streams(args, specs: Sequence[StreamSpec]) -> int:
         if "problem" in entry:
             bad = True
             print(f"stream {lane.name}: stopped: {entry['problem']}")
-    print(f"mocap live: {summary['rounds']} rounds, one network call each, median {summary['round_ms_median']:.1f} ms "
+    print(f"mocap live: {summary['rounds']} rounds (one network call for every stream's people), median {summary['round_ms_median']:.1f} ms "
           f"per round, {summary['crops_per_call_mean']:.1f} people per call on average")
     if args.summary_json:
         from engines.atomic import write_json_atomic
