@@ -230,3 +230,24 @@ def test_out_of_gpu_memory_is_one_line_naming_the_batch(media_dir, body_model):
     assert "--max-people" in msg
     assert a.pipe.stats.frames_out < 50 and not multi.running
     assert all(s.finished.is_set() for s in sources)  # the sources were stopped
+
+
+def test_no_stream_waits_for_a_slow_one(media_dir, body_model):
+    """A 2 fps camera-like stream beside a video read as fast as it goes: rounds go on without the slow
+    stream's frames (the fast stream gets far more frames through than the slow one has)."""
+    fast = open_source(str(media_dir / "street_walk_960x540.mp4"), pace=False, loop=True)
+    slow = open_source("synthetic:320x240@2")
+    (a, det_a), (b, det_b) = _lane("fast", fast, 1, []), _lane("slow", slow, 1, [])
+    pred = CountingStandIn(body_model, cost_ms=2.0)
+    for lane in (a, b):
+        lane.pipe.predictor = pred
+    multi = MultiPipeline(pred, [a, b]).start()
+    try:
+        multi.wait(duration=60, on_tick=lambda: a.pipe.stats.frames_out < 30)
+    finally:
+        multi.stop()
+        det_a.close()
+        det_b.close()
+    assert multi.error is None and a.problem is None and b.problem is None
+    assert a.pipe.stats.frames_out >= 30
+    assert 1 <= b.pipe.stats.frames_out < a.pipe.stats.frames_out / 2, (a.pipe.stats.frames_out, b.pipe.stats.frames_out)
