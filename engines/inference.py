@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -134,6 +134,24 @@ class Predictor:
         return PendingPrediction(lambda: preds)
 
     @torch.inference_mode()
+    def launch_many(self, frames: Sequence[Tuple[np.ndarray, Sequence[Sequence[float]]]]) -> "PendingBatch":
+        """Start predicting the boxes of several frames (one per stream) in ONE network call: the
+        crops of every frame go into one batch. ``.result()`` gives one list of predictions per
+        frame, in the order of ``frames`` (what :meth:`launch` gives for each frame alone)."""
+        if self._cuda is not None:
+            return self._cuda.launch_many(self, frames)
+        parts, patches = [], []
+        for image_bgr, bboxes in frames:
+            kept, crops, boxes, invs = self.preprocess(G.bgr_to_rgb_float(image_bgr), bboxes)
+            parts.append((kept, boxes, invs, bboxes))
+            patches.extend(crops)
+        if not patches:
+            return PendingBatch(lambda: [[] for _ in parts])
+        out, verts, joints = self.forward(G.to_input_batch(patches))
+        preds = split_predictions(out, verts, joints, parts)
+        return PendingBatch(lambda: preds)
+
+    @torch.inference_mode()
     def forward(self, img: np.ndarray):
         """Network, then SMPL-X layer, for a stack of crops on the CPU: (network outputs, vertices
         or None without ``with_mesh``, joints) as numpy, camera translation added."""
@@ -187,6 +205,40 @@ def assemble_predictions(out: Dict[str, np.ndarray], verts: Optional[np.ndarray]
     return results
 
 
+class PendingBatch:
+    """Predictions of several frames started with :meth:`Predictor.launch_many`: :meth:`result`
+    waits once for all of them; :meth:`part` is one frame's share as a :class:`PendingPrediction`."""
+
+    def __init__(self, finish):
+        self._finish = finish
+        self._result: Optional[List[List[Prediction]]] = None
+
+    def result(self) -> List[List[Prediction]]:
+        if self._finish is not None:
+            self._result, self._finish = self._finish(), None
+        return self._result
+
+    def part(self, k: int) -> PendingPrediction:
+        return PendingPrediction(lambda: self.result()[k])
+
+
+def split_predictions(out: Dict[str, np.ndarray], verts: Optional[np.ndarray], joints: np.ndarray,
+                      parts: Sequence[tuple]) -> List[List[Prediction]]:
+    """One batched forward's outputs cut back into frames: ``parts[k]`` = (kept, processed boxes,
+    affines, raw boxes) of frame ``k``, whose crops are the next ``len(kept)`` items of the batch."""
+    results, start = [], 0
+    for kept, boxes, invs, bboxes in parts:
+        end = start + len(kept)
+        if kept:
+            results.append(assemble_predictions({k: v[start:end] for k, v in out.items()},
+                                                verts[start:end] if verts is not None else None,
+                                                joints[start:end], kept, boxes, invs, bboxes))
+        else:
+            results.append([])
+        start = end
+    return results
+
+
 class _DevicePath:
     """Frame upload, crops, network and SMPL-X layer on the engine's device (a GPU), one copy back.
 
@@ -207,6 +259,7 @@ class _DevicePath:
         self._body_call = CudaGraphed(self.body, "SMPL-X layer") if engine.cuda_graph else self.body
         self._host: Optional[torch.Tensor] = None   # pinned frame buffer
         self._frame: Optional[torch.Tensor] = None  # device frame buffer
+        self._buffers: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}  # launch_many: (pinned, device) per frame slot
 
     def _upload(self, image_bgr: np.ndarray) -> torch.Tensor:
         from .media import to_bgr
@@ -251,3 +304,57 @@ class _DevicePath:
             return assemble_predictions(numpy_out, v, host_joints.numpy(), kept, boxes, invs, bboxes)
 
         return PendingPrediction(finish)
+
+    def _upload_slot(self, slot: int, image_bgr: np.ndarray) -> torch.Tensor:
+        """:meth:`_upload` into buffers of their own for frame ``slot`` of :meth:`launch_many`."""
+        from .media import to_bgr
+
+        img = to_bgr(image_bgr)
+        if img.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 BGR frame, got {img.dtype}")
+        host, frame = self._buffers.get(slot, (None, None))
+        if host is None or tuple(host.shape) != img.shape:
+            host = torch.empty(img.shape, dtype=torch.uint8, pin_memory=self.cuda)
+            frame = torch.empty(img.shape, dtype=torch.uint8, device=self.device)
+            self._buffers[slot] = (host, frame)
+        np.copyto(host.numpy(), img)
+        frame.copy_(host, non_blocking=True)
+        return frame
+
+    def launch_many(self, predictor: Predictor, frames) -> PendingBatch:
+        """Every frame uploaded and cropped on the device, the crops of all frames in one network
+        call and one SMPL-X layer call, one copy back."""
+        parts, crops = [], []
+        for slot, (image_bgr, bboxes) in enumerate(frames):
+            h, w = image_bgr.shape[:2]
+            kept, boxes, invs = G.process_bboxes(bboxes, w, h)
+            parts.append((kept, boxes, invs, bboxes))
+            if not kept:
+                continue
+            frame = self._upload_slot(slot, image_bgr)
+            inv = torch.from_numpy(np.stack(invs))
+            inv = inv.pin_memory().to(self.device, non_blocking=True) if self.cuda else inv
+            crops.append(G.crop_batch_torch(frame, inv))
+        if not crops:
+            return PendingBatch(lambda: [[] for _ in parts])
+        batch = torch.cat(crops) if len(crops) > 1 else crops[0]
+        out, overflow = self.engine.launch(batch)
+        verts, joints = body_in_camera(self._body_call, out, predictor.with_mesh)
+        host = {k: v.to("cpu", non_blocking=True) for k, v in out.items()}
+        host_joints = joints.to("cpu", non_blocking=True)
+        host_verts = verts.to("cpu", non_blocking=True) if verts is not None else None
+        host_overflow = overflow.to("cpu", non_blocking=True) if overflow is not None else None
+        done = torch.cuda.Event() if self.cuda else None
+        if done is not None:
+            done.record()
+
+        def finish() -> List[List[Prediction]]:
+            if done is not None:
+                done.synchronize()
+            if host_overflow is not None and bool(host_overflow):  # rare: recompute this round eagerly
+                return split_predictions(*forward_step(self.engine, self.body, batch, predictor.with_mesh,
+                                                       recompute=True), parts)
+            v = host_verts.numpy() if host_verts is not None else None
+            return split_predictions({k: t.numpy() for k, t in host.items()}, v, host_joints.numpy(), parts)
+
+        return PendingBatch(finish)

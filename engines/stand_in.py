@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import geometry as G
-from .inference import PARAM_OF_OUTPUT, PendingPrediction, Prediction, assemble_predictions
+from .inference import PARAM_OF_OUTPUT, PendingBatch, PendingPrediction, Prediction, assemble_predictions
 from .types import PARAM_SHAPES
 
 
@@ -50,6 +50,21 @@ class StandInPredictor:
         call, self.calls = self.calls, self.calls + 1
         if call in self.miss_calls:
             bboxes = []
+        assemble = self._assemble(image_bgr, bboxes)
+
+        def finish():
+            remaining = self.cost_s - (time.perf_counter() - start)
+            if remaining > 0:
+                time.sleep(remaining)
+            return assemble()
+
+        if self.is_async:
+            return PendingPrediction(finish)
+        preds = finish()
+        return PendingPrediction(lambda: preds)
+
+    def _assemble(self, image_bgr: np.ndarray, bboxes):
+        """The host-side work of one frame now; a function that assembles its predictions."""
         h, w = image_bgr.shape[:2]
         kept, boxes, invs = G.process_bboxes(bboxes, w, h)
         n = len(kept)
@@ -63,17 +78,27 @@ class StandInPredictor:
                   else np.zeros((0, 144, 3), np.float32))
         verts = (np.stack([_fill_box(self._verts, r, b, *fill) for r, b in zip(raw, boxes)])
                  if (n and self.with_mesh) else None)
+        return lambda: assemble_predictions(out, verts, joints, kept, boxes, invs, bboxes) if n else []
+
+    def launch_many(self, frames) -> PendingBatch:
+        """Several frames' boxes in ONE call (as :meth:`Predictor.launch_many`): one ``cost_ms`` for
+        the round, one count in :attr:`calls`, one list of predictions per frame."""
+        start = time.perf_counter()
+        call, self.calls = self.calls, self.calls + 1
+        parts = []
+        for image_bgr, bboxes in frames:
+            parts.append(self._assemble(image_bgr, [] if call in self.miss_calls else bboxes))
 
         def finish():
             remaining = self.cost_s - (time.perf_counter() - start)
             if remaining > 0:
                 time.sleep(remaining)
-            return assemble_predictions(out, verts, joints, kept, boxes, invs, bboxes) if n else []
+            return [part() for part in parts]
 
         if self.is_async:
-            return PendingPrediction(finish)
+            return PendingBatch(finish)
         preds = finish()
-        return PendingPrediction(lambda: preds)
+        return PendingBatch(lambda: preds)
 
 
 def _normalise(points: np.ndarray) -> np.ndarray:

@@ -95,23 +95,8 @@ def run(args: LiveOptions) -> int:
     from engines.tracking import PersonTracker
 
     # everything a user can get wrong is checked before the slow loads
-    check_output_file(args.summary_json, "--summary-json")
+    redetect = check_options(args)
     check_streams(args.streams)
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError("--max-frames must be >= 1")
-    if args.duration is not None and not args.duration > 0:
-        raise UserError("--duration must be > 0 seconds")
-    if args.fps is not None and not args.fps > 0:
-        raise UserError("--fps must be > 0")
-    if args.max_people < 1:
-        raise UserError("--max-people must be at least 1")
-    if args.grace < 0:
-        raise UserError("--grace must be >= 0 seconds")
-    if not 1 <= args.web_port <= 65535:
-        raise UserError(f"--web-port {args.web_port} is outside 1-65535")
-    redetect = args.redetect_every if args.redetect_every is not None else (30 if args.max_people == 1 else 15)
-    if redetect < 0:
-        raise UserError("--redetect-every must be >= 0")
     settings = _filter_settings(args)
     viewer_kind = _viewer_choice(args)
     try:
@@ -217,6 +202,28 @@ def run(args: LiveOptions) -> int:
                             f"(the summary is printed above)") from None
         print(f"mocap live: summary in {args.summary_json}")
     return 1 if recorder is not None and recorder.problem is not None else 0
+
+
+def check_options(args: LiveOptions) -> int:
+    """The checks of the options every stream shares (before anything slow); the detector's
+    re-detection interval."""
+    check_output_file(args.summary_json, "--summary-json")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be >= 1")
+    if args.duration is not None and not args.duration > 0:
+        raise UserError("--duration must be > 0 seconds")
+    if args.fps is not None and not args.fps > 0:
+        raise UserError("--fps must be > 0")
+    if args.max_people < 1:
+        raise UserError("--max-people must be at least 1")
+    if args.grace < 0:
+        raise UserError("--grace must be >= 0 seconds")
+    if not 1 <= args.web_port <= 65535:
+        raise UserError(f"--web-port {args.web_port} is outside 1-65535")
+    redetect = args.redetect_every if args.redetect_every is not None else (30 if args.max_people == 1 else 15)
+    if redetect < 0:
+        raise UserError("--redetect-every must be >= 0")
+    return redetect
 
 
 def _start(source) -> None:

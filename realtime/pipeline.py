@@ -138,6 +138,9 @@ class _InFlight:
     pending: object
     persons: List[Person] = field(default_factory=list)
 
+    def boxes(self) -> list:
+        return [target.bbox_xywh for target in self.targets]
+
 
 class Pipeline:
     """Wires a frame source, a tracker, a predictor, a filter and sinks.
@@ -252,12 +255,17 @@ class Pipeline:
 
     def _launch(self, frame) -> "_InFlight":
         """Track, then start the prediction of every tracked person (asynchronous on a GPU)."""
+        job = self._track(frame)
+        boxes = job.boxes()
+        job.pending = self.predictor.launch(frame.image, boxes) if boxes else None
+        return job
+
+    def _track(self, frame) -> "_InFlight":
+        """The tracker's people of this frame (their prediction not started yet)."""
         t = {"wait": time.perf_counter_ns()}
         targets = self.tracker.update(frame.image, _filter_time(frame))
         t["track"] = time.perf_counter_ns()
-        boxes = [target.bbox_xywh for target in targets]
-        pending = self.predictor.launch(frame.image, boxes) if boxes else None
-        return _InFlight(frame, t, targets, pending)
+        return _InFlight(frame, t, targets, None)
 
     def _complete(self, job: "_InFlight") -> None:
         """Wait for the predictions; the tracker learns where everyone is for the next frame."""

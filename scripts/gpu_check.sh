@@ -7,14 +7,15 @@
 # Each step has a time cap; a step whose cap no longer fits in BUDGET_S (default 570 s, for the device
 # tool's 600 s per command) is skipped with a line saying so: run it in a second call (STEPS="sizes train").
 #
-# Steps, in this order: tests engines predictor live overhead compile aoti sizes train.
-# Default (round two, issue 22): tests aoti sizes train; the others were measured on the H100 on
+# Steps, in this order: tests engines predictor live overhead compile aoti sizes train streams.
+# Default (round two, issue 22): tests aoti sizes train streams (streams last: skipped with a line when
+# the others left it too little of BUDGET_S; then run STEPS=streams alone, about 2 minutes); the others were measured on the H100 on
 # 2026-11-27 (docs/benchmarks.md) and run when named. Run from the repository root on a CUDA machine
 # whose Python already has PyTorch with CUDA (and a C++ compiler, which AOTInductor needs: checked
 # in env.txt). Packages that machine lacks come as wheels in .whl/ (see docs/benchmarks.md, "GPU check"):
 #   mediapipe==0.10.21 smplx==0.1.28 pyzmq python-osc protobuf==4.25.8  (manylinux x86_64, cp312)
 # and the test media in .media/ (or MOCAP_MEDIA_DIR). The device tool brings back at most 8 files:
-# the default steps write 7. Writes into OUTDIR:
+# the default steps write 8. Writes into OUTDIR:
 #   env.txt           GPU, driver, Python, compilers and package versions
 #   gpu_tests.txt     the gpu-marked tests (full log)
 #   engines.json/.md  S32/B32 at batch 1/4/8: fp32, fp16, CUDA graphs; fp16 error; the SMPL-X layer
@@ -25,11 +26,13 @@
 #   aoti.json/.md     AOTInductor S32/B32 fp16 in CUDA graphs vs PyTorch: compile s, load s, ms/frame (batch 1, 4)
 #   sizes.json        `mocap live --engine auto` for S32/B32/L32/H32 (paced: latency; no-pace: fps); S32/B32
 #                     use the AOTInductor packages the aoti step cached, L32/H32 PyTorch fp16 + CUDA graphs
+#   streams.json      several streams on one GPU (scripts/bench_streams.py, S32 fp16 through --engine auto):
+#                     1/2/4 streams x 1/2 people at 30 fps per stream in one process; 4 streams as 4 processes
 #   train.txt         scripts/bench_train.py --device cuda --amp --batch-size 32 for s32 and b32 (when it exists)
 #   summary.md        all tables together
 set -uo pipefail
 OUT=${1:-${OUT:-gpu_check_out}}
-STEPS=${STEPS:-tests aoti sizes train}
+STEPS=${STEPS:-tests aoti sizes train streams}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 PY=${PYTHON:-python3}
@@ -146,6 +149,23 @@ if want train && fits train 90; then
   else
     echo "scripts/bench_train.py not in this tree: skipped" | tee "$OUT/train.txt"
   fi
+fi
+
+if want streams && fits streams 160; then
+  step "several streams on one $DEVICE: 1/2/4 streams x 1/2 people at 30 fps each, one batched call per round"
+  rm -rf /tmp/streams && mkdir -p /tmp/streams
+  ck=()
+  [ -f "$CKPTS/smpler_x_s32.pth.tar" ] && ck=(--checkpoint "$CKPTS/smpler_x_s32.pth.tar")
+  timeout 75 "$PY" scripts/bench_streams.py --device $DEVICE --engine auto --variant s32 "${ck[@]}" --threads 8 \
+    --streams 1,2,4 --people 1,2 --seconds 4 --json /tmp/streams/one_process.json 2>&1 | quiet | grep "people (" | cut -c1-220
+  timeout 80 "$PY" scripts/bench_streams.py --device $DEVICE --engine auto --variant s32 "${ck[@]}" --threads 8 \
+    --streams 4 --people 1 --seconds 4 --processes --json /tmp/streams/processes.json 2>&1 | quiet | grep "people (" | cut -c1-220
+  "$PY" - "$OUT/streams.json" <<'EOF'
+import json, sys
+from pathlib import Path
+runs = {p.stem: json.loads(p.read_text()) for p in sorted(Path("/tmp/streams").glob("*.json"))}
+Path(sys.argv[1]).write_text(json.dumps(runs, indent=2))
+EOF
 fi
 
 step "summary"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Markdown summary of a `scripts/gpu_check.sh` output folder (tests, engines, AOTInductor, live runs
-per model size, training throughput)."""
+per model size, several streams on one GPU, training throughput)."""
 from __future__ import annotations
 
 import json
@@ -68,6 +68,12 @@ def main(folder: str) -> int:
     if sizes.is_file():
         for variant, report in json.loads(sizes.read_text()).items():
             parts += live_table(report) + [""]
+    streams = out / "streams.json"
+    if streams.is_file():
+        from bench_streams import markdown as streams_markdown  # scripts/ is on the path of a script
+
+        for report in json.loads(streams.read_text()).values():
+            parts += [streams_markdown(report).strip(), ""]
     train = out / "train.txt"
     if train.is_file():
         parts += ["Training throughput (`scripts/bench_train.py`, batch 32, AMP):", "", "```",

@@ -114,7 +114,9 @@ def stream_targets(args):
                          performer=getattr(args, "performer", None))
 
 
-def add_stream_args(p: argparse.ArgumentParser) -> None:
+def add_stream_args(p: argparse.ArgumentParser, per_source: bool = False) -> None:
+    """The VMC/OSC and ZMQ options; ``per_source`` (``mocap live``): ``--zmq`` repeatable, one per
+    ``--source`` (the last one counts with one source)."""
     p.add_argument("--osc", action="append", default=None, metavar="HOST:PORT",
                    help="VMC/OSC receiver (Marionette), or 'none'. Default 127.0.0.1:39539. Repeat for several "
                         "avatars: each target drives one person (the first: the largest, or --performer)")
@@ -130,5 +132,11 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                    help="send zero positions for every bone but Hips (for receivers that stretch limbs)")
     p.add_argument("--vmc-jaw-open-max", type=float, default=0.5, metavar="RAD",
                    help="jaw opening (radians) that maps to the mouth blend value 1.0 (default 0.5)")
-    p.add_argument("--zmq", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
-                   help="ZMQ PUB endpoint to bind, or 'none'. Default tcp://127.0.0.1:5555")
+    if per_source:
+        p.add_argument("--zmq", action="append", default=None, metavar="ENDPOINT",
+                       help="ZMQ PUB endpoint to bind, or 'none'. Default tcp://127.0.0.1:5555. With several "
+                            "--source values: once per source in their order (default tcp://127.0.0.1:5555+k for "
+                            "stream k from 0), or once as 'none'")
+    else:
+        p.add_argument("--zmq", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+                       help="ZMQ PUB endpoint to bind, or 'none'. Default tcp://127.0.0.1:5555")
