@@ -66,14 +66,22 @@ def register(sub) -> None:
                    help="GPUs of the official run being matched (its batch is N*G, split in G chunks)")
     p.add_argument("--fps", type=finite_float, default=None, metavar="F",
                    help="frame rate of a sequence dataset for the One-Euro filter (default: 3DPW/EgoBody 30)")
-    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                   help="predict in N local worker processes (each loads the engine once; the cores are shared "
-                        "out); the metrics are those of one process")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="predict in N local worker processes (default 1; each loads the engine once; the cores "
+                        "are shared out); with --ray: N engine actors (default: one per GPU, or the cluster's "
+                        "CPUs shared out); the metrics are those of one process")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="predict on Ray (pip install '.[batch]'): the cluster whose head is at ADDRESS (HOST:PORT; "
+                        "--data-dir, the checkpoint and the body models at the same paths on every node), or a "
+                        "local instance without ADDRESS; this process saves the predictions (--save-predictions "
+                        "resumes) and computes the metrics")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_examples(p, "mocap eval --dataset EHF --data-dir data --checkpoint s32 --body-models human_model_files",
                  "mocap eval --dataset PW3D --data-dir data --checkpoint h32_correct --json pw3d.json",
                  "mocap eval --dataset EgoBody_Egocentric --data-dir data --engine onnx --save-predictions runs/ego",
-                 "mocap eval --dataset EHF --data-dir data --device cuda --fp16 --batch-size 32")
+                 "mocap eval --dataset EHF --data-dir data --device cuda --fp16 --batch-size 32",
+                 "mocap eval --dataset AGORA --data-dir /shared/data --device cuda --ray=10.0.0.5:6379 "
+                 "--save-predictions runs/agora")
     p.set_defaults(func=cmd_eval)
 
 
@@ -89,7 +97,7 @@ def cmd_eval(args) -> int:
         max_samples=args.max_samples, save_predictions=str(args.save_predictions) if args.save_predictions else None,
         bbox_ratio=args.bbox_ratio, sample_interval=args.sample_interval, annotation=args.annotation,
         image_dir=args.image_dir, official_batch=args.official_batch, official_gpus=args.official_gpus,
-        fps=args.fps, workers=args.workers, progress=not args.no_progress and sys.stderr.isatty())
+        fps=args.fps, workers=args.workers, ray=args.ray, progress=not args.no_progress and sys.stderr.isatty())
     try:
         summary = run_evaluation(options)
     except CheckpointError as exc:

@@ -17,7 +17,8 @@ The official batches only matter through one quirk, reproduced by sample positio
 
 Two phases: predictions (the slow part; saved per sample with ``save_predictions`` and reused
 when the run is started again with the same options; ``workers`` > 1 splits it over local
-processes), then the metrics from the predictions.
+processes, ``ray`` over the engine actors of a Ray cluster (:mod:`.ray_eval`)), then the metrics from
+the predictions, here, in sample order: the same numbers whichever way the predictions were made.
 For sequence datasets the temporal figures are added: acceleration error and jitter of the
 raw network output and of the same output after the live One-Euro filter
 (:class:`realtime.filters.SMPLXFilter`, default settings, run causally at the data's frame rate).
@@ -69,7 +70,10 @@ class EvalOptions:
     official_batch: int = 32
     official_gpus: int = 1
     fps: Optional[float] = None
-    workers: int = 1
+    #: local worker processes (default 1); with ``ray``: engine actors (default: planned from the cluster)
+    workers: Optional[int] = None
+    #: predict on Ray: "local" (a local instance) or the cluster head's HOST:PORT; None: here
+    ray: Optional[str] = None
     progress: bool = True
 
     def result_key(self) -> Dict[str, object]:
@@ -189,11 +193,22 @@ def _versions(engine: str) -> Dict[str, str]:
     return out
 
 
-def _predict(o: EvalOptions, samples, store: PredictionStore, counts: Dict[str, int]) -> Dict[int, Dict]:
+def load_predictor(o: EvalOptions):
+    """The engine of ``o`` (network and SMPL-X layer), loaded once per process or Ray actor."""
+    from engines.inference import Predictor
+
+    kwargs = {"precision": "fp16"} if o.fp16 else {}
+    try:
+        return Predictor.from_files(o.checkpoint, o.body_models, device=o.device, engine=o.engine, **kwargs)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _predict(o: EvalOptions, samples, store: PredictionStore, counts: Dict[str, int],
+             predictor=None) -> Dict[int, Dict]:
     """Phase 1: network outputs per sample (from the store where present)."""
     from engines import geometry as G
     from engines.datasets.augmentation import load_image_rgb
-    from engines.inference import Predictor
 
     preds: Dict[int, Dict] = {}
     todo = []
@@ -206,11 +221,7 @@ def _predict(o: EvalOptions, samples, store: PredictionStore, counts: Dict[str, 
     counts["resumed"] = len(preds)
     if not todo:
         return preds
-    kwargs = {"precision": "fp16"} if o.fp16 else {}
-    try:
-        predictor = Predictor.from_files(o.checkpoint, o.body_models, device=o.device, engine=o.engine, **kwargs)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(str(exc)) from exc
+    predictor = predictor or load_predictor(o)
     from tqdm import tqdm
 
     bar = tqdm(total=len(samples), initial=len(preds), unit="sample", desc=f"eval {o.dataset}",
@@ -251,7 +262,7 @@ def _worker_main(options: Dict, indices: List[int], threads: int, parent_pid: in
     _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
     try:
-        o = EvalOptions(**dict(options, progress=False, workers=1))
+        o = EvalOptions(**dict(options, progress=False, workers=None))
         reader = open_dataset(o)
         wanted = set(indices)
         counts = {"unreadable_image": 0}
@@ -440,10 +451,16 @@ def run_evaluation(o: EvalOptions) -> Dict:
         raise UserError(str(exc)) from exc
     smpl = SMPLLayers(o.body_models) if o.dataset == "PW3D" else None
     smpl_reg = smpl.joint_regressor if smpl is not None else None  # fails early without the SMPL files
-    if o.workers < 1:
+    if o.workers is not None and o.workers < 1:
         raise UserError("--workers must be at least 1")
+    ray_eval = None
+    if o.ray is not None:
+        from . import ray_eval  # imports Ray (the batch extra): a clear error without it
+
+        ray_eval.check(o)  # before anything is written
+    local_workers = (o.workers or 1) if o.ray is None else 1
     scratch = None
-    if o.workers > 1 and not o.save_predictions:  # the workers hand their predictions over in a folder
+    if local_workers > 1 and not o.save_predictions:  # the workers hand their predictions over in a folder
         import tempfile
 
         scratch = tempfile.TemporaryDirectory(prefix="mocap-eval-")
@@ -451,8 +468,12 @@ def run_evaluation(o: EvalOptions) -> Dict:
     store = PredictionStore(o.save_predictions, o)
     counts = {"unreadable_image": 0}
     try:
-        preds = _predict_in_workers(o, samples, store, counts) if o.workers > 1 else _predict(o, samples, store,
-                                                                                            counts)
+        if ray_eval is not None:
+            preds = ray_eval.predict_on_ray(o, samples, store, counts)
+        elif local_workers > 1:
+            preds = _predict_in_workers(o, samples, store, counts)
+        else:
+            preds = _predict(o, samples, store, counts)
     finally:
         if scratch is not None:
             o = EvalOptions(**dict(asdict(o), save_predictions=None))
@@ -498,7 +519,7 @@ def run_evaluation(o: EvalOptions) -> Dict:
         "samples_in_split": n_total, "resumed_predictions": counts["resumed"],
         "official_batch_quirk_samples": quirked,
         "checkpoint": str(o.checkpoint), "engine": o.engine, "precision": "fp16" if o.fp16 else "fp32",
-        "device": o.device, "options": {k: v for k, v in asdict(o).items() if k not in ("progress", "workers")},
+        "device": o.device, "options": {k: v for k, v in asdict(o).items() if k not in ("progress", "workers", "ray")},
         "versions": _versions(o.engine), "units": "mm",
     }
     if not per_sample:
