@@ -29,7 +29,7 @@ import ray  # noqa: E402  (after the check above)
 
 from realtime.batch.session import error_text  # noqa: E402
 
-from .evaluate import EvalOptions, PredictionStore, _predict, load_predictor  # noqa: E402
+from .predictions import EvalOptions, PredictionStore, load_predictor, predict  # noqa: E402
 
 #: Shards waiting at each actor, so that it starts the next forward while this process saves the last.
 SHARDS_IN_FLIGHT = 2
@@ -56,7 +56,7 @@ class _EvalActor:
     def predict(self, samples) -> tuple:
         """``({index: prediction}, unreadable images)`` of ``samples``."""
         counts = {"unreadable_image": 0}
-        preds = _predict(self.o, samples, PredictionStore(None, self.o), counts, predictor=self.predictor)
+        preds = predict(self.o, samples, PredictionStore(None, self.o), counts, predictor=self.predictor)
         return preds, counts["unreadable_image"]
 
 
