@@ -393,8 +393,13 @@ def format_summary(summary: Dict) -> str:
         lines.append(f"left out as officially: {skipped['left_out_by_the_official_rules']} annotations")
     t = summary.get("temporal")
     if t and t.get("sequences"):
-        lines.append(f"temporal ({t['sequences']} runs, {t['frames']} frames at {t['fps']:g} fps): "
-                     f"accel error raw {t['accel_error']['raw']:.2f} / One-Euro {t['accel_error']['filtered']:.2f} "
-                     f"mm/frame^2; jitter raw {t['jitter']['raw']:.2f} / One-Euro {t['jitter']['filtered']:.2f} / "
-                     f"ground truth {t['jitter']['ground_truth']:.2f} mm/frame^3")
+        lines.append(temporal_line(t))
     return "\n".join(lines)
+
+
+def temporal_line(t: Dict) -> str:
+    """The temporal figures (``summary["temporal"]`` with at least one run) as one printed line."""
+    return (f"temporal ({t['sequences']} runs, {t['frames']} frames at {t['fps']:g} fps): "
+            f"accel error raw {t['accel_error']['raw']:.2f} / One-Euro {t['accel_error']['filtered']:.2f} "
+            f"mm/frame^2; jitter raw {t['jitter']['raw']:.2f} / One-Euro {t['jitter']['filtered']:.2f} / "
+            f"ground truth {t['jitter']['ground_truth']:.2f} mm/frame^3")
