@@ -65,7 +65,8 @@ def register(sub) -> None:
     p.add_argument("--official-gpus", type=_positive_int, default=1, metavar="G",
                    help="GPUs of the official run being matched (its batch is N*G, split in G chunks)")
     p.add_argument("--fps", type=finite_float, default=None, metavar="F",
-                   help="frame rate of a sequence dataset for the One-Euro filter (default: 3DPW/EgoBody 30)")
+                   help="frame rate for the One-Euro filter: a sequence dataset's (default: 3DPW/EgoBody 30) or, with "
+                        "--results, the folder's (default: its video.json, else 30)")
     p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="predict in N local worker processes (default 1; each loads the engine once; the cores "
                         "are shared out); with --ray: N engine actors (default: one per GPU, or the cluster's "
