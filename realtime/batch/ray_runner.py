@@ -69,7 +69,7 @@ def connect(address: Optional[str], verbose: bool = False) -> bool:
 def check_address(address: str) -> None:
     """A clear error for an address that is malformed, a Ray Client URL, or does not answer."""
     if address.startswith("ray://"):
-        raise UserError("--ray takes the cluster's HOST:PORT (run mocap batch on a node of the cluster, "
+        raise UserError("--ray takes the cluster's HOST:PORT (run mocap on a node of the cluster, "
                         "e.g. the head); Ray Client addresses (ray://) are not supported")
     if address == "auto":
         return
@@ -119,6 +119,14 @@ def plan_resources(cluster_cpus: float, cluster_gpus: float, driver_cpus: float,
                         "and one decoder; ask for fewer engines (--workers)")
     active = max(2, min(decode_cpus, max(1, int(driver_cpus))))
     return RayPlan(n, engine_cpus, engine_gpus, active)
+
+
+def cluster_plan(device: str, engines: Optional[int] = None) -> RayPlan:
+    """:func:`plan_resources` for the connected cluster (this process runs on the driver's node)."""
+    resources = ray.cluster_resources()
+    node = ray.get_runtime_context().get_node_id()
+    driver_cpus = next((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["NodeID"] == node), 1)
+    return plan_resources(resources.get("CPU", 0), resources.get("GPU", 0), driver_cpus, device, engines)
 
 
 # ------------------------------------------------------------------------------------------ Ray parts
@@ -427,10 +435,7 @@ class _Driver:
 def run_ray(session: BatchSession, tasks: List[Task], options: BatchOptions, engines: Optional[int] = None,
             batch_size: Optional[int] = None) -> None:
     """Process ``tasks`` on the connected Ray cluster, reporting to ``session``."""
-    resources = ray.cluster_resources()
-    node = ray.get_runtime_context().get_node_id()
-    driver_cpus = next((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["NodeID"] == node), 1)
-    plan = plan_resources(resources.get("CPU", 0), resources.get("GPU", 0), driver_cpus, options.device, engines)
+    plan = cluster_plan(options.device, engines)
     plan = replace(plan, active=min(plan.active, max(1, len(tasks))))
     size = batch_size or (16 if options.device.startswith("cuda") else 4)
     driver = _Driver(session, options, plan, size)

@@ -55,6 +55,15 @@ def frames_expected(media: MediaInput, max_frames: Optional[int]) -> int:
         return 1
 
 
+def import_ray_runner():
+    """:mod:`.ray_runner` (it imports Ray), or a one-line error when the ``batch`` extra is missing."""
+    try:
+        from . import ray_runner
+    except ImportError as exc:
+        raise UserError(f"--ray needs Ray: pip install 'smplerx-mocap[batch]' ({exc})") from exc
+    return ray_runner
+
+
 def run_batch(items: Iterable[Path], out: Path, options: BatchOptions, workers: Optional[int] = None,
               ray_address: Optional[str] = None, use_ray: bool = False, batch_size: Optional[int] = None,
               progress: bool = True, verbose: bool = False, overwrite: bool = False) -> BatchReport:
@@ -73,10 +82,7 @@ def run_batch(items: Iterable[Path], out: Path, options: BatchOptions, workers: 
                         else "nothing to process: no INPUT given")
     ray_runner = None
     if use_ray:
-        try:
-            from . import ray_runner
-        except ImportError as exc:
-            raise UserError(f"--ray needs Ray: pip install 'smplerx-mocap[batch]' ({exc})") from exc
+        ray_runner = import_ray_runner()
         if ray_address is not None:
             ray_runner.check_address(ray_address)  # before anything is written
     with BatchDir.open(Path(out), options.results_identity(), overwrite) as bdir:

@@ -30,10 +30,10 @@ def register(sub) -> None:
                        description="Runs the official SMPLer-X test protocol (main/test.py with each dataset's "
                                    "evaluate) and prints the official metrics in millimetres; sequence datasets "
                                    "also get acceleration error and jitter, raw and after the live One-Euro filter.")
-    p.add_argument("--dataset", required=True, metavar="NAME",
+    p.add_argument("--dataset", default=None, metavar="NAME",
                    help=f"official test set class name: {', '.join(DATASETS)}; any other name is a HumanData "
                         "file given with --annotation and --image-dir")
-    p.add_argument("--data-dir", required=True, type=Path, metavar="ROOT",
+    p.add_argument("--data-dir", default=None, type=Path, metavar="ROOT",
                    help="folder laid out like the official data folder (ROOT/EHF/data/EHF.json, ROOT/UBody/..., "
                         "ROOT/PW3D/data/..., ROOT/AGORA/data/..., ROOT/preprocessed_datasets/*.npz)")
     add_model_args(p)
@@ -65,31 +65,58 @@ def register(sub) -> None:
     p.add_argument("--official-gpus", type=_positive_int, default=1, metavar="G",
                    help="GPUs of the official run being matched (its batch is N*G, split in G chunks)")
     p.add_argument("--fps", type=finite_float, default=None, metavar="F",
-                   help="frame rate of a sequence dataset for the One-Euro filter (default: 3DPW/EgoBody 30)")
-    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                   help="predict in N local worker processes (each loads the engine once; the cores are shared "
-                        "out); the metrics are those of one process")
+                   help="frame rate for the One-Euro filter: a sequence dataset's (default: 3DPW/EgoBody 30) or, with "
+                        "--results, the folder's (default: its video.json, else 30)")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="predict in N local worker processes (default 1; each loads the engine once; the cores "
+                        "are shared out); with --ray: N engine actors (default: one per GPU, or the cluster's "
+                        "CPUs shared out); the metrics are those of one process")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="predict on Ray (pip install '.[batch]'): the cluster whose head is at ADDRESS (HOST:PORT; "
+                        "--data-dir, the checkpoint and the body models at the same paths on every node), or a "
+                        "local instance without ADDRESS; this process saves the predictions (--save-predictions "
+                        "resumes) and computes the metrics")
+    p.add_argument("--results", type=Path, default=None, metavar="OUT",
+                   help="instead of a dataset: the temporal figures of a mocap video result folder against "
+                        "--ground-truth (raw and after the One-Euro filter at the folder's frame rate or --fps)")
+    p.add_argument("--ground-truth", type=Path, default=None, metavar="GT.npz",
+                   help="with --results: SMPL-X parameters per frame, the result files' keys stacked over "
+                        "frames, plus 'frame' (the frame numbers of OUT/smplx/<frame>_<person>.npz)")
+    p.add_argument("--person", type=int, default=0, metavar="K",
+                   help="with --results: the person whose files are compared (<frame>_K.npz; default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_examples(p, "mocap eval --dataset EHF --data-dir data --checkpoint s32 --body-models human_model_files",
                  "mocap eval --dataset PW3D --data-dir data --checkpoint h32_correct --json pw3d.json",
                  "mocap eval --dataset EgoBody_Egocentric --data-dir data --engine onnx --save-predictions runs/ego",
-                 "mocap eval --dataset EHF --data-dir data --device cuda --fp16 --batch-size 32")
+                 "mocap eval --dataset EHF --data-dir data --device cuda --fp16 --batch-size 32",
+                 "mocap eval --dataset AGORA --data-dir /shared/data --device cuda --ray=10.0.0.5:6379 "
+                 "--save-predictions runs/agora",
+                 "mocap eval --results out/clip --ground-truth clip_gt.npz --body-models human_model_files")
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args) -> int:
-    from engines.atomic import write_json_atomic
     from engines.checkpoints import CheckpointError
     from realtime.research.evaluate import EvalOptions, format_summary, run_evaluation
 
     check_output_file(args.json, "--json")
+    if args.results is not None:
+        if args.ground_truth is None or args.dataset is not None or args.data_dir is not None:
+            raise UserError("--results OUT needs --ground-truth GT.npz and takes no --dataset/--data-dir")
+        from realtime.research.folder_temporal import evaluate_result_folder, format_folder_summary
+
+        summary = evaluate_result_folder(str(args.results), str(args.ground_truth), args.body_models, args.person,
+                                         args.fps)
+        return _report(summary, format_folder_summary(summary), args.json)
+    if args.dataset is None or args.data_dir is None:
+        raise UserError("give --dataset NAME and --data-dir ROOT (or --results OUT --ground-truth GT.npz)")
     options = EvalOptions(
         dataset=args.dataset, data_dir=str(args.data_dir), checkpoint=args.checkpoint, body_models=args.body_models,
         engine=args.engine, device=args.device, fp16=args.fp16, batch_size=args.batch_size,
         max_samples=args.max_samples, save_predictions=str(args.save_predictions) if args.save_predictions else None,
         bbox_ratio=args.bbox_ratio, sample_interval=args.sample_interval, annotation=args.annotation,
         image_dir=args.image_dir, official_batch=args.official_batch, official_gpus=args.official_gpus,
-        fps=args.fps, workers=args.workers, progress=not args.no_progress and sys.stderr.isatty())
+        fps=args.fps, workers=args.workers, ray=args.ray, progress=not args.no_progress and sys.stderr.isatty())
     try:
         summary = run_evaluation(options)
     except CheckpointError as exc:
@@ -98,11 +125,17 @@ def cmd_eval(args) -> int:
         if "CUDA" in str(exc):
             raise UserError(str(exc)) from exc
         raise
-    print(format_summary(summary))
-    if args.json is not None:
+    return _report(summary, format_summary(summary), args.json)
+
+
+def _report(summary, text: str, json_path) -> int:
+    from engines.atomic import write_json_atomic
+
+    print(text)
+    if json_path is not None:
         try:
-            write_json_atomic(args.json, summary)
+            write_json_atomic(json_path, summary)
         except OSError as exc:
-            raise UserError(f"cannot write {args.json}: {exc.strerror or exc}") from None
-        print(f"mocap eval: summary written to {args.json}")
+            raise UserError(f"cannot write {json_path}: {exc.strerror or exc}") from None
+        print(f"mocap eval: summary written to {json_path}")
     return 0

@@ -15,74 +15,36 @@ the official per-dataset rules (:mod:`engines.evaluation.protocols`) and the mea
 The official batches only matter through one quirk, reproduced by sample position
 (:mod:`engines.evaluation.official_batching`), so ``--batch-size`` never changes a number.
 
-Two phases: predictions (the slow part; saved per sample with ``save_predictions`` and reused
-when the run is started again with the same options; ``workers`` > 1 splits it over local
-processes), then the metrics from the predictions.
+Two phases: predictions (:mod:`.predictions`, the slow part; saved per sample with
+``save_predictions`` and reused when the run is started again with the same options; ``workers`` > 1
+splits it over local processes, ``ray`` over the engine actors of a Ray cluster (:mod:`.ray_eval`)),
+then the metrics from the predictions, here, in sample order: the same numbers whichever way the
+predictions were made.
 For sequence datasets the temporal figures are added: acceleration error and jitter of the
 raw network output and of the same output after the live One-Euro filter
 (:class:`realtime.filters.SMPLXFilter`, default settings, run causally at the data's frame rate).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
 
-from engines.atomic import write_json_atomic
 from engines.errors import UserError
+
+from .predictions import PRED_KEYS, EvalOptions, PredictionStore
+from .predictions import predict as _predict
 
 log = logging.getLogger(__name__)
 
 #: The official dataset class names ``mocap eval --dataset`` takes (any other name: a HumanData file).
 DATASETS = ("EHF", "UBody", "PW3D", "AGORA", "EgoBody_Egocentric", "ARCTIC")
-#: Network outputs kept per sample (the official ``out`` keys the metrics use).
-PRED_KEYS = ("smplx_root_pose", "smplx_body_pose", "smplx_lhand_pose", "smplx_rhand_pose", "smplx_jaw_pose",
-             "smplx_shape", "smplx_expr", "cam_trans")
-RUN_FILE = "eval_run.json"
-
-
-@dataclass
-class EvalOptions:
-    """Everything a run depends on (see ``mocap eval --help`` for each)."""
-
-    dataset: str
-    data_dir: str
-    checkpoint: str = "s32"
-    body_models: Optional[str] = None
-    engine: str = "torch"
-    device: str = "cpu"
-    fp16: bool = False
-    batch_size: int = 8
-    max_samples: Optional[int] = None
-    save_predictions: Optional[str] = None
-    bbox_ratio: float = 1.2
-    sample_interval: Optional[int] = None
-    annotation: Optional[str] = None
-    image_dir: Optional[str] = None
-    official_batch: int = 32
-    official_gpus: int = 1
-    fps: Optional[float] = None
-    workers: int = 1
-    progress: bool = True
-
-    def result_key(self) -> Dict[str, object]:
-        """The options a saved prediction depends on (a resumed run must agree on all of them)."""
-        keys = ("dataset", "checkpoint", "engine", "device", "fp16", "bbox_ratio", "sample_interval", "annotation",
-                "image_dir")
-        d = {k: getattr(self, k) for k in keys}
-        d["data_dir"] = str(Path(self.data_dir).resolve())
-        ckpt = Path(self.checkpoint)
-        if ckpt.is_file():
-            d["checkpoint"] = str(ckpt.resolve())
-            d["checkpoint_bytes"] = ckpt.stat().st_size
-        return d
 
 
 def open_dataset(o: EvalOptions):
@@ -114,57 +76,6 @@ def metric_keys(dataset: str) -> Tuple[str, ...]:
         dataset, P.SMPLX_KEYS)
 
 
-class PredictionStore:
-    """Per-sample predictions in a folder (``samples/<index>.npz``) with the options they came from
-    (``eval_run.json``); a folder holding anything else, or predictions of other options, is refused."""
-
-    def __init__(self, folder: Optional[str], options: EvalOptions):
-        self.folder = Path(folder) if folder else None
-        if self.folder is None:
-            return
-        run = self.folder / RUN_FILE
-        key = options.result_key()
-        if run.is_file():
-            try:
-                saved = json.loads(run.read_text())
-            except (OSError, ValueError) as exc:
-                raise UserError(f"cannot read {run} ({exc})") from None
-            if saved != json.loads(json.dumps(key)):
-                diff = sorted(k for k in set(saved) | set(key) if saved.get(k) != json.loads(json.dumps(key)).get(k))
-                raise UserError(f"{self.folder} holds predictions of another run (differs in: {', '.join(diff)}); "
-                                "use another --save-predictions folder")
-        elif self.folder.exists() and any(self.folder.iterdir()):
-            raise UserError(f"--save-predictions {self.folder} is not empty and holds no {RUN_FILE}; "
-                            "give an empty or new folder (nothing there is overwritten)")
-        else:
-            (self.folder / "samples").mkdir(parents=True, exist_ok=True)
-            write_json_atomic(run, key)
-
-    def _path(self, sample) -> Path:
-        return self.folder / "samples" / f"{sample.index:07d}.npz"
-
-    def load(self, sample) -> Optional[Dict[str, np.ndarray]]:
-        if self.folder is None or not self._path(sample).is_file():
-            return None
-        try:
-            with np.load(self._path(sample)) as data:
-                if str(data["key"]) != sample.key:
-                    raise UserError(f"{self._path(sample)} is the prediction of '{data['key']}', not of "
-                                    f"'{sample.key}' (the dataset changed?); use a new --save-predictions folder")
-                return {k: data[k] for k in data.files if k != "key"}
-        except (OSError, ValueError, KeyError) as exc:  # a file cut short by a kill: predict again
-            log.warning("ignoring unreadable saved prediction %s (%s)", self._path(sample), exc)
-            return None
-
-    def save(self, sample, pred: Dict[str, np.ndarray]) -> None:
-        if self.folder is None:
-            return
-        path = self._path(sample)
-        tmp = path.with_name(path.stem + ".part.npz")
-        np.savez(tmp, key=np.array(sample.key), **pred)
-        os.replace(tmp, path)
-
-
 def _versions(engine: str) -> Dict[str, str]:
     import cv2
 
@@ -189,61 +100,6 @@ def _versions(engine: str) -> Dict[str, str]:
     return out
 
 
-def _predict(o: EvalOptions, samples, store: PredictionStore, counts: Dict[str, int]) -> Dict[int, Dict]:
-    """Phase 1: network outputs per sample (from the store where present)."""
-    from engines import geometry as G
-    from engines.datasets.augmentation import load_image_rgb
-    from engines.inference import Predictor
-
-    preds: Dict[int, Dict] = {}
-    todo = []
-    for s in samples:
-        saved = store.load(s)
-        if saved is not None:
-            preds[s.index] = saved
-        else:
-            todo.append(s)
-    counts["resumed"] = len(preds)
-    if not todo:
-        return preds
-    kwargs = {"precision": "fp16"} if o.fp16 else {}
-    try:
-        predictor = Predictor.from_files(o.checkpoint, o.body_models, device=o.device, engine=o.engine, **kwargs)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(str(exc)) from exc
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(samples), initial=len(preds), unit="sample", desc=f"eval {o.dataset}",
-               disable=not o.progress, dynamic_ncols=True)
-    try:
-        for start in range(0, len(todo), o.batch_size):
-            batch, patches, extra = todo[start:start + o.batch_size], [], []
-            for s in batch:
-                try:
-                    rgb = load_image_rgb(s.img_path)
-                except UserError as exc:
-                    counts["unreadable_image"] += 1
-                    log.warning("skipped: %s", exc)
-                    bar.update(1)
-                    continue
-                patch, _, inv = G.crop_image(rgb, s.bbox)
-                patches.append(patch)
-                extra.append((s, inv, rgb.shape[:2]))
-            if not patches:
-                continue
-            out, _, _ = predictor.forward(G.to_input_batch(patches))
-            for b, (s, inv, hw) in enumerate(extra):
-                pred = {k: np.asarray(out[k][b], np.float32) for k in PRED_KEYS}
-                pred["bb2img_trans"] = np.asarray(inv, np.float32)
-                pred["image_hw"] = np.asarray(hw, np.int64)
-                store.save(s, pred)
-                preds[s.index] = pred
-            bar.update(len(extra))
-    finally:
-        bar.close()
-    return preds
-
-
 def _worker_main(options: Dict, indices: List[int], threads: int, parent_pid: int, queue) -> None:
     """One local worker process: predict the samples ``indices`` into the shared prediction store."""
     from realtime.batch.local import _die_with_parent
@@ -251,7 +107,7 @@ def _worker_main(options: Dict, indices: List[int], threads: int, parent_pid: in
     _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
     try:
-        o = EvalOptions(**dict(options, progress=False, workers=1))
+        o = EvalOptions(**dict(options, progress=False, workers=None))
         reader = open_dataset(o)
         wanted = set(indices)
         counts = {"unreadable_image": 0}
@@ -440,10 +296,16 @@ def run_evaluation(o: EvalOptions) -> Dict:
         raise UserError(str(exc)) from exc
     smpl = SMPLLayers(o.body_models) if o.dataset == "PW3D" else None
     smpl_reg = smpl.joint_regressor if smpl is not None else None  # fails early without the SMPL files
-    if o.workers < 1:
+    if o.workers is not None and o.workers < 1:
         raise UserError("--workers must be at least 1")
+    ray_eval = None
+    if o.ray is not None:
+        from . import ray_eval  # imports Ray (the batch extra): a clear error without it
+
+        ray_eval.check(o)  # before anything is written
+    local_workers = (o.workers or 1) if o.ray is None else 1
     scratch = None
-    if o.workers > 1 and not o.save_predictions:  # the workers hand their predictions over in a folder
+    if local_workers > 1 and not o.save_predictions:  # the workers hand their predictions over in a folder
         import tempfile
 
         scratch = tempfile.TemporaryDirectory(prefix="mocap-eval-")
@@ -451,8 +313,12 @@ def run_evaluation(o: EvalOptions) -> Dict:
     store = PredictionStore(o.save_predictions, o)
     counts = {"unreadable_image": 0}
     try:
-        preds = _predict_in_workers(o, samples, store, counts) if o.workers > 1 else _predict(o, samples, store,
-                                                                                            counts)
+        if ray_eval is not None:
+            preds = ray_eval.predict_on_ray(o, samples, store, counts)
+        elif local_workers > 1:
+            preds = _predict_in_workers(o, samples, store, counts)
+        else:
+            preds = _predict(o, samples, store, counts)
     finally:
         if scratch is not None:
             o = EvalOptions(**dict(asdict(o), save_predictions=None))
@@ -498,7 +364,7 @@ def run_evaluation(o: EvalOptions) -> Dict:
         "samples_in_split": n_total, "resumed_predictions": counts["resumed"],
         "official_batch_quirk_samples": quirked,
         "checkpoint": str(o.checkpoint), "engine": o.engine, "precision": "fp16" if o.fp16 else "fp32",
-        "device": o.device, "options": {k: v for k, v in asdict(o).items() if k not in ("progress", "workers")},
+        "device": o.device, "options": {k: v for k, v in asdict(o).items() if k not in ("progress", "workers", "ray")},
         "versions": _versions(o.engine), "units": "mm",
     }
     if not per_sample:
@@ -527,8 +393,13 @@ def format_summary(summary: Dict) -> str:
         lines.append(f"left out as officially: {skipped['left_out_by_the_official_rules']} annotations")
     t = summary.get("temporal")
     if t and t.get("sequences"):
-        lines.append(f"temporal ({t['sequences']} runs, {t['frames']} frames at {t['fps']:g} fps): "
-                     f"accel error raw {t['accel_error']['raw']:.2f} / One-Euro {t['accel_error']['filtered']:.2f} "
-                     f"mm/frame^2; jitter raw {t['jitter']['raw']:.2f} / One-Euro {t['jitter']['filtered']:.2f} / "
-                     f"ground truth {t['jitter']['ground_truth']:.2f} mm/frame^3")
+        lines.append(temporal_line(t))
     return "\n".join(lines)
+
+
+def temporal_line(t: Dict) -> str:
+    """The temporal figures (``summary["temporal"]`` with at least one run) as one printed line."""
+    return (f"temporal ({t['sequences']} runs, {t['frames']} frames at {t['fps']:g} fps): "
+            f"accel error raw {t['accel_error']['raw']:.2f} / One-Euro {t['accel_error']['filtered']:.2f} "
+            f"mm/frame^2; jitter raw {t['jitter']['raw']:.2f} / One-Euro {t['jitter']['filtered']:.2f} / "
+            f"ground truth {t['jitter']['ground_truth']:.2f} mm/frame^3")
