@@ -24,7 +24,7 @@ def _positive_int(text: str) -> int:
 
 
 def register(sub) -> None:
-    from realtime.research.evaluate import DATASETS
+    from engines.datasets import OFFICIAL_TEST_SETS as DATASETS
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on an official benchmark (the official test protocol)",
                        description="Runs the official SMPLer-X test protocol (main/test.py with each dataset's "

@@ -36,6 +36,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
+from engines.datasets import OFFICIAL_TEST_SETS
 from engines.errors import UserError
 
 from .predictions import PRED_KEYS, EvalOptions, PredictionStore
@@ -44,7 +45,7 @@ from .predictions import predict as _predict
 log = logging.getLogger(__name__)
 
 #: The official dataset class names ``mocap eval --dataset`` takes (any other name: a HumanData file).
-DATASETS = ("EHF", "UBody", "PW3D", "AGORA", "EgoBody_Egocentric", "ARCTIC")
+DATASETS = OFFICIAL_TEST_SETS
 
 
 def open_dataset(o: EvalOptions):
