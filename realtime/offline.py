@@ -19,7 +19,6 @@ reused) belongs to :mod:`realtime.results`.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,6 +62,8 @@ class RunStats:
     stopped_by: Optional[int] = None
     #: Track ids that appeared (videos).
     track_ids: List[int] = field(default_factory=list)
+    #: Why this engine ran when none was asked for (:func:`engines.backends.offline_choice`), or None.
+    engine_choice: Optional[str] = None
 
     def add(self, stage: str, seconds: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
@@ -417,7 +418,7 @@ def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: 
     boxes) and the overlay renderer, prepare ``out`` (:func:`realtime.results.prepare_output_dir`:
     only a folder of ours is reused, ``overwrite`` removes only what our earlier run wrote, never one
     of ``inputs``), run with the stop signals ending it cleanly, close what was opened. ``engine``
-    None: :func:`engines.backends.offline_choice` (said on stderr and in run.json). ``orientation``:
+    None: :func:`engines.backends.offline_choice` (why, in the stats; the engine in run.json). ``orientation``:
     turn photos/frames by their EXIF orientation / rotation metadata (False: as stored, as the official
     code); ``not_read``: files of other types found in the inputs, listed in run.json. A write
     failure (disk full, read-only folder) and an unreadable video raise one-line UserErrors."""
@@ -432,13 +433,11 @@ def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: 
     from .results import prepare_output_dir
 
     inputs = [Path(p) for p in inputs]
-    precision = None
+    precision = why = None
     if engine is None:  # the fastest ready engine within the documented tolerance
         from engines.backends import offline_choice
 
         engine, precision, why = offline_choice(checkpoint, device)
-        print(f"mocap {command}: engine: {why}; --engine torch runs the official path op for op",
-              file=sys.stderr, flush=True)
     predictor = Predictor.from_files(checkpoint, body_models, device=device, engine=engine, precision=precision)
     detector = None if bbox else PersonDetector(static=command == "image", max_people=max_people)
     renderer = None
@@ -451,15 +450,18 @@ def run_session(command: str, inputs: Sequence[Path], out: Path, *, checkpoint: 
         prepare_output_dir(out, overwrite, inputs)
         with signals.deliver_to(stop):
             if command == "image":
-                return run_images(inputs, predictor, out, detector=detector, manual_boxes=bbox, save_mesh=save_mesh,
-                                  overlay=renderer, progress=progress, stop=stop,
-                                  run_info={"command": "image", "engine": predictor.engine.describe(),
-                                            "inputs": [str(p) for p in inputs],
-                                            "not_read": list(not_read)}, orientation=orientation)
-            return run_video(inputs[0], predictor, out, detector=detector, manual_boxes=bbox, save_mesh=save_mesh,
-                             overlay=renderer, progress=progress, max_frames=max_frames, stop=stop,
-                             run_info={"command": "video", "engine": predictor.engine.describe()},
-                             orientation=orientation)
+                stats = run_images(inputs, predictor, out, detector=detector, manual_boxes=bbox,
+                                   save_mesh=save_mesh, overlay=renderer, progress=progress, stop=stop,
+                                   run_info={"command": "image", "engine": predictor.engine.describe(),
+                                             "inputs": [str(p) for p in inputs],
+                                             "not_read": list(not_read)}, orientation=orientation)
+            else:
+                stats = run_video(inputs[0], predictor, out, detector=detector, manual_boxes=bbox,
+                                  save_mesh=save_mesh, overlay=renderer, progress=progress, max_frames=max_frames,
+                                  stop=stop, run_info={"command": "video", "engine": predictor.engine.describe()},
+                                  orientation=orientation)
+            stats.engine_choice = why
+            return stats
     except VideoUnreadable as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:  # the disk is full, the folder went away...

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 import signal
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -101,6 +102,9 @@ def run_offline(args, inputs: Sequence[Path], not_read: Sequence[str] = ()) -> i
                         max_frames=getattr(args, "max_frames", None), orientation=not args.ignore_orientation,
                         not_read=list(not_read))
     print(f"mocap {args.command}: {stats.summary()}; results in {args.out}")
+    if stats.engine_choice:  # said after the run, so that a failure stays one line
+        print(f"mocap {args.command}: engine: {stats.engine_choice}; --engine torch runs the official path op for op",
+              file=sys.stderr)
     return exit_code(stats)
 
 
