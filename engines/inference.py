@@ -257,59 +257,14 @@ class _DevicePath:
         self.cuda = self.device == "cuda"
         self.body = copy.deepcopy(body_model).to(self.device).eval()
         self._body_call = CudaGraphed(self.body, "SMPL-X layer") if engine.cuda_graph else self.body
-        self._host: Optional[torch.Tensor] = None   # pinned frame buffer
-        self._frame: Optional[torch.Tensor] = None  # device frame buffer
-        self._buffers: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}  # launch_many: (pinned, device) per frame slot
+        self._buffers: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}  # (pinned, device) frame per slot
 
-    def _upload(self, image_bgr: np.ndarray) -> torch.Tensor:
+    def _upload(self, image_bgr: np.ndarray, slot: int = 0) -> torch.Tensor:
+        """The frame copied into the device buffer of frame ``slot`` (through a pinned host buffer on
+        CUDA); the buffers are made once per slot and frame size."""
         from .media import to_bgr
 
         img = to_bgr(image_bgr)  # a BGR frame comes back as it is
-        if img.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 BGR frame, got {img.dtype}")
-        if self._host is None or tuple(self._host.shape) != img.shape:
-            self._host = torch.empty(img.shape, dtype=torch.uint8, pin_memory=self.cuda)
-            self._frame = torch.empty(img.shape, dtype=torch.uint8, device=self.device)
-        np.copyto(self._host.numpy(), img)
-        self._frame.copy_(self._host, non_blocking=True)
-        return self._frame
-
-    def launch(self, predictor: Predictor, image_bgr: np.ndarray, bboxes) -> PendingPrediction:
-        h, w = image_bgr.shape[:2]
-        kept, boxes, invs = G.process_bboxes(bboxes, w, h)
-        if not kept:
-            return PendingPrediction(lambda: [])
-        frame = self._upload(image_bgr)
-        inv = torch.from_numpy(np.stack(invs))
-        inv = inv.pin_memory().to(self.device, non_blocking=True) if self.cuda else inv
-        batch = G.crop_batch_torch(frame, inv)
-        out, overflow = self.engine.launch(batch)
-        verts, joints = body_in_camera(self._body_call, out, predictor.with_mesh)
-        host = {k: v.to("cpu", non_blocking=True) for k, v in out.items()}
-        host_joints = joints.to("cpu", non_blocking=True)
-        host_verts = verts.to("cpu", non_blocking=True) if verts is not None else None
-        host_overflow = overflow.to("cpu", non_blocking=True) if overflow is not None else None
-        done = torch.cuda.Event() if self.cuda else None
-        if done is not None:
-            done.record()
-
-        def finish() -> List[Prediction]:
-            if done is not None:
-                done.synchronize()
-            if host_overflow is not None and bool(host_overflow):  # rare: recompute this frame eagerly
-                return assemble_predictions(*forward_step(self.engine, self.body, batch, predictor.with_mesh,
-                                                          recompute=True), kept, boxes, invs, bboxes)
-            numpy_out = {k: v.numpy() for k, v in host.items()}
-            v = host_verts.numpy() if host_verts is not None else None
-            return assemble_predictions(numpy_out, v, host_joints.numpy(), kept, boxes, invs, bboxes)
-
-        return PendingPrediction(finish)
-
-    def _upload_slot(self, slot: int, image_bgr: np.ndarray) -> torch.Tensor:
-        """:meth:`_upload` into buffers of their own for frame ``slot`` of :meth:`launch_many`."""
-        from .media import to_bgr
-
-        img = to_bgr(image_bgr)
         if img.dtype != np.uint8:
             raise ValueError(f"expected a uint8 BGR frame, got {img.dtype}")
         host, frame = self._buffers.get(slot, (None, None))
@@ -321,23 +276,16 @@ class _DevicePath:
         frame.copy_(host, non_blocking=True)
         return frame
 
-    def launch_many(self, predictor: Predictor, frames) -> PendingBatch:
-        """Every frame uploaded and cropped on the device, the crops of all frames in one network
-        call and one SMPL-X layer call, one copy back."""
-        parts, crops = [], []
-        for slot, (image_bgr, bboxes) in enumerate(frames):
-            h, w = image_bgr.shape[:2]
-            kept, boxes, invs = G.process_bboxes(bboxes, w, h)
-            parts.append((kept, boxes, invs, bboxes))
-            if not kept:
-                continue
-            frame = self._upload_slot(slot, image_bgr)
-            inv = torch.from_numpy(np.stack(invs))
-            inv = inv.pin_memory().to(self.device, non_blocking=True) if self.cuda else inv
-            crops.append(G.crop_batch_torch(frame, inv))
-        if not crops:
-            return PendingBatch(lambda: [[] for _ in parts])
-        batch = torch.cat(crops) if len(crops) > 1 else crops[0]
+    def _crop(self, image_bgr: np.ndarray, invs, slot: int = 0) -> torch.Tensor:
+        frame = self._upload(image_bgr, slot)
+        inv = torch.from_numpy(np.stack(invs))
+        inv = inv.pin_memory().to(self.device, non_blocking=True) if self.cuda else inv
+        return G.crop_batch_torch(frame, inv)
+
+    def _launch_batch(self, predictor: Predictor, batch: torch.Tensor):
+        """Network and SMPL-X layer launched on ``batch``, their outputs copied back without waiting.
+        Returns ``collect()``: waits, then (outputs, vertices, joints) as numpy; recomputed eagerly
+        in the rare case the captured grid overflowed."""
         out, overflow = self.engine.launch(batch)
         verts, joints = body_in_camera(self._body_call, out, predictor.with_mesh)
         host = {k: v.to("cpu", non_blocking=True) for k, v in out.items()}
@@ -348,13 +296,35 @@ class _DevicePath:
         if done is not None:
             done.record()
 
-        def finish() -> List[List[Prediction]]:
+        def collect():
             if done is not None:
                 done.synchronize()
-            if host_overflow is not None and bool(host_overflow):  # rare: recompute this round eagerly
-                return split_predictions(*forward_step(self.engine, self.body, batch, predictor.with_mesh,
-                                                       recompute=True), parts)
+            if host_overflow is not None and bool(host_overflow):
+                return forward_step(self.engine, self.body, batch, predictor.with_mesh, recompute=True)
             v = host_verts.numpy() if host_verts is not None else None
-            return split_predictions({k: t.numpy() for k, t in host.items()}, v, host_joints.numpy(), parts)
+            return {k: t.numpy() for k, t in host.items()}, v, host_joints.numpy()
 
-        return PendingBatch(finish)
+        return collect
+
+    def launch(self, predictor: Predictor, image_bgr: np.ndarray, bboxes) -> PendingPrediction:
+        h, w = image_bgr.shape[:2]
+        kept, boxes, invs = G.process_bboxes(bboxes, w, h)
+        if not kept:
+            return PendingPrediction(lambda: [])
+        collect = self._launch_batch(predictor, self._crop(image_bgr, invs))
+        return PendingPrediction(lambda: assemble_predictions(*collect(), kept, boxes, invs, bboxes))
+
+    def launch_many(self, predictor: Predictor, frames) -> PendingBatch:
+        """Every frame uploaded and cropped on the device, the crops of all frames in one network
+        call and one SMPL-X layer call, one copy back."""
+        parts, crops = [], []
+        for slot, (image_bgr, bboxes) in enumerate(frames):
+            h, w = image_bgr.shape[:2]
+            kept, boxes, invs = G.process_bboxes(bboxes, w, h)
+            parts.append((kept, boxes, invs, bboxes))
+            if kept:
+                crops.append(self._crop(image_bgr, invs, slot))
+        if not crops:
+            return PendingBatch(lambda: [[] for _ in parts])
+        collect = self._launch_batch(predictor, torch.cat(crops) if len(crops) > 1 else crops[0])
+        return PendingBatch(lambda: split_predictions(*collect(), parts))

@@ -22,13 +22,13 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from engines.errors import UserError
 
-from .pipeline import Pipeline, Reservoir
+from .pipeline import Pipeline, Reservoir, WorkerRun
 from .sinks.targets import StreamTargets, check_streams, osc_targets
 
 log = logging.getLogger("mocap.live")
@@ -111,7 +111,7 @@ class StreamLane:
         print(f"mocap live: stream {self.name} stopped: {why} (the other streams go on)", file=sys.stderr, flush=True)
 
 
-class MultiPipeline:
+class MultiPipeline(WorkerRun):
     """Drives several streams' pipelines with one predictor, one batched call per round (see the
     module docstring). ``lanes``: :class:`StreamLane` objects (a lane without a pipeline is a stream
     that failed to open). ``max_frames``: per stream."""
@@ -155,20 +155,6 @@ class MultiPipeline:
         for lane in self.lanes:
             if lane.pipe is not None:
                 lane.pipe.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wait(self, duration: Optional[float] = None, on_tick: Optional[Callable[[], bool]] = None,
-             tick: float = 0.05) -> None:
-        deadline = None if duration is None else time.monotonic() + duration
-        while self.running:
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            if on_tick is not None and on_tick() is False:
-                break
-            time.sleep(tick)
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:

@@ -142,7 +142,28 @@ class _InFlight:
         return [target.bbox_xywh for target in self.targets]
 
 
-class Pipeline:
+class WorkerRun:
+    """A run on a worker thread (``self._thread``): whether it still runs, and waiting for it."""
+
+    _thread: Optional[threading.Thread] = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, duration: Optional[float] = None, on_tick: Optional[Callable[[], bool]] = None,
+             tick: float = 0.05) -> None:
+        """Block until the run ends (its sources did), ``duration`` passes, or ``on_tick`` returns False."""
+        deadline = None if duration is None else time.monotonic() + duration
+        while self.running:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if on_tick is not None and on_tick() is False:
+                break
+            time.sleep(tick)
+
+
+class Pipeline(WorkerRun):
     """Wires a frame source, a tracker, a predictor, a filter and sinks.
 
     ``predictor``: :class:`engines.inference.Predictor`; ``tracker``:
@@ -203,21 +224,6 @@ class Pipeline:
             except Exception as exc:  # a sink failing to close must not lose the others' data
                 log.error("closing %s failed: %s", type(sink).__name__, exc)
         self.sinks = []
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wait(self, duration: Optional[float] = None, on_tick: Optional[Callable[[], bool]] = None,
-             tick: float = 0.05) -> None:
-        """Block until the source ends, ``duration`` passes, or ``on_tick`` returns False."""
-        deadline = None if duration is None else time.monotonic() + duration
-        while self.running:
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            if on_tick is not None and on_tick() is False:
-                break
-            time.sleep(tick)
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:

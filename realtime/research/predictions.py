@@ -105,6 +105,20 @@ class PredictionStore:
             log.warning("ignoring unreadable saved prediction %s (%s)", self._path(sample), exc)
             return None
 
+    def resume(self, samples, counts: Dict[str, int]):
+        """(the saved predictions by sample index, the samples still to predict); ``counts["resumed"]``
+        set to how many were saved."""
+        preds: Dict[int, Dict] = {}
+        todo = []
+        for s in samples:
+            saved = self.load(s)
+            if saved is not None:
+                preds[s.index] = saved
+            else:
+                todo.append(s)
+        counts["resumed"] = len(preds)
+        return preds, todo
+
     def save(self, sample, pred: Dict[str, np.ndarray]) -> None:
         if self.folder is None:
             return
@@ -131,15 +145,7 @@ def predict(o: EvalOptions, samples, store: PredictionStore, counts: Dict[str, i
     from engines import geometry as G
     from engines.datasets.augmentation import load_image_rgb
 
-    preds: Dict[int, Dict] = {}
-    todo = []
-    for s in samples:
-        saved = store.load(s)
-        if saved is not None:
-            preds[s.index] = saved
-        else:
-            todo.append(s)
-    counts["resumed"] = len(preds)
+    preds, todo = store.resume(samples, counts)
     if not todo:
         return preds
     predictor = predictor or load_predictor(o)

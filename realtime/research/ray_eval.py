@@ -65,15 +65,7 @@ def predict_on_ray(o: EvalOptions, samples, store: PredictionStore, counts: Dict
     into ``store`` as they arrive). ``counts`` gets ``resumed`` and ``unreadable_image``."""
     from tqdm import tqdm
 
-    preds: Dict[int, Dict] = {}
-    todo = []
-    for s in samples:
-        saved = store.load(s)
-        if saved is not None:
-            preds[s.index] = saved
-        else:
-            todo.append(s)
-    counts["resumed"] = len(preds)
+    preds, todo = store.resume(samples, counts)
     if not todo:
         return preds
     # the actors need only what the crop needs: not the ground truth
