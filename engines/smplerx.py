@@ -237,7 +237,8 @@ class BoxNet(nn.Module):
         out = []
         for k, head in enumerate((self.lhand_size, self.rhand_size, self.face_size)):
             c = centers[:, k, :]
-            size = head(G.sample_joint_features(x, c[:, None, :])[:, 0, :])
+            # the official detach of the centres before sampling (training: no gradient through it)
+            size = head(G.sample_joint_features(x, c[:, None, :].detach())[:, 0, :])
             out += [c / 8, size]
         return tuple(out)  # lhand_c, lhand_s, rhand_c, rhand_s, face_c, face_s
 

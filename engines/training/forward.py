@@ -22,21 +22,6 @@ from engines.smplerx import JOINT_IDX_137, NUM_HAND_ROT, SMPLerX
 DROP_PATH_RATE = {"s32": 0.1, "b32": 0.3, "l32": 0.5, "h32": 0.55}
 
 
-def _box_net(net: SMPLerX, feat, body_hm):
-    """BoxNet with the official detach of the centres before feature sampling."""
-    bn = net.box_net
-    d, h, w = G.OUTPUT_HM_SHAPE
-    hm = body_hm.reshape(body_hm.shape[0], body_hm.shape[1] * d, h, w)
-    x = bn.deconv(torch.cat((feat, hm), 1))
-    centers = G.soft_argmax_2d(bn.bbox_center(x))
-    out = []
-    for k, head in enumerate((bn.lhand_size, bn.rhand_size, bn.face_size)):
-        c = centers[:, k, :]
-        size = head(G.sample_joint_features(x, c[:, None, :].detach())[:, 0, :])
-        out += [c / 8, size]
-    return out
-
-
 def part_relative(joint_cam: torch.Tensor) -> torch.Tensor:
     """Root-relative joints -> hands relative to the wrists, face relative to the neck."""
     parts = [joint_cam[:, :J.PART["lhand"][0]]]
@@ -61,7 +46,7 @@ def train_forward(net: SMPLerX, body_model, img: torch.Tensor) -> Dict[str, torc
     body_pose = G.rot6d_to_axis_angle(body6.reshape(-1, 6)).reshape(b, -1)
     cam_trans = G.camera_translation(cam_param)
 
-    lc, ls, rc, rs, fc, fs = _box_net(net, feat, body_hm.detach())
+    lc, ls, rc, rs, fc, fs = net.box_net(feat, body_hm.detach())
     lhand_bbox = G.restore_bbox(lc, ls, 1.0, 2.0).detach()
     rhand_bbox = G.restore_bbox(rc, rs, 1.0, 2.0).detach()
     # diverged weights: RoIAlign cannot size a NaN box; the NaN reaches the losses anyway (the box terms),
