@@ -368,13 +368,16 @@ def test_overfit_lowers_the_loss_and_the_snapshot_runs_in_mocap_image(tmp_path, 
     from realtime.cli import main
 
     out = tmp_path / "run"
-    res = _train(_base(humandata, s32_ckpt, smplx_dir, out, 4, ["--steps", "30", "--log-json", str(tmp_path / "l.jsonl")]))
+    # the total falls to about 0.6x in 10 steps here (0.44x in 30): below 0.7x is learning, not noise
+    res = _train(_base(humandata, s32_ckpt, smplx_dir, out, 4, ["--steps", "10", "--save-every", "4", "--keep", "2",
+                                                                 "--log-json", str(tmp_path / "l.jsonl")]),
+                 env_extra={"OMP_NUM_THREADS": "2"})
     assert res.returncode == 0, res.stderr
     log = _log(tmp_path / "l.jsonl")
-    assert len(log) == 30 and log[-1]["total"] < 0.7 * log[0]["total"]
-    snap = out / "snapshot_30.pth.tar"
-    # one epoch per step here: a snapshot per step, of which the newest 3 (--keep) stay
-    assert sorted(p.name for p in out.glob("snapshot_*.pth.tar")) == [f"snapshot_{k}.pth.tar" for k in (28, 29, 30)]
+    assert len(log) == 10 and log[-1]["total"] < 0.7 * log[0]["total"]
+    snap = out / "snapshot_10.pth.tar"
+    # a snapshot every 4 steps and at the end, of which the newest 2 (--keep) stay
+    assert {p.name for p in out.glob("snapshot_*.pth.tar")} == {f"snapshot_{k}.pth.tar" for k in (8, 10)}
     ckpt = torch.load(snap, weights_only=True)
     assert set(ckpt) == {"network", "optimizer", "epoch"} and set(IGNORED_TOP_LEVEL) <= set(ckpt)
     assert all(k.startswith("module.") for k in ckpt["network"])
