@@ -45,6 +45,17 @@ def s32_ckpt(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def onnx_cache(s32_ckpt, tmp_path_factory) -> Path:
+    """A mocap cache holding the optimised ONNX export of ``s32_ckpt`` (made once per run, about a
+    minute, checked against eager PyTorch on the way): point MOCAP_CACHE_DIR here to use it."""
+    from engines.backends import cached_onnx
+
+    cache = tmp_path_factory.mktemp("onnx_cache")
+    cached_onnx(s32_ckpt, cache=cache / "engines")  # where engines_cache_dir() looks under MOCAP_CACHE_DIR
+    return cache
+
+
+@pytest.fixture(scope="session")
 def s32_net(s32_ckpt):
     from engines.checkpoints import load_network
 

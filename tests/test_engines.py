@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import torch
 import torch.nn as nn
 
 from engines.backends import OUTPUT_NAMES, cached_onnx, load_engine
-from engines.checkpoints import load_network, write_random_checkpoint
 from engines.optimize import (SubPixelConv2x2, SubPixelConv3x3, deconv_to_subpixel, fold_batchnorm,
                               optimize_for_cpu)
 from engines.roi_align import _roi_align_eager, roi_align, roi_align_op, roi_align_reference, static_grid
@@ -32,32 +30,19 @@ def work(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def s32_ckpt(work):
-    return write_random_checkpoint(work / "smpler_x_s32.pth.tar", "s32")
+def s32(s32_net):
+    return s32_net
 
 
 @pytest.fixture(scope="module")
-def s32(s32_ckpt):
-    return load_network(s32_ckpt)
-
-
-@pytest.fixture(scope="module")
-def cache(work):
-    """A private mocap cache (the auto engine's ONNX export lands here)."""
-    old = os.environ.get("MOCAP_CACHE_DIR")
-    os.environ["MOCAP_CACHE_DIR"] = str(work / "cache")
-    yield work / "cache"
-    if old is None:
-        os.environ.pop("MOCAP_CACHE_DIR", None)
-    else:
-        os.environ["MOCAP_CACHE_DIR"] = old
-
-
-@pytest.fixture(scope="module")
-def s32_onnx(s32_ckpt, cache):
-    """The optimised S32 exported once per run through the auto engine's cache (export includes the
-    check against eager PyTorch); the tests that need it are marked slow."""
-    return cached_onnx(s32_ckpt)
+def s32_onnx(s32_ckpt, onnx_cache):
+    """The optimised S32 exported once per run into the session's cache (export includes the check
+    against eager PyTorch), with MOCAP_CACHE_DIR pointing there for this module; the tests that
+    need it are marked slow."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MOCAP_CACHE_DIR", str(onnx_cache))
+    yield cached_onnx(s32_ckpt)
+    mp.undo()
 
 
 @pytest.fixture(scope="module")

@@ -329,12 +329,12 @@ def test_ubody_end_to_end_official_nan_is_reported(tmp_path, photos, eval_bm, s3
 
 
 @pytest.mark.slow
-def test_onnx_engine_gives_the_same_metrics(tmp_path, ehf_root, eval_bm, s32_ckpt, monkeypatch):
+def test_onnx_engine_gives_the_same_metrics(ehf_root, eval_bm, s32_ckpt, onnx_cache, monkeypatch):
     """An engine's accuracy cost as a number: the exported ONNX model (Runtime on the CPU) against the
     PyTorch fp32 forward, on the same samples; well within the 0.01 mm the figures are given to."""
     from realtime.research.evaluate import EvalOptions, run_evaluation
 
-    monkeypatch.setenv("MOCAP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MOCAP_CACHE_DIR", str(onnx_cache))  # the run's one export of s32_ckpt
     root, _ = ehf_root
     runs = {eng: run_evaluation(EvalOptions(dataset="EHF", data_dir=str(root), checkpoint=str(s32_ckpt),
                                             body_models=str(eval_bm), engine=eng, progress=False))
