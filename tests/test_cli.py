@@ -22,6 +22,7 @@ def ckpt_args(s32_ckpt, smplx_dir):
     return ["--checkpoint", str(s32_ckpt), "--body-models", str(smplx_dir)]
 
 
+@pytest.mark.slow
 def test_image_with_fixed_box_official_format(tmp_path, media_dir, ckpt_args, s32_net, body_model):
     img = media_dir / "coco_000785_skier.jpg"
     out = tmp_path / "out"

@@ -122,6 +122,7 @@ def test_captured_forward_replays_and_matches_eager(s32_net, body_model, frame, 
     assert engine.recomputes == 0 and engine.cuda_graph and not pred._cuda._body_call.disabled
 
 
+@pytest.mark.slow
 def test_overflow_of_the_captured_grid_is_recomputed_eagerly(s32_net, body_model, frame, reference, monkeypatch):
     """A grid bound of zero samples per bin: every hand box overflows it (random weights predict
     hand boxes too small to overflow the real bound of 16), the captured forward flags that, and

@@ -211,6 +211,7 @@ def test_mocap_eval_ehf_end_to_end(tmp_path, ehf_root, eval_bm, s32_ckpt, capsys
     assert quirk["metrics"]["mpvpe_all"] != pytest.approx(summary["metrics"]["mpvpe_all"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_mocap_eval_bad_inputs(tmp_path, ehf_root, eval_bm, s32_ckpt, capsys, photos):
     from realtime.cli import main
 

@@ -167,6 +167,7 @@ def test_recorder_on_a_full_disk_stops_cleanly_and_says_so(tmp_path, mounts, cap
     assert [f.frame_id for f in loaded.frames] == list(range(len(loaded.frames)))
 
 
+@pytest.mark.slow
 def test_live_recording_on_a_full_disk_is_not_a_success(tmp_path, capsys, s32_ckpt, smplx_dir, mounts):
     """mocap live --record onto a disk that fills up: exit code 1, the summary counts the lost
     records as sink errors and names the problem, one line says the recording is incomplete."""

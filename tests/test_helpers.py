@@ -44,6 +44,7 @@ def test_large_files_that_differ_report_one_line(tmp_path):
     assert str(err.value) == "overlay.mp4: bytes differ (20000000 vs 20000000 bytes, first at offset 19000001)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ci", ["true", ""])
 def test_missing_real_media_fails_under_ci_and_skips_locally(tmp_path, ci):
     """A test that needs ../shared/media: skipped on a developer's machine without it, failed under CI

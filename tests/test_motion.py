@@ -278,6 +278,7 @@ def test_grounded_root_goes_over_zmq_and_vmc(body):
     assert "grounded" not in plain["persons"][0]
 
 
+@pytest.mark.slow
 def test_pipeline_sends_the_grounded_root_to_vmc_and_zmq(media_dir, body_model, tmp_path):
     """The live pipeline with --ground: a real clip, tracker and filter, the model replaced by the stand-in;
     every result's person carries the grounded root, the recording keeps it, and the VMC sink's Root/Pos

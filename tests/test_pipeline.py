@@ -164,6 +164,7 @@ def _crossing_clip(path, media_dir, frames: int = 48):
     return path
 
 
+@pytest.mark.slow
 def test_two_people_crossing_keep_their_ids(tmp_path, media_dir, body_model):
     """Real detector, real frames: after the crossing, the person who started on the left (near)
     is on the right with the same id, and the far person keeps theirs after being hidden."""

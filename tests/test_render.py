@@ -202,6 +202,7 @@ np.save(sys.argv[1], out)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_display", [False, True])
 def test_overlay_is_shaded_with_and_without_a_display(tmp_path, with_display):
     """With a display (a desktop, Xvfb) Open3D's hidden GLX window read back as a flat black

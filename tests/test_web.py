@@ -301,6 +301,7 @@ def test_live_page_serves_newest_frames_and_numbers_to_many_browsers():
         page.close()
 
 
+@pytest.mark.slow
 def test_a_stalled_browser_never_slows_publishing():
     """A client that opens connections and never reads: publish() still returns at once, every time."""
     from realtime.web.live_page import LivePage
