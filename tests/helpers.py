@@ -66,6 +66,20 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def local_ray(num_cpus: int):
+    """A local Ray instance with ``num_cpus`` logical CPUs for a module's tests (a generator for a
+    fixture): yields its GCS address, shuts it down after."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

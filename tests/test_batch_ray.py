@@ -18,20 +18,14 @@ from realtime.batch.ray_runner import plan_resources  # noqa: E402
 from realtime.cli import main  # noqa: E402
 
 from .conftest import BATCH_MEDIA  # noqa: E402
-from .helpers import assert_same_results, mocap_subprocess, wait_for  # noqa: E402
+from .helpers import local_ray, assert_same_results, mocap_subprocess, wait_for  # noqa: E402
 from .test_batch import corrupt_clip, journal_lines, manifest_entries  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def ray_address():
     """A local Ray instance with two CPUs, shared by this module's tests; its GCS address."""
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
+    yield from local_ray(2)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from realtime.cli import main  # noqa: E402
 from realtime.research.evaluate import EvalOptions, run_evaluation  # noqa: E402
 from tests import eval_layouts as L  # noqa: E402
 
-from .helpers import mocap_subprocess, wait_for  # noqa: E402
+from .helpers import local_ray, mocap_subprocess, wait_for  # noqa: E402
 from .test_eval_datasets import bm, ehf_root, eval_bm, photos  # noqa: E402,F401  (fixtures)
 
 
@@ -25,13 +25,7 @@ from .test_eval_datasets import bm, ehf_root, eval_bm, photos  # noqa: E402,F401
 def ray_address():
     """A local Ray instance with three logical CPUs (the batch plan: two engine actors of one CPU),
     shared by this module's tests; its GCS address."""
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
+    yield from local_ray(3)
 
 
 def _saved(folder):
