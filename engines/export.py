@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Union
 import numpy as np
 import torch
 
-from .atomic import atomic_file
+from .atomic import atomic_file, atomic_path
 from .backends.base import INPUT_NAME, OUTPUT_NAMES
 from .geometry import INPUT_IMG_SHAPE
 
@@ -262,8 +262,7 @@ def torch_to_aoti(net: torch.nn.Module, path: Union[str, Path], device: str = "c
     with torch.no_grad():
         program = torch.export.export(module.eval(), (x,),
                                       dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=int(max_batch))},))
-        tmp = path.with_name(path.stem + ".tmp.pt2")
-        try:
+        with atomic_path(path, keep_suffix=True) as tmp:  # a failed compile leaves nothing behind
             torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
             record = {"format": "aoti", "producer": "smplerx-mocap", "precision": precision, "batch": "dynamic",
                       "max_batch": int(max_batch), "input": INPUT_NAME, "outputs": list(OUTPUT_NAMES),
@@ -272,11 +271,8 @@ def torch_to_aoti(net: torch.nn.Module, path: Union[str, Path], device: str = "c
                       "built": time.strftime("%Y-%m-%dT%H:%M:%S"), **build_facts(kind)}
             record.update({k: str(v) for k, v in (metadata or {}).items()})
             record_path(path).unlink(missing_ok=True)  # a package without its record is never used
-            tmp.replace(path)
-            with atomic_file(record_path(path), "w") as fh:
-                fh.write(json.dumps(record, indent=2, sort_keys=True))
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_file(record_path(path), "w") as fh:
+            fh.write(json.dumps(record, indent=2, sort_keys=True))
     log.info("compiled %s in %.0f s", path, time.perf_counter() - t0)
     return path
 

@@ -93,6 +93,7 @@ def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Opt
     cache = path.parent
     if path.is_file():
         return path
+    from ..atomic import atomic_path
     from ..export import check_onnx, torch_to_onnx
     from ..optimize import optimize_for_cpu, rewrites_label
 
@@ -105,10 +106,10 @@ def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Opt
 
     net = load_network(ckpt)
     log.info("building the CPU engine for %s (once, about a minute; cached in %s)", ckpt.name, cache)
-    tmp = path.with_suffix(".tmp.onnx")
     t0 = time.perf_counter()
     chatter = io.StringIO()  # the exporter prints its own progress: shown with -v only
-    try:
+    # a failed or interrupted export or check leaves nothing half-written behind
+    with atomic_path(path, keep_suffix=True) as tmp:
         with contextlib.redirect_stdout(chatter) if not verbose() else contextlib.nullcontext():
             with ticking("step 1/2: exporting the network to ONNX"):
                 torch_to_onnx(optimize_for_cpu(net) if optimized else net, tmp,
@@ -116,9 +117,6 @@ def cached_onnx(checkpoint: Union[str, Path], optimized: bool = True, cache: Opt
                                         "rewrites": rewrites_label() if optimized else "none"})
             with ticking("step 2/2: checking the engine against PyTorch"):
                 check_onnx(tmp, net)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed export or check leaves nothing half-written behind
     log.info("CPU engine built in %.0f s (%.0f MB)", time.perf_counter() - t0, path.stat().st_size / 1e6)
     return path
 
