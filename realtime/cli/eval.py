@@ -96,7 +96,6 @@ def register(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from engines.checkpoints import CheckpointError
     from realtime.research.evaluate import EvalOptions, format_summary, run_evaluation
 
     check_output_file(args.json, "--json")
@@ -117,14 +116,8 @@ def cmd_eval(args) -> int:
         bbox_ratio=args.bbox_ratio, sample_interval=args.sample_interval, annotation=args.annotation,
         image_dir=args.image_dir, official_batch=args.official_batch, official_gpus=args.official_gpus,
         fps=args.fps, workers=args.workers, ray=args.ray, progress=not args.no_progress and sys.stderr.isatty())
-    try:
-        summary = run_evaluation(options)
-    except CheckpointError as exc:
-        raise UserError(str(exc)) from exc
-    except RuntimeError as exc:
-        if "CUDA" in str(exc):
-            raise UserError(str(exc)) from exc
-        raise
+    # a wrong checkpoint or a missing device are typed UserErrors (CheckpointError, DeviceUnavailable)
+    summary = run_evaluation(options)
     return _report(summary, format_summary(summary), args.json)
 
 
