@@ -232,8 +232,11 @@ class VideoReader:
         w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if self.rotation in (90, 270):
             w, h = h, w
+        if w <= 0 or h <= 0:
+            self.close()
+            raise VideoUnreadable(f"cannot open video {self.path}: no video stream with a frame size")
         #: Size of the frames handed out (after the rotation).
-        self.frame_size: Optional[Tuple[int, int]] = (w, h) if w > 0 and h > 0 else None
+        self.frame_size: Tuple[int, int] = (w, h)
 
     @property
     def orientation_note(self) -> Optional[str]:
@@ -245,7 +248,9 @@ class VideoReader:
         return f"not applied: the video asks to rotate {self.stored_rotation} clockwise"
 
     def _open(self) -> None:
-        cap = cv2.VideoCapture(str(self.path))
+        # FFmpeg only: when FFmpeg cannot open a file, OpenCV's fallback backends would try it as an
+        # image sequence, and one in a thousand random files "opens" that way with no frame size.
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
             raise VideoUnreadable(f"cannot open video {self.path}: not a video, damaged, or an unsupported codec")
